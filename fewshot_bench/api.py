@@ -1,0 +1,133 @@
+"""The two contracts: a Method scores trials, a Protocol makes trials and evaluates methods."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import build_config
+from .imageset import ImageSet, to_tensor
+from .registry import Registry
+
+
+@dataclass
+class TrialSet:
+    """Queries matched against one shared support set.
+
+    ``queries``: (Q, H, W) and ``support``: (S, H, W) images (uint8 ink = 1, or 0-255);
+    ``answer[q]`` is the index of query q's correct support image, or, when
+    ``support_class`` is given (K-shot), of its correct class. ``group`` names the set for
+    statistics (e.g. ``Tibetan#1``): CIs resample whole sets.
+    """
+
+    queries: np.ndarray
+    support: np.ndarray
+    answer: np.ndarray
+    group: str
+    support_class: np.ndarray | None = None  # (S,) class of each support image, K-shot only
+
+
+@dataclass
+class PairSet:
+    """Same/different pairs: ``first[i]`` vs ``second[i]``, ``same[i]`` the truth."""
+
+    first: np.ndarray
+    second: np.ndarray
+    same: np.ndarray
+
+
+@dataclass
+class EmptyConfig:
+    pass
+
+
+class Method:
+    """A few-shot method. Subclasses set ``summary``, ``Config`` and ``presets``.
+
+    The constructor stores config only; ``fit`` learns (learned state ends in ``_``);
+    ``score`` compares images of one trial set.
+    """
+
+    name: str = "?"  # set by the registry
+    summary: str = ""
+    Config: type = EmptyConfig
+    presets: dict[str, dict] = {}
+    default_preset: str | None = None
+
+    def __init__(self, config=None, seed: int = 0, preset: str | None = None, work_dir: Path | None = None):
+        self.config = config if config is not None else self.make_config(preset or self.default_preset)
+        self.seed = seed
+        self.preset = preset or self.default_preset
+        self.work_dir = work_dir  # where a learning method may cache checkpoints
+
+    @classmethod
+    def make_config(cls, preset: str | None = None, overrides: dict | None = None):
+        return build_config(cls.Config, cls.presets, preset, overrides, f"method {cls.name}")
+
+    @property
+    def input_size(self) -> int | None:
+        """Side in pixels the method wants its images at; None = as the protocol has them."""
+        return getattr(self.config, "input_size", None)
+
+    def fit(self, background: ImageSet, validation: list[TrialSet] | None = None) -> None:
+        """Learn from the background set (a no-op for non-learning methods)."""
+
+    def score(self, queries: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        """Float images (Q, H, W) and (S, H, W) in [0, 1] -> scores (Q, S), higher = more alike."""
+        raise NotImplementedError
+
+    def score_pairs(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """(n, H, W) and (n, H, W) -> (n,) same-ness scores. Override with a batched version."""
+        return torch.stack([self.score(a[None], b[None])[0, 0] for a, b in zip(first, second)])
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    def prepare(self, images) -> torch.Tensor:
+        return to_tensor(images, self.input_size)
+
+
+class Protocol:
+    """An evaluation procedure. Subclasses set ``summary``, ``version`` and ``Config``."""
+
+    name: str = "?"
+    summary: str = ""
+    version: str = "1"
+    Config: type = EmptyConfig
+    ci_unit: str = "trial sets"  # what the 95% CI resamples
+
+    def __init__(self, config=None, data_root: Path | None = None, **options):
+        self.config = config if config is not None else self.make_config(options)
+        self.data_root = data_root
+
+    @classmethod
+    def make_config(cls, overrides: dict | None = None):
+        return build_config(cls.Config, {}, None, overrides, f"protocol {cls.name}")
+
+    # What a method may learn from, and what it must never see.
+    def background(self) -> ImageSet:
+        raise NotImplementedError
+
+    heldout_alphabets: frozenset = frozenset()
+
+    def validation(self, seed: int = 0) -> list[TrialSet] | None:
+        return None
+
+    def trial_sets(self, trial_seed: int) -> list[TrialSet]:
+        raise NotImplementedError
+
+    def evaluate(self, method: Method, trial_seed: int, progress=None) -> dict:
+        """Score every trial set; see :func:`fewshot_bench.evaluation.evaluate_trial_sets`."""
+        from .evaluation import evaluate_trial_sets
+
+        return evaluate_trial_sets(method, self.trial_sets(trial_seed), progress)
+
+    def config_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.config).items()}
+
+
+METHODS = Registry("method", "fewshot_bench.methods", "fewshot_bench.methods", Method)
+PROTOCOLS = Registry("protocol", "fewshot_bench.protocols", "fewshot_bench.protocols", Protocol)

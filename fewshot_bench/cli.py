@@ -1,0 +1,271 @@
+"""The ``bench`` command: list, data, run, table, compare."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import UserError
+
+console = Console(stderr=True)  # human output on stderr, so --json's stdout stays machine-readable
+out = Console()
+
+EPILOG = """examples:
+  bench list
+  bench data --data-root ../shared/data
+  bench run --method pixel_1nn --protocol omniglot20 --trial-seed 0-9
+  bench run --method mhd --protocol lake_runs --runs PATH/TO/all_runs
+  bench table --out results/
+  bench compare pixel_1nn mhd --protocol omniglot20
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        from .registry import load_plugin_file
+
+        for plugin in getattr(args, "plugin", None) or []:
+            load_plugin_file(plugin)
+        return args.func(args) or 0
+    except UserError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]; stored runs are complete, a rerun resumes trainings")
+        return 130
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="fewshot-bench: one-shot benchmarks of Koch et al. 2015, with honest confidence intervals.")
+    parser.add_argument("--version", action="version", version=f"fewshot-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_root_arg(p):
+        p.add_argument("--data-root", help="datasets folder (default: $FEWSHOT_BENCH_DATA, then a per-user cache)")
+
+    def plugin_arg(p):
+        p.add_argument("--plugin", action="append", metavar="FILE.py",
+                       help="load methods/protocols from a Python file (repeatable)")
+
+    p = sub.add_parser("list", help="methods and protocols with one-line descriptions")
+    plugin_arg(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("data", help="show and verify the datasets; `bench data fetch` downloads missing ones")
+    p.add_argument("action", nargs="?", choices=["show", "fetch"], default="show")
+    data_root_arg(p)
+    p.add_argument("--base-url", help="download from this mirror (files under their data-root paths)")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("run", help="fit a method and evaluate it on a protocol",
+                       description="Fit a method once (--seed), evaluate it on one or more trial draws "
+                                   "(--trial-seed), print the result and store a run record.")
+    p.add_argument("--method", required=True, help="method name (see `bench list`)")
+    p.add_argument("--protocol", required=True, help="protocol name (see `bench list`)")
+    p.add_argument("--preset", help="named method config (e.g. cpu, paper)")
+    p.add_argument("--set", dest="method_options", action="append", metavar="KEY=VALUE",
+                   help="override a method config value (repeatable)")
+    p.add_argument("--protocol-set", dest="protocol_options", action="append", metavar="KEY=VALUE",
+                   help="override a protocol config value (repeatable)")
+    p.add_argument("--runs", help="lake_runs: folder or zip with Lake's run01..run20")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights, pairs, distortions (default 0)")
+    p.add_argument("--trial-seed", help="trial draws: 3, 0-9 or 0,4,7 (default: the seed)")
+    p.add_argument("--store", help="results store folder (default: $FEWSHOT_BENCH_STORE, then ./runs)")
+    p.add_argument("--json", action="store_true", help="print the run record as one JSON line on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    data_root_arg(p)
+    plugin_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table", help="CSV and Markdown tables from the stored run records")
+    p.add_argument("--store", help="results store folder (default: ./runs)")
+    p.add_argument("--out", help="folder to write results.csv and results.md into")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("compare", help="two methods on the same trials, with an exact McNemar test")
+    p.add_argument("method_a")
+    p.add_argument("method_b")
+    p.add_argument("--protocol", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trial-seed", help="trial draws (default: the seed)")
+    p.add_argument("--store", help="results store folder (default: ./runs)")
+    data_root_arg(p)
+    plugin_arg(p)
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+# ------------------------------------------------------------------ list
+
+def cmd_list(args) -> None:
+    from .api import METHODS, PROTOCOLS
+
+    for title, registry in (("methods", METHODS), ("protocols", PROTOCOLS)):
+        table = Table(title=title, title_justify="left", show_header=False, box=None)
+        for name, cls in registry.items():
+            presets = ", ".join(getattr(cls, "presets", {}) or [])
+            table.add_row(f"[bold]{name}[/]", cls.summary + (f" [dim](presets: {presets})[/]" if presets else ""))
+        for name, why in registry.broken.items():
+            table.add_row(f"[red]{name}[/]", f"[red]failed to load: {why}[/]")
+        out.print(table)
+
+
+# ------------------------------------------------------------------ data
+
+def cmd_data(args) -> None:
+    from .data import data_root
+
+    root = data_root(args.data_root)
+    if args.action == "fetch":
+        fetch_missing(root, args.base_url)
+    show_data(root)
+
+
+def fetch_missing(root: Path, base_url: str | None) -> None:
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from .fetch import download, missing_files
+
+    todo = missing_files(root)
+    if not todo:
+        console.print(f"all datasets present under {root}")
+        return
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console) as bar:
+        for remote in todo:
+            task = bar.add_task(f"fetch {remote.name}", total=None)
+            download(remote, root, base_url, on_bytes=lambda n, t=task: bar.advance(t, n))
+            console.print(f"downloaded {root / remote.name} (MD5 ok)")
+
+
+def show_data(root: Path) -> None:
+    from .data import load_mnist, load_omniglot, verify_mnist, verify_omniglot
+
+    table = Table(title=f"datasets under {root}", title_justify="left")
+    table.add_column("dataset")
+    table.add_column("status")
+    table.add_column("content")
+    checks = (("omniglot", lambda: load_omniglot(root), verify_omniglot,
+               lambda s: f"{s.meta['alphabet'].nunique()} alphabets, {s.meta['label'].nunique()} characters, "
+                         f"{len(s):,} images"),
+              ("mnist", lambda: load_mnist(root), verify_mnist, lambda s: f"{len(s):,} test images"))
+    problems = 0
+    for name, load, verify, describe in checks:
+        try:
+            images = load()
+        except UserError as exc:
+            table.add_row(name, "[red]missing or unreadable[/]", str(exc))
+            problems += 1
+            continue
+        issues = verify(images)
+        problems += bool(issues)
+        table.add_row(name, "[red]unexpected content[/]" if issues else "[green]verified[/]",
+                      "; ".join(issues) or describe(images))
+    out.print(table)
+    if problems:
+        raise UserError(f"{problems} dataset(s) missing or wrong under {root}; "
+                        f"run `bench data fetch --data-root {root}`")
+
+
+# ------------------------------------------------------------------ run
+
+def cmd_run(args) -> None:
+    record = execute(args, args.method, show_progress=not args.no_progress)
+    print_results([record])
+    if args.json:
+        print(json.dumps(record, separators=(",", ":")))
+
+
+def execute(args, method: str, show_progress: bool = True) -> dict:
+    from .config import parse_assignments
+    from .progress import StageProgress
+    from .records import save_record, store_dir
+    from .runner import RunSpec, run
+    from .seeding import parse_seeds
+
+    protocol_options = parse_assignments(getattr(args, "protocol_options", None))
+    if getattr(args, "runs", None):
+        protocol_options["runs"] = args.runs
+    store = store_dir(args.store)
+    spec = RunSpec(method=method, protocol=args.protocol, preset=getattr(args, "preset", None),
+                   method_options=parse_assignments(getattr(args, "method_options", None)),
+                   protocol_options=protocol_options, seed=args.seed,
+                   trial_seeds=parse_seeds(args.trial_seed) if args.trial_seed is not None else None,
+                   data_root=Path(args.data_root) if args.data_root else None, work_dir=store / "checkpoints")
+    with StageProgress(console, enabled=show_progress) as progress:
+        record = run(spec, progress)
+    path = save_record(record, store)
+    console.print(f"run record: {path}", highlight=False)
+    return record
+
+
+def print_results(records: list[dict]) -> None:
+    table = Table(title="results", title_justify="left")
+    for col in ("method", "protocol", "accuracy", "trials", "draws", "spread", "train s", "eval s"):
+        table.add_column(col, justify="left" if col in ("method", "protocol") else "right")
+    for r in records:
+        table.add_row(r["method"] + (f" ({r['preset']})" if r.get("preset") else ""), r["protocol"],
+                      f"{100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}%", str(r["n_trials"]),
+                      str(len(r["trial_seeds"])), f"{100 * r['draw_std']:.2f}",
+                      f"{r['train_seconds']:.1f}", f"{r['eval_seconds']:.1f}")
+    console.print(table)
+    console.print(f"[dim]accuracy ± 95% CI over {records[0]['ci_unit']}; spread = std of accuracy over draws[/]")
+
+
+# ------------------------------------------------------------------ table
+
+def cmd_table(args) -> None:
+    from .records import load_records, store_dir
+    from .tables import long_table, to_markdown, wide_table
+
+    records = load_records(store_dir(args.store))
+    if not records:
+        raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")
+    wide = wide_table(records)
+    markdown = to_markdown(wide)
+    out.print(markdown, highlight=False)
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        long_table(records).to_csv(folder / "results.csv", index=False, float_format="%.2f")
+        (folder / "results.md").write_text(markdown)
+        console.print(f"wrote {folder / 'results.csv'} and {folder / 'results.md'}")
+
+
+# ------------------------------------------------------------------ compare
+
+def cmd_compare(args) -> None:
+    from .records import load_records, store_dir
+    from .seeding import parse_seeds
+    from .stats import mcnemar_exact
+
+    trial_seeds = parse_seeds(args.trial_seed) if args.trial_seed is not None else [args.seed]
+    store = store_dir(args.store)
+    stored = load_records(store) if store.is_dir() else []
+    records = []
+    for method in (args.method_a, args.method_b):
+        match = [r for r in stored if r["method"] == method and r["protocol"] == args.protocol
+                 and r["seed"] == args.seed and r["trial_seeds"] == trial_seeds]
+        if match:
+            records.append(match[-1])
+        else:
+            args.trial_seed = ",".join(map(str, trial_seeds))
+            records.append(execute(args, method))
+    correct = [[c for d in r["draws"] for c in d["correct"]] for r in records]
+    test = mcnemar_exact(*correct)
+    print_results(records)
+    out.print(f"{args.method_a} right, {args.method_b} wrong: {test['only_a']}; "
+              f"{args.method_b} right, {args.method_a} wrong: {test['only_b']}; "
+              f"exact McNemar p = {test['p_value']:.3g} over {len(correct[0])} paired trials")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Scoring trial sets into a result: accuracy, 95% CI over sets, per-trial predictions."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .stats import set_interval
+
+
+def evaluate_trial_sets(method, trial_sets, progress=None) -> dict:
+    """Each set's images are prepared and embedded once; a query's prediction is its best support."""
+    correct, predictions, groups = [], [], []
+    if progress:
+        progress.start(len(trial_sets))
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for ts in trial_sets:
+            scores = method.score(method.prepare(ts.queries), method.prepare(ts.support))
+            expected = (len(ts.queries), len(ts.support))
+            if tuple(scores.shape) != expected:
+                raise RuntimeError(f"{method.name}.score returned shape {tuple(scores.shape)}, expected {expected}")
+            if not torch.isfinite(scores).all():
+                raise RuntimeError(f"{method.name}.score returned non-finite scores on {ts.group}")
+            if ts.support_class is not None:  # K-shot: a class scores the mean of its shots
+                scores = class_means(scores, torch.as_tensor(ts.support_class))
+            pred = scores.argmax(dim=1).cpu().numpy()
+            predictions.extend(pred.tolist())
+            correct.extend((pred == ts.answer).astype(int).tolist())
+            groups.extend([ts.group] * len(pred))
+            if progress:
+                progress.advance()
+    return summarise(correct, groups, predictions, time.perf_counter() - start)
+
+
+def summarise(correct, groups, predictions, seconds) -> dict:
+    accuracy, half = set_interval(correct, groups)
+    return {
+        "accuracy": accuracy,
+        "ci95": half,
+        "n_trials": len(correct),
+        "n_sets": len(dict.fromkeys(groups)),
+        "correct": [int(c) for c in correct],
+        "predictions": [int(p) for p in predictions],
+        "groups": list(groups),
+        "eval_seconds": seconds,
+    }
+
+
+def class_means(scores: torch.Tensor, support_class: torch.Tensor) -> torch.Tensor:
+    """(Q, S) scores -> (Q, C) mean score per class (classes numbered 0..C-1)."""
+    n_classes = int(support_class.max()) + 1
+    sums = torch.zeros(scores.shape[0], n_classes, dtype=scores.dtype).index_add_(1, support_class, scores)
+    return sums / torch.bincount(support_class, minlength=n_classes).to(scores.dtype)

@@ -1,0 +1,52 @@
+"""Omniglot data for protocols: the loaded set (once per process) and within-alphabet trials."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from .api import TrialSet
+from .data import data_root, load_omniglot
+from .imageset import ImageSet
+from .splits import HELDOUT_ALPHABETS
+
+
+@functools.lru_cache(maxsize=4)
+def _omniglot(root: str) -> ImageSet:
+    return load_omniglot(Path(root))
+
+
+def omniglot(root: Path | None = None) -> ImageSet:
+    """Both official zips (background + evaluation), decoded once per process."""
+    return _omniglot(str(data_root(root)))
+
+
+def background_set(images: ImageSet, drawers=None) -> ImageSet:
+    """The 30 background alphabets (optionally only some drawers): all a method may fit on."""
+    mask = (images.meta["split"] == "background") & ~images.meta["alphabet"].isin(HELDOUT_ALPHABETS)
+    if drawers is not None:
+        mask &= images.meta["drawer"].isin(drawers)
+    return images.select(mask)
+
+
+def within_alphabet_sets(images: ImageSet, alphabets, drawers, rng: np.random.Generator,
+                         sets_per_alphabet: int = 2, way: int = 20) -> list[TrialSet]:
+    """Koch's one-shot trial sets: for each alphabet, ``sets_per_alphabet`` times, draw ``way``
+    characters and two distinct drawers; drawer 1's images are queries, drawer 2's the support."""
+    meta = images.meta
+    index = {key: i for i, key in enumerate(zip(meta["alphabet"], meta["character"], meta["drawer"]))}
+    sets = []
+    for alphabet in alphabets:
+        characters = np.array(sorted(meta.loc[meta["alphabet"] == alphabet, "character"].unique()))
+        if len(characters) == 0:
+            raise ValueError(f"alphabet {alphabet!r} is not in the data")
+        for k in range(sets_per_alphabet):
+            chosen = rng.choice(characters, size=min(way, len(characters)), replace=False)
+            d_query, d_support = rng.choice(np.asarray(drawers), size=2, replace=False)
+            q = [index[(alphabet, c, int(d_query))] for c in chosen]
+            s = [index[(alphabet, c, int(d_support))] for c in chosen]
+            order = rng.permutation(len(chosen))  # support order carries no hint of the answer
+            sets.append(TrialSet(images.images[q], images.images[np.asarray(s)[order]],
+                                 np.argsort(order), f"{alphabet}#{k + 1}"))
+    return sets

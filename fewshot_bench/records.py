@@ -1,0 +1,60 @@
+"""The results store: one JSON file per run, written atomically, read back for tables."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+SCHEMA = 1
+
+
+def store_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """``--store``, else ``$FEWSHOT_BENCH_STORE``, else ``./runs``."""
+    return Path(explicit or os.environ.get("FEWSHOT_BENCH_STORE") or "runs").expanduser()
+
+
+def new_run_id(method: str, protocol: str, seed: int) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{method}-{protocol}-s{seed}-{secrets.token_hex(3)}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_record(record: dict, store: Path) -> Path:
+    path = store / f"{record['run_id']}.json"
+    write_atomic(path, json.dumps(record, indent=1))
+    return path
+
+
+def load_records(store: Path) -> list[dict]:
+    """Every run record in the store, oldest first; unreadable files are reported, not fatal."""
+    if not store.is_dir():
+        raise UserError(f"no results store at {store}; run `bench run ...` first or pass --store")
+    records = []
+    for path in sorted(store.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"warning: skipping unreadable run record {path} ({exc})")
+            continue
+        if record.get("schema") == SCHEMA:
+            records.append(record)
+    return sorted(records, key=lambda r: r.get("finished", ""))

@@ -1,0 +1,123 @@
+"""Run one method on one protocol: fit once, evaluate on each trial draw, build the run record."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .api import METHODS, PROTOCOLS
+from .errors import UserError
+from .records import SCHEMA, new_run_id
+from .seeding import seed_everything
+from .stats import set_interval, t_interval
+
+
+@dataclass
+class RunSpec:
+    method: str
+    protocol: str
+    preset: str | None = None
+    method_options: dict = field(default_factory=dict)
+    protocol_options: dict = field(default_factory=dict)
+    seed: int = 0
+    trial_seeds: list[int] | None = None  # default: [seed]
+    data_root: Path | None = None
+    work_dir: Path | None = None  # checkpoints of learning methods
+
+
+def check_background(background, heldout_alphabets) -> None:
+    """The firewall: a method's training data holds no validation or test alphabet."""
+    leaked = background.alphabets & set(heldout_alphabets)
+    if leaked:
+        raise RuntimeError(f"held-out alphabets reached training data: {sorted(leaked)}")
+
+
+def build(spec: RunSpec):
+    method_cls = METHODS.get(spec.method)
+    protocol_cls = PROTOCOLS.get(spec.protocol)
+    preset = spec.preset or method_cls.default_preset
+    config = method_cls.make_config(preset, spec.method_options)
+    method = method_cls(config, seed=spec.seed, preset=preset, work_dir=spec.work_dir)
+    protocol = protocol_cls(protocol_cls.make_config(spec.protocol_options), data_root=spec.data_root)
+    return method, protocol
+
+
+def run(spec: RunSpec, progress=None) -> dict:
+    """Fit ``spec.method`` once (seeded by ``spec.seed``) and evaluate it on every trial seed.
+
+    ``progress`` (optional) has ``stage(label)``, ``start(total)`` and ``advance()``.
+    """
+    method, protocol = build(spec)
+    trial_seeds = spec.trial_seeds if spec.trial_seeds else [spec.seed]
+    seed_everything(spec.seed)
+    background = protocol.background()
+    check_background(background, protocol.heldout_alphabets)
+    validation = protocol.validation(spec.seed)
+    start = time.perf_counter()
+    method.fit(background, validation)
+    train_seconds = time.perf_counter() - start
+
+    draws = []
+    for trial_seed in trial_seeds:
+        if progress:
+            progress.stage(f"{spec.method} on {spec.protocol}, trial seed {trial_seed}")
+        draws.append({"trial_seed": trial_seed, **protocol.evaluate(method, trial_seed, progress)})
+    return make_record(spec, method, protocol, draws, train_seconds)
+
+
+def make_record(spec, method, protocol, draws, train_seconds) -> dict:
+    correct = np.concatenate([d["correct"] for d in draws])
+    groups = np.concatenate([[f"{d['trial_seed']}/{g}" for g in d["groups"]] for d in draws])
+    accuracy, ci95 = set_interval(correct, groups)
+    per_draw = [d["accuracy"] for d in draws]
+    mean, draw_ci = t_interval(per_draw)
+    return {
+        "schema": SCHEMA,
+        "run_id": new_run_id(spec.method, spec.protocol, spec.seed),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "method": spec.method,
+        "preset": method.preset,
+        "method_config": method.config_dict(),
+        "protocol": spec.protocol,
+        "protocol_version": protocol.version,
+        "protocol_config": protocol.config_dict(),
+        "seed": spec.seed,
+        "trial_seeds": [d["trial_seed"] for d in draws],
+        "accuracy": accuracy,
+        "ci95": ci95,
+        "ci_unit": protocol.ci_unit,
+        "draw_accuracies": per_draw,
+        "draw_std": float(np.std(per_draw, ddof=1)) if len(per_draw) > 1 else 0.0,
+        "n_trials": int(len(correct)),
+        "train_seconds": train_seconds,
+        "eval_seconds": float(sum(d["eval_seconds"] for d in draws)),
+        "draws": draws,
+        "environment": environment(),
+    }
+
+
+def environment() -> dict:
+    return {
+        "fewshot_bench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None

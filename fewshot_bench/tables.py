@@ -1,0 +1,52 @@
+"""Tables from run records: methods as rows, protocols as columns, ``acc ± ci95`` cells."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .stats import t_interval
+
+
+def cell(records: list[dict]) -> dict:
+    """One table cell from the runs of one (method, preset, protocol): a single run shows its
+    CI over trial sets; several training seeds show mean and t-interval over seeds."""
+    if len(records) == 1:
+        r = records[0]
+        return {"accuracy": 100 * r["accuracy"], "ci95": 100 * r["ci95"], "seeds": 1,
+                "trials": r["n_trials"], "draws": len(r["trial_seeds"])}
+    mean, half = t_interval([r["accuracy"] for r in records])
+    return {"accuracy": 100 * mean, "ci95": 100 * half, "seeds": len(records),
+            "trials": sum(r["n_trials"] for r in records), "draws": sum(len(r["trial_seeds"]) for r in records)}
+
+
+def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
+    """Group records by (method, preset, protocol); within a group keep the newest run per seed."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for r in records:  # oldest first, so newer runs overwrite
+        key = (r["method"], r.get("preset") or "-", r["protocol"])
+        groups.setdefault(key, {})[r["seed"]] = r
+    return {k: list(v.values()) for k, v in groups.items()}
+
+
+def long_table(records: list[dict]) -> pd.DataFrame:
+    rows = [{"method": m, "preset": p, "protocol": proto, **cell(rs)}
+            for (m, p, proto), rs in sorted(latest_per_seed(records).items())]
+    return pd.DataFrame(rows, columns=["method", "preset", "protocol", "accuracy", "ci95", "seeds", "trials", "draws"])
+
+
+def wide_table(records: list[dict]) -> pd.DataFrame:
+    """Methods (with preset) as rows, protocols as columns, cells ``acc ± ci95`` in percent."""
+    long = long_table(records)
+    if long.empty:
+        return pd.DataFrame()
+    long["row"] = long["method"] + long["preset"].map(lambda p: "" if p == "-" else f" ({p})")
+    long["cell"] = [f"{a:.1f} ± {c:.1f}" for a, c in zip(long["accuracy"], long["ci95"])]
+    return long.pivot(index="row", columns="protocol", values="cell").fillna("").rename_axis(None, axis=1)
+
+
+def to_markdown(frame: pd.DataFrame, index_name: str = "method") -> str:
+    """A GitHub Markdown table (no extra dependency such as tabulate)."""
+    header = [index_name] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for idx, row in frame.iterrows():
+        lines.append("| " + " | ".join([str(idx)] + [str(v) for v in row]) + " |")
+    return "\n".join(lines) + "\n"

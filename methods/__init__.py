@@ -1,0 +1,1 @@
+"""Built-in methods, one module each; each registers itself with ``METHODS.register``."""

@@ -1,0 +1,1 @@
+"""Built-in protocols, one module each; each registers itself with ``PROTOCOLS.register``."""
