@@ -22,6 +22,7 @@ EPILOG = """examples:
   bench run --method mhd --protocol lake_runs --runs PATH/TO/all_runs
   bench table --out results/
   bench compare pixel_1nn mhd --protocol omniglot20
+  bench speed mhd
 """
 
 
@@ -101,6 +102,12 @@ def make_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     plugin_arg(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("speed", help="benchmarks: data loading, mhd vs scipy, training throughput, evaluation")
+    p.add_argument("name", choices=["load", "mhd", "train", "eval"])
+    p.add_argument("--preset", help="conv_siamese preset for train (default cpu) and eval (default paper)")
+    data_root_arg(p)
+    p.set_defaults(func=cmd_speed)
     return parser
 
 
@@ -231,7 +238,7 @@ def cmd_table(args) -> None:
         raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")
     wide = wide_table(records)
     markdown = to_markdown(wide)
-    out.print(markdown, highlight=False)
+    out.print(markdown, highlight=False, soft_wrap=True)
     if args.out:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
@@ -264,7 +271,19 @@ def cmd_compare(args) -> None:
     print_results(records)
     out.print(f"{args.method_a} right, {args.method_b} wrong: {test['only_a']}; "
               f"{args.method_b} right, {args.method_a} wrong: {test['only_b']}; "
-              f"exact McNemar p = {test['p_value']:.3g} over {len(correct[0])} paired trials")
+              f"exact McNemar p = {test['p_value']:.3g} over {len(correct[0])} paired trials", soft_wrap=True)
+
+
+# ------------------------------------------------------------------ speed
+
+def cmd_speed(args) -> None:
+    from . import speed
+    from .data import data_root
+
+    root = data_root(args.data_root)
+    kwargs = {"preset": args.preset} if args.preset and args.name in ("train", "eval") else {}
+    result = getattr(speed, {"eval": "evaluate"}.get(args.name, args.name))(root, **kwargs)
+    out.print_json(data=result)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import TrialSet
+from .api import Protocol, TrialSet
 from .data import data_root, load_omniglot
 from .imageset import ImageSet
-from .splits import HELDOUT_ALPHABETS
+from .splits import HELDOUT_ALPHABETS, VALIDATION_ALPHABETS, VALIDATION_DRAWERS
 
 
 @functools.lru_cache(maxsize=4)
@@ -50,3 +50,33 @@ def within_alphabet_sets(images: ImageSet, alphabets, drawers, rng: np.random.Ge
             sets.append(TrialSet(images.images[q], images.images[np.asarray(s)[order]],
                                  np.argsort(order), f"{alphabet}#{k + 1}"))
     return sets
+
+
+VALIDATION_TRIAL_SETS = 16  # 16 sets x 20 queries = Koch's 320 validation trials
+
+
+def validation_sets(images: ImageSet, seed: int = 0) -> list[TrialSet]:
+    """320 one-shot trials from the 10 validation alphabets, drawers 13-16: the alphabets are
+    cycled in a seeded order so that 16 sets of 20 queries are drawn."""
+    rng = np.random.default_rng([seed, 320])
+    order = list(rng.permutation(VALIDATION_ALPHABETS))
+    alphabets = (order * 2)[:VALIDATION_TRIAL_SETS]
+    sets = []
+    for alphabet in dict.fromkeys(alphabets):
+        sets += within_alphabet_sets(images, [alphabet], VALIDATION_DRAWERS, rng,
+                                     sets_per_alphabet=alphabets.count(alphabet), way=20)
+    return sets
+
+
+class OmniglotBackgroundProtocol(Protocol):
+    """A protocol whose methods learn from the 30 background alphabets and early-stop on the
+    320 validation trials; validation and test alphabets never reach ``fit``."""
+
+    heldout_alphabets = HELDOUT_ALPHABETS
+    background_drawers = None  # all 20
+
+    def background(self) -> ImageSet:
+        return background_set(omniglot(self.data_root), self.background_drawers)
+
+    def validation(self, seed: int = 0) -> list[TrialSet]:
+        return validation_sets(omniglot(self.data_root), seed)

@@ -12,7 +12,6 @@ import torch
 
 from . import __version__
 from .api import METHODS, PROTOCOLS
-from .errors import UserError
 from .records import SCHEMA, new_run_id
 from .seeding import seed_everything
 from .stats import set_interval, t_interval
@@ -59,6 +58,7 @@ def run(spec: RunSpec, progress=None) -> dict:
     background = protocol.background()
     check_background(background, protocol.heldout_alphabets)
     validation = protocol.validation(spec.seed)
+    method.progress = progress
     start = time.perf_counter()
     method.fit(background, validation)
     train_seconds = time.perf_counter() - start

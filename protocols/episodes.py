@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fewshot_bench.api import PROTOCOLS, Protocol, TrialSet
+from fewshot_bench.api import PROTOCOLS, TrialSet
 from fewshot_bench.config import require
-from fewshot_bench.omniglot import background_set, omniglot
-from fewshot_bench.splits import HELDOUT_ALPHABETS, TEST_ALPHABETS, TEST_DRAWERS
+from fewshot_bench.omniglot import OmniglotBackgroundProtocol, omniglot
+from fewshot_bench.splits import TEST_ALPHABETS, TEST_DRAWERS
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,11 @@ class EpisodesConfig:
 
 
 @PROTOCOLS.register("episodes")
-class Episodes(Protocol):
+class Episodes(OmniglotBackgroundProtocol):
     summary = "N-way K-shot episodes on the test alphabets (within or across alphabets)"
     version = "1"
     Config = EpisodesConfig
     ci_unit = "episodes"
-    heldout_alphabets = HELDOUT_ALPHABETS
-
-    def background(self):
-        return background_set(omniglot(self.data_root))
 
     def trial_sets(self, trial_seed: int):
         c = self.config

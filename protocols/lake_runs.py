@@ -13,11 +13,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from fewshot_bench.api import PROTOCOLS, Protocol, TrialSet
+from fewshot_bench.api import PROTOCOLS, TrialSet
 from fewshot_bench.config import require
 from fewshot_bench.errors import UserError
-from fewshot_bench.omniglot import background_set, omniglot
-from fewshot_bench.splits import HELDOUT_ALPHABETS
+from fewshot_bench.omniglot import OmniglotBackgroundProtocol
 
 
 @dataclass(frozen=True)
@@ -91,14 +90,10 @@ def read_run(files: _Files, labels_name: str) -> TrialSet:
 
 
 @PROTOCOLS.register("lake_runs")
-class LakeRuns(Protocol):
+class LakeRuns(OmniglotBackgroundProtocol):
     summary = "Lake et al.'s 20 official 20-way one-shot runs (400 trials), needs --runs PATH"
     version = "1"
     Config = LakeRunsConfig
-    heldout_alphabets = HELDOUT_ALPHABETS
-
-    def background(self):
-        return background_set(omniglot(self.data_root))
 
     def trial_sets(self, trial_seed: int):
         # the runs are fixed: the trial seed draws nothing here

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fewshot_bench.api import PROTOCOLS, Protocol, TrialSet
+from fewshot_bench.api import PROTOCOLS, TrialSet
 from fewshot_bench.config import require
 from fewshot_bench.data import data_root, load_mnist
-from fewshot_bench.omniglot import background_set, omniglot
-from fewshot_bench.splits import HELDOUT_ALPHABETS
+from fewshot_bench.omniglot import OmniglotBackgroundProtocol
 
 
 @functools.lru_cache(maxsize=2)
@@ -28,15 +27,11 @@ class Mnist10Config:
 
 
 @PROTOCOLS.register("mnist10")
-class Mnist10(Protocol):
+class Mnist10(OmniglotBackgroundProtocol):
     summary = "MNIST 10-versus-1 one-shot (Koch Table 3), 400 trials from the MNIST test set"
     version = "1"
     Config = Mnist10Config
     ci_unit = "trials"
-    heldout_alphabets = HELDOUT_ALPHABETS  # methods train on Omniglot background alphabets only
-
-    def background(self):
-        return background_set(omniglot(self.data_root))
 
     def trial_sets(self, trial_seed: int):
         mnist = _mnist(str(data_root(self.data_root)))

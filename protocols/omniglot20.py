@@ -5,13 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fewshot_bench.api import PROTOCOLS, Protocol
+from fewshot_bench.api import PROTOCOLS
 from fewshot_bench.config import require
-from fewshot_bench.omniglot import background_set, omniglot, within_alphabet_sets
-from fewshot_bench.splits import HELDOUT_ALPHABETS, TEST_ALPHABETS, TEST_DRAWERS, VALIDATION_ALPHABETS, VALIDATION_DRAWERS
-
-VALIDATION_TRIAL_SETS = 16  # 16 sets x 20 queries = Koch's 320 validation trials
-
+from fewshot_bench.omniglot import OmniglotBackgroundProtocol, omniglot, within_alphabet_sets
+from fewshot_bench.splits import TEST_ALPHABETS, TEST_DRAWERS
 
 @dataclass(frozen=True)
 class Omniglot20Config:
@@ -27,26 +24,10 @@ class Omniglot20Config:
 
 
 @PROTOCOLS.register("omniglot20")
-class Omniglot20(Protocol):
+class Omniglot20(OmniglotBackgroundProtocol):
     summary = "Koch 2015 20-way within-alphabet one-shot, 10 test alphabets x 2 sets = 400 trials"
     version = "1"
     Config = Omniglot20Config
-    heldout_alphabets = HELDOUT_ALPHABETS
-
-    def background(self):
-        return background_set(omniglot(self.data_root))
-
-    def validation(self, seed: int = 0):
-        """320 trials from the 10 validation alphabets, drawers 13-16: alphabets cycled in a
-        seeded order so that 16 sets of 20 queries are drawn."""
-        rng = np.random.default_rng([seed, 320])
-        order = list(rng.permutation(VALIDATION_ALPHABETS))
-        alphabets = (order * 2)[:VALIDATION_TRIAL_SETS]
-        sets = []
-        for alphabet in dict.fromkeys(alphabets):
-            sets += within_alphabet_sets(omniglot(self.data_root), [alphabet], VALIDATION_DRAWERS, rng,
-                                         sets_per_alphabet=alphabets.count(alphabet), way=20)
-        return sets
 
     def trial_sets(self, trial_seed: int):
         rng = np.random.default_rng([trial_seed, 20])

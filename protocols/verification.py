@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fewshot_bench.api import PROTOCOLS, PairSet, Protocol
+from fewshot_bench.api import PROTOCOLS, PairSet
 from fewshot_bench.config import require
 from fewshot_bench.evaluation import summarise
 from fewshot_bench.imageset import ImageSet
-from fewshot_bench.omniglot import background_set, omniglot
-from fewshot_bench.splits import (HELDOUT_ALPHABETS, TEST_ALPHABETS, TEST_DRAWERS, TRAIN_DRAWERS,
+from fewshot_bench.omniglot import OmniglotBackgroundProtocol, omniglot
+from fewshot_bench.splits import (TEST_ALPHABETS, TEST_DRAWERS, TRAIN_DRAWERS,
                                   VALIDATION_ALPHABETS, VALIDATION_DRAWERS)
 
 
@@ -66,15 +66,13 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
 
 
 @PROTOCOLS.register("verification")
-class Verification(Protocol):
+class Verification(OmniglotBackgroundProtocol):
     summary = "Koch 2015 same/different verification, 10,000 balanced test pairs"
     version = "1"
     Config = VerificationConfig
     ci_unit = "alphabets"
-    heldout_alphabets = HELDOUT_ALPHABETS
 
-    def background(self):
-        return background_set(omniglot(self.data_root), drawers=TRAIN_DRAWERS)
+    background_drawers = TRAIN_DRAWERS
 
     def pairs(self, trial_seed: int):
         rng = np.random.default_rng([trial_seed, 2])

@@ -1,0 +1,150 @@
+"""Benchmarks kept in the repo (``bench speed NAME``): each prints medians and ratios
+measured in the same process, since a shared machine is noisy."""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def load(root: Path, repeats: int = 5) -> dict:
+    """Cold (decode both Omniglot zips into a fresh cache) and warm (read the cache) loads."""
+    from .data import load_omniglot
+
+    old = os.environ.get("FEWSHOT_BENCH_CACHE")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["FEWSHOT_BENCH_CACHE"] = cache
+        try:
+            cold = timed(lambda: load_omniglot(root), 1)[0]
+            warm = timed(lambda: load_omniglot(root), repeats)
+        finally:
+            if old is None:
+                del os.environ["FEWSHOT_BENCH_CACHE"]
+            else:
+                os.environ["FEWSHOT_BENCH_CACHE"] = old
+    return {"cold_s": cold, "warm_median_s": statistics.median(warm), "warm_runs_s": warm}
+
+
+def mhd(root: Path, sets: int = 4, repeats: int = 3) -> dict:
+    """Our batched MHD against a straightforward per-pair scipy cdist loop, same trial sets."""
+    from scipy.spatial.distance import cdist
+
+    from .api import METHODS, PROTOCOLS
+
+    trial_sets = PROTOCOLS.get("omniglot20")(data_root=root).trial_sets(0)[:sets]
+    method = METHODS.get("mhd")()
+
+    def points(img):
+        p = np.argwhere(img > 0.5).astype(float)
+        return p - p.mean(0)
+
+    def reference():
+        out = []
+        for ts in trial_sets:
+            m = np.empty((len(ts.queries), len(ts.support)))
+            for i, q in enumerate(ts.queries):
+                for j, s in enumerate(ts.support):
+                    d = cdist(points(q), points(s))
+                    m[i, j] = -max(d.min(1).mean(), d.min(0).mean())
+            out.append(m)
+        return out
+
+    def ours():
+        return [method.score(method.prepare(ts.queries), method.prepare(ts.support)).numpy() for ts in trial_sets]
+
+    ref_t, our_t = [], []
+    for _ in range(repeats):  # interleaved, so load changes hit both alike
+        ref_t += timed(reference, 1)
+        our_t += timed(ours, 1)
+    diff = max(np.abs(a - b).max() for a, b in zip(reference(), ours()))
+    same_argmax = all((a.argmax(1) == b.argmax(1)).all() for a, b in zip(reference(), ours()))
+    pairs = sum(len(ts.queries) * len(ts.support) for ts in trial_sets)
+    return {"pairs": pairs, "scipy_median_s": statistics.median(ref_t), "ours_median_s": statistics.median(our_t),
+            "speedup": statistics.median(ref_t) / statistics.median(our_t), "max_abs_diff": float(diff),
+            "same_predictions": bool(same_argmax)}
+
+
+def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) -> dict:
+    """conv_siamese training steps on real batches (sampling, rotations, distortions) against a
+    bare PyTorch loop of the same network, batch shape and loss on random tensors."""
+    import torch.nn.functional as F
+
+    from .api import METHODS
+    from .imageset import to_tensor
+    from .omniglot import background_set, omniglot
+    from .training import CharacterIndex
+
+    cls = METHODS.get("conv_siamese")
+    method = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
+    cfg = method.config
+    from fewshot_bench.methods.conv_siamese import SiameseNet
+
+    background = background_set(omniglot(root))
+    data = to_tensor(background.images, cfg.input_size)[:, None]
+    index = CharacterIndex(background)
+    torch.manual_seed(0)
+    method.model_ = SiameseNet(cfg)
+    optimizer, scheduler = method._optimizer()
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+
+    d, c, a = cfg.drawers_per_character, cfg.way, cfg.alphabets_per_batch
+    x = torch.rand(a * d * c, 1, cfg.input_size, cfg.input_size)
+    off_diagonal = ~torch.eye(d, dtype=torch.bool)
+    target = torch.arange(c).repeat(d * (d - 1))
+
+    def bare():
+        for _ in range(steps):
+            h = method.model_.embed(x)
+            loss = 0.0
+            for g in range(a):
+                e = h[g * d * c:(g + 1) * d * c]
+                logits = method.model_.logits(e, e).view(d, c, d, c).permute(0, 2, 1, 3)[off_diagonal].reshape(-1, c)
+                loss = loss + F.cross_entropy(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            (loss / a).backward()
+            optimizer.step()
+
+    def pipeline():
+        method._trials_epoch(data, index, optimizer, scheduler, rng, gen, 0)
+
+    method.model_.train()
+    bare()  # warm-up
+    bare_t, pipe_t = [], []
+    for _ in range(repeats):
+        bare_t += timed(bare, 1)
+        pipe_t += timed(pipeline, 1)
+    images = steps * a * d * c
+    return {"images_per_step": a * d * c, "bare_images_per_s": images / statistics.median(bare_t),
+            "pipeline_images_per_s": images / statistics.median(pipe_t),
+            "ratio": statistics.median(bare_t) / statistics.median(pipe_t)}
+
+
+def evaluate(root: Path, preset: str = "paper") -> dict:
+    """Time the 400 omniglot20 trials with an (untrained) network: each image embedded once per set."""
+    from .api import METHODS, PROTOCOLS
+    from fewshot_bench.methods.conv_siamese import SiameseNet
+
+    cls = METHODS.get("conv_siamese")
+    method = cls(cls.make_config(preset), seed=0, preset=preset)
+    torch.manual_seed(0)
+    method.model_ = SiameseNet(method.config)
+    protocol = PROTOCOLS.get("omniglot20")(data_root=root)
+    protocol.trial_sets(0)  # data loaded before timing
+    start = time.perf_counter()
+    result = protocol.evaluate(method, 0)
+    return {"trials": result["n_trials"], "seconds": time.perf_counter() - start,
+            "input_size": method.config.input_size}

@@ -1,0 +1,144 @@
+"""Training machinery shared by the learned methods: samplers, validation, early stopping,
+and checkpoints keyed by (config, data, seed) so reruns reuse them and interrupted runs resume."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .imageset import ImageSet
+from .records import write_atomic  # noqa: F401  (re-exported for methods)
+
+
+# ------------------------------------------------------------------ keys and checkpoints
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of configs (JSON-able) and arrays."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(images: ImageSet) -> str:
+    return fingerprint(images.images, images.meta.astype(str).to_numpy().ravel().tolist())
+
+
+class Checkpoint:
+    """One training's state on disk: saved atomically after each epoch, loaded to resume."""
+
+    def __init__(self, folder: Path | None, key: str):
+        self.path = Path(folder) / f"{key}.pt" if folder else None
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:  # a damaged checkpoint is retrained, not fatal
+            return None
+
+    def save(self, state: dict) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, self.path)
+
+
+# ------------------------------------------------------------------ early stopping
+
+class EarlyStopping:
+    """Keeps the best epoch's weights; says stop after ``patience`` epochs without improvement."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_score = -float("inf")
+        self.best_epoch = -1
+        self.best_state = None
+
+    def update(self, epoch: int, score: float, model: torch.nn.Module) -> bool:
+        """Record an epoch's validation score; True when training should stop."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score, self.best_epoch, self.best_state = state["best_score"], state["best_epoch"], state["best_state"]
+
+
+def one_shot_accuracy(score_fn, trial_sets, prepare) -> float:
+    """Fraction of validation queries whose best-scoring support is the right one."""
+    correct = total = 0
+    with torch.inference_mode():
+        for ts in trial_sets:
+            scores = score_fn(prepare(ts.queries), prepare(ts.support))
+            correct += int((scores.argmax(1).numpy() == ts.answer).sum())
+            total += len(ts.answer)
+    return correct / max(total, 1)
+
+
+# ------------------------------------------------------------------ samplers
+
+class CharacterIndex:
+    """Background images grouped as (alphabet -> character -> drawer -> row) for samplers."""
+
+    def __init__(self, images: ImageSet):
+        meta = images.meta.assign(row=np.arange(len(images)))
+        self.alphabets = sorted(meta["alphabet"].unique())
+        self.table = {}  # alphabet -> array (characters, drawers) of row indices
+        for alphabet in self.alphabets:
+            sub = meta[meta["alphabet"] == alphabet]
+            drawers = sorted(sub["drawer"].unique())
+            grid = sub.pivot_table(index="character", columns="drawer", values="row", aggfunc="first")
+            self.table[alphabet] = grid.reindex(columns=drawers).to_numpy(dtype=np.int64)
+
+
+def balanced_pairs(index: CharacterIndex, n_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Koch's training pairs: equal numbers per alphabet, half same-character, half different.
+
+    Returns rows (n, 2) into the background set and targets (n,) with 1 = same character.
+    """
+    per_alphabet = np.full(len(index.alphabets), n_pairs // len(index.alphabets))
+    per_alphabet[: n_pairs % len(index.alphabets)] += 1
+    rows, targets = [], []
+    for alphabet, count in zip(index.alphabets, per_alphabet):
+        grid = index.table[alphabet]
+        n_char, n_draw = grid.shape
+        same = np.arange(count) % 2 == 0
+        c1 = rng.integers(n_char, size=count)
+        c2 = np.where(same, c1, (c1 + rng.integers(1, n_char, size=count)) % n_char)
+        d1 = rng.integers(n_draw, size=count)
+        d2 = np.where(same, (d1 + rng.integers(1, n_draw, size=count)) % n_draw, rng.integers(n_draw, size=count))
+        rows.append(np.stack([grid[c1, d1], grid[c2, d2]], 1))
+        targets.append(same.astype(np.float32))
+    order = rng.permutation(n_pairs)
+    return np.concatenate(rows)[order], np.concatenate(targets)[order]
+
+
+def trial_batch(index: CharacterIndex, alphabets: int, way: int, drawers: int, rng: np.random.Generator):
+    """Rows for one batch of within-alphabet one-shot trials: ``alphabets`` groups, each a
+    (drawers, way) grid of rows (same column = same character)."""
+    chosen = rng.choice(len(index.alphabets), size=alphabets, replace=False)
+    groups = []
+    for a in chosen:
+        grid = index.table[index.alphabets[a]]
+        chars = rng.choice(grid.shape[0], size=min(way, grid.shape[0]), replace=False)
+        draws = rng.choice(grid.shape[1], size=drawers, replace=False)
+        groups.append(grid[np.ix_(chars, draws)].T)  # (drawers, way)
+    return groups

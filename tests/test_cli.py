@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fewshot_bench.cli import main
+
+
+def bench(*args, env=None, cwd=None):
+    """Run the real console entry point in a subprocess (as a user would)."""
+    return subprocess.run([sys.executable, "-m", "fewshot_bench.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+
+
+def test_help_lists_the_commands():
+    out = bench("--help")
+    assert out.returncode == 0
+    for command in ("list", "data", "run", "table", "compare"):
+        assert command in out.stdout
+
+
+def test_list_shows_methods_and_protocols_with_descriptions(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "pixel_1nn" in out and "omniglot20" in out and "modified Hausdorff" in out
+
+
+def test_unknown_method_is_one_line_without_traceback():
+    out = bench("run", "--method", "pixel_nn", "--protocol", "omniglot20")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "unknown method 'pixel_nn'. Did you mean 'pixel_1nn'?" in " ".join(out.stderr.split())
+
+
+def test_bad_config_value_names_the_option():
+    out = bench("run", "--method", "mhd", "--protocol", "omniglot20", "--set", "threshold=abc")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "method mhd option threshold: 'abc' is not a valid float" in " ".join(out.stderr.split())
+
+
+def test_missing_data_says_where_and_how(tmp_path):
+    out = bench("run", "--method", "pixel_1nn", "--protocol", "omniglot20", "--data-root", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "bench data fetch" in out.stderr and str(tmp_path) in " ".join(out.stderr.split())
+
+
+def test_run_json_prints_the_record_as_the_last_stdout_line(data_root, tmp_path):
+    out = bench("run", "--method", "pixel_1nn", "--protocol", "omniglot20", "--trial-seed", "0-1",
+                "--json", "--store", str(tmp_path / "store"))
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["method"] == "pixel_1nn" and record["trial_seeds"] == [0, 1]
+    assert record["n_trials"] == 800 and len(record["draws"]) == 2
+    assert 0 < record["ci95"] < 0.2 and record["protocol_version"] == "1"
+    assert len(record["draws"][0]["correct"]) == 400
+    assert list((tmp_path / "store").glob("*.json"))
+
+
+def test_two_concurrent_runs_both_keep_their_records(data_root, tmp_path):
+    store = str(tmp_path / "store")
+    cmd = [sys.executable, "-m", "fewshot_bench.cli", "run", "--method", "pixel_1nn", "--protocol", "omniglot20",
+           "--store", store, "--no-progress"]
+    procs = [subprocess.Popen(cmd + ["--seed", str(s)], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s in (0, 1)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    records = sorted((tmp_path / "store").glob("*.json"))
+    assert len(records) == 2
+    assert {json.loads(r.read_text())["seed"] for r in records} == {0, 1}
+    assert not list((tmp_path / "store").glob(".*.tmp"))
+
+
+def test_table_writes_csv_and_markdown(data_root, tmp_path, capsys):
+    store = str(tmp_path / "store")
+    for method in ("pixel_1nn", "mhd"):
+        assert main(["run", "--method", method, "--protocol", "omniglot20", "--store", store, "--no-progress",
+                     "--protocol-set", "sets_per_alphabet=1"]) == 0
+    assert main(["table", "--store", store, "--out", str(tmp_path / "tables")]) == 0
+    md = (tmp_path / "tables/results.md").read_text()
+    assert "| method | omniglot20 |" in md and "pixel_1nn" in md and "±" in md
+    csv = (tmp_path / "tables/results.csv").read_text().splitlines()
+    assert csv[0] == "method,preset,protocol,accuracy,ci95,seeds,trials,draws" and len(csv) == 3
+
+
+def test_compare_reports_mcnemar_on_identical_trials(data_root, tmp_path, capsys):
+    store = str(tmp_path / "store")
+    code = main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "exact McNemar p =" in out and "over 2000 paired trials" in out
+
+
+def test_table_without_records_is_a_user_error(tmp_path):
+    assert main(["table", "--store", str(tmp_path / "empty")]) == 2

@@ -1,0 +1,218 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fewshot_bench.api import METHODS
+from fewshot_bench.augment import AffineRanges, affine_matrices, distort, draw_affine
+from fewshot_bench.errors import UserError
+from fewshot_bench.imageset import ImageSet
+from fewshot_bench.methods.conv_siamese import SiameseNet
+from fewshot_bench.training import CharacterIndex, EarlyStopping, balanced_pairs
+from helpers import glyph
+
+ConvSiamese = METHODS.get("conv_siamese")
+
+
+def synthetic_background(alphabets=3, characters=6, drawers=6, size=105) -> ImageSet:
+    rows, images = [], []
+    for a in range(alphabets):
+        for c in range(characters):
+            base = glyph(a * 100 + c, size)
+            for d in range(1, drawers + 1):
+                images.append(np.roll(base, d % 3, axis=1))
+                rows.append(("background", f"Alpha{a}", f"character{c + 1:02d}", d))
+    meta = pd.DataFrame(rows, columns=["split", "alphabet", "character", "drawer"])
+    meta["label"] = pd.factorize(meta["alphabet"] + meta["character"])[0]
+    return ImageSet(np.stack(images), meta)
+
+
+def tiny(**overrides):
+    cfg = ConvSiamese.make_config("tiny", {k: str(v) for k, v in overrides.items()})
+    return ConvSiamese(cfg, seed=0, preset="tiny")
+
+
+def test_paper_network_has_the_papers_shapes_and_about_38_95m_parameters():
+    net = SiameseNet(ConvSiamese.make_config("paper"))
+    assert net.fc.in_features == 9216 and net.fc.out_features == 4096
+    n = sum(p.numel() for p in net.parameters())
+    assert abs(n - 38.95e6) < 0.05e6
+    with torch.no_grad():
+        assert net.embed(torch.rand(2, 1, 105, 105)).shape == (2, 4096)
+
+
+def test_paper_init_follows_the_paper():
+    torch.manual_seed(0)
+    net = SiameseNet(ConvSiamese.make_config("paper"))
+    assert net.convs[0][0].weight.std().item() == pytest.approx(1e-2, rel=0.1)
+    assert net.convs[1][0].bias.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert net.fc.weight.std().item() == pytest.approx(0.2, rel=0.05)
+
+
+def test_scores_are_symmetric_in_their_inputs_shared_weights():
+    torch.manual_seed(0)
+    net = SiameseNet(ConvSiamese.make_config("tiny")).eval()
+    x = torch.rand(5, 1, 16, 16)
+    with torch.no_grad():
+        h = net.embed(x)
+        logits = net.logits(h, h)
+        torch.testing.assert_close(logits, logits.T)
+        torch.testing.assert_close(net.pair_logits(h[:3], h[1:4]), net.pair_logits(h[1:4], h[:3]))
+
+
+def test_split_weighted_l1_head_equals_the_direct_formula():
+    torch.manual_seed(0)
+    net = SiameseNet(ConvSiamese.make_config("tiny"))
+    a, b = torch.rand(4, 32), torch.rand(3, 32)
+    direct = ((a[:, None] - b[None]).abs() * net.head.weight[0]).sum(-1) + net.head.bias
+    torch.testing.assert_close(net.logits(a, b), direct, atol=1e-5, rtol=1e-5)
+
+
+def test_distortion_components_stay_in_the_papers_ranges():
+    gen = torch.Generator().manual_seed(0)
+    p = draw_affine(20000, AffineRanges(), gen)
+    assert p["theta"].abs().max() <= math.radians(10) + 1e-6
+    assert p["shear_x"].abs().max() <= 0.3 and p["shear_y"].abs().max() <= 0.3
+    assert 0.8 <= p["scale_x"].min() and p["scale_y"].max() <= 1.2
+    assert p["shift_x"].abs().max() <= 2 and p["shift_y"].abs().max() <= 2
+    # each component is switched on with probability 0.5
+    assert (p["theta"] != 0).float().mean().item() == pytest.approx(0.5, abs=0.02)
+    assert (p["scale_x"] != 1).float().mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_identity_parameters_leave_the_image_unchanged():
+    zero = torch.zeros(1)
+    params = {"theta": zero, "shear_x": zero, "shear_y": zero, "scale_x": zero + 1, "scale_y": zero + 1,
+              "shift_x": zero, "shift_y": zero}
+    torch.testing.assert_close(affine_matrices(params), torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]))
+    img = torch.as_tensor(glyph(1)).float()[None, None]
+    out = distort(img, torch.Generator().manual_seed(0), AffineRanges(probability=0.0))
+    torch.testing.assert_close(out, img)
+
+
+def test_distortion_is_batched_and_seeded():
+    x = torch.rand(8, 1, 28, 28)
+    a = distort(x, torch.Generator().manual_seed(1))
+    b = distort(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_balanced_pairs_are_half_same_and_equal_per_alphabet():
+    bg = synthetic_background()
+    index = CharacterIndex(bg)
+    rows, same = balanced_pairs(index, 300, np.random.default_rng(0))
+    assert same.mean() == pytest.approx(0.5, abs=0.01)
+    labels = bg.meta["label"].to_numpy()
+    np.testing.assert_array_equal(labels[rows[:, 0]] == labels[rows[:, 1]], same.astype(bool))
+    assert (rows[:, 0] != rows[:, 1]).all()
+    counts = bg.meta["alphabet"].iloc[rows[:, 0]].value_counts()
+    assert counts.max() - counts.min() <= 0 and len(counts) == 3
+
+
+def test_paper_schedule_decays_lr_and_ramps_momentum():
+    m = tiny(objective="pairs", lr="0.1", momentum="0.9", momentum_ramp_epochs=10, lr_decay=0.01)
+    m.model_ = SiameseNet(m.config)
+    opt, _ = m._optimizer()
+    m._set_epoch_schedule(opt, 0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1) and opt.param_groups[0]["momentum"] == pytest.approx(0.5)
+    m._set_epoch_schedule(opt, 5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.99 ** 5)
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.7)
+    m._set_epoch_schedule(opt, 30)
+    assert opt.param_groups[-1]["momentum"] == pytest.approx(0.9)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    net = torch.nn.Linear(1, 1)
+    stopper = EarlyStopping(patience=2)
+    for epoch, score in enumerate([0.5, 0.8, 0.7, 0.6]):
+        with torch.no_grad():
+            net.weight.fill_(epoch)
+        stop = stopper.update(epoch, score, net)
+    assert stop and stopper.best_epoch == 1 and stopper.best_state["weight"].item() == 1.0
+
+
+@pytest.mark.parametrize("objective", ["pairs", "trials"])
+def test_training_runs_and_reruns_reuse_the_checkpoint(tmp_path, objective):
+    bg = synthetic_background()
+    m = tiny(objective=objective, pairs=64, batch_size=32, distortions=1, epochs=2)
+    m.work_dir = tmp_path
+    m.fit(bg)
+    assert len(m.history_) == 2 and not m.reused_checkpoint_
+    again = tiny(objective=objective, pairs=64, batch_size=32, distortions=1, epochs=2)
+    again.work_dir = tmp_path
+    again.fit(bg)
+    assert again.reused_checkpoint_
+    for k, v in m.model_.state_dict().items():
+        torch.testing.assert_close(v, again.model_.state_dict()[k])
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    bg = synthetic_background()
+    full = tiny(epochs=3, patience=3)
+    full.work_dir = tmp_path / "full"
+    full.fit(bg)
+
+    class Interrupt(Exception):
+        pass
+
+    interrupted = tiny(epochs=3, patience=3)
+    interrupted.work_dir = tmp_path / "resumed"
+    calls = {"n": 0}
+    original = interrupted._trials_epoch
+
+    def fail_in_second_epoch(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Interrupt
+        return original(*args)
+
+    interrupted._trials_epoch = fail_in_second_epoch
+    with pytest.raises(Interrupt):
+        interrupted.fit(bg)
+    resumed = tiny(epochs=3, patience=3)
+    resumed.work_dir = tmp_path / "resumed"
+    resumed.fit(bg)
+    assert [h["epoch"] for h in resumed.history_] == [0, 1, 2]
+    for k, v in full.model_.state_dict().items():
+        torch.testing.assert_close(v, resumed.model_.state_dict()[k])
+
+
+def test_validation_accuracy_drives_early_stopping(tmp_path):
+    from fewshot_bench.api import TrialSet
+
+    bg = synthetic_background()
+    val = [TrialSet(bg.images[:5], bg.images[6:11], np.arange(5), "v")]
+    m = tiny(epochs=2)
+    m.fit(bg, val)
+    assert all(h["validation_accuracy"] is not None for h in m.history_)
+
+
+def test_training_sees_only_the_background_it_is_given(tmp_path):
+    """Everything the trainer samples comes from the rows of `background` (no other data source)."""
+    bg = synthetic_background()
+    m = tiny(epochs=1)
+    seen = []
+    original = CharacterIndex.__init__
+
+    def spy(self, images):
+        seen.append(set(images.meta["alphabet"]))
+        original(self, images)
+
+    CharacterIndex.__init__ = spy
+    try:
+        m.fit(bg)
+    finally:
+        CharacterIndex.__init__ = original
+    assert seen == [{"Alpha0", "Alpha1", "Alpha2"}]
+
+
+def test_bad_config_values_are_user_errors():
+    with pytest.raises(UserError, match="objective must be"):
+        ConvSiamese.make_config("cpu", {"objective": "magic"})
+    with pytest.raises(UserError, match="l2 needs 1 or 6 values"):
+        ConvSiamese.make_config("paper", {"l2": "0.1,0.2"})
+    with pytest.raises(UserError, match="no preset 'gpu'"):
+        ConvSiamese.make_config("gpu")

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+from fewshot_bench.api import METHODS, TrialSet
+from fewshot_bench.evaluation import evaluate_trial_sets
+from helpers import glyph
+
+
+def tiny_trial_set(n=5, size=105):
+    support = np.stack([glyph(i, size) for i in range(n)])
+    queries = np.roll(support, 1, axis=2)[::-1].copy()  # shifted copies, reversed order
+    return TrialSet(queries, support, np.arange(n)[::-1].copy(), "tiny#1")
+
+
+def make(name):
+    cls = METHODS.get(name)
+    preset = "tiny" if "tiny" in cls.presets else cls.default_preset
+    return cls(cls.make_config(preset), seed=0, preset=preset)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_registered_method_scores_a_tiny_trial_set(name, data_root):
+    """Registry-wide smoke test: fit on background data, finite (Q, S) scores."""
+    from fewshot_bench.omniglot import background_set, omniglot
+
+    method = make(name)
+    background = background_set(omniglot())
+    small = background.select(background.meta["alphabet"].isin(background.meta["alphabet"].unique()[:4]))
+    method.fit(small)
+    ts = tiny_trial_set()
+    scores = method.score(method.prepare(ts.queries), method.prepare(ts.support))
+    assert scores.shape == (5, 5) and torch.isfinite(scores).all()
+    pairs = method.score_pairs(method.prepare(ts.queries), method.prepare(ts.support))
+    assert pairs.shape == (5,) and torch.isfinite(pairs).all()
+
+
+def test_pixel_1nn_finds_exact_copies():
+    support = np.stack([glyph(i) for i in range(6)])
+    ts = TrialSet(support[::-1].copy(), support, np.arange(6)[::-1].copy(), "copies")
+    assert evaluate_trial_sets(METHODS.get("pixel_1nn")(), [ts])["accuracy"] == 1.0
+
+
+def mhd_reference(a, b):
+    """The straightforward definition, per pair with scipy."""
+    def points(img):
+        p = np.argwhere(img > 0.5).astype(float)
+        return p - p.mean(0)
+    d = cdist(points(a), points(b))
+    return max(d.min(1).mean(), d.min(0).mean())
+
+
+def test_mhd_matches_the_scipy_definition():
+    ts = tiny_trial_set(4)
+    method = METHODS.get("mhd")()
+    scores = method.score(method.prepare(ts.queries), method.prepare(ts.support)).numpy()
+    expected = -np.array([[mhd_reference(q, s) for s in ts.support] for q in ts.queries])
+    np.testing.assert_allclose(scores, expected, atol=1e-3)
+    pairs = method.score_pairs(method.prepare(ts.queries), method.prepare(ts.support)).numpy()
+    np.testing.assert_allclose(pairs, np.diag(expected), atol=1e-3)
+
+
+def test_mhd_is_translation_invariant():
+    img = glyph(3)
+    method = METHODS.get("mhd")()
+    score = method.score(method.prepare(img[None]), method.prepare(np.roll(img, (5, -7), (0, 1))[None]))
+    assert abs(float(score)) < 1e-3  # float32 rounding of squared distances
+
+
+def test_k_shot_scores_average_per_class():
+    from fewshot_bench.evaluation import class_means
+
+    scores = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    np.testing.assert_allclose(class_means(scores, torch.tensor([0, 0, 1, 1])).numpy(), [[2.0, 1.0]])
