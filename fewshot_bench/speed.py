@@ -91,13 +91,13 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
     cfg = method.config
-    from fewshot_bench.methods.conv_siamese import SiameseNet
+    from fewshot_bench.twin import TwinNet
 
     background = background_set(omniglot(root))
     data = to_tensor(background.images, cfg.input_size)[:, None]
     index = CharacterIndex(background)
     torch.manual_seed(0)
-    method.model_ = SiameseNet(cfg)
+    method.model_ = TwinNet(cfg)
     optimizer, scheduler = method._optimizer()
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
 
@@ -136,12 +136,12 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
 def evaluate(root: Path, preset: str = "paper") -> dict:
     """Time the 400 omniglot20 trials with an (untrained) network: each image embedded once per set."""
     from .api import METHODS, PROTOCOLS
-    from fewshot_bench.methods.conv_siamese import SiameseNet
+    from fewshot_bench.twin import TwinNet
 
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset), seed=0, preset=preset)
     torch.manual_seed(0)
-    method.model_ = SiameseNet(method.config)
+    method.model_ = TwinNet(method.config)
     protocol = PROTOCOLS.get("omniglot20")(data_root=root)
     protocol.trial_sets(0)  # data loaded before timing
     start = time.perf_counter()

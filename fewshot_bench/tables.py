@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .published import PAPER_COLUMNS, PAPER_ROW
 from .stats import t_interval
 
 
@@ -33,14 +34,35 @@ def long_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "preset", "protocol", "accuracy", "ci95", "seeds", "trials", "draws"])
 
 
-def wide_table(records: list[dict]) -> pd.DataFrame:
-    """Methods (with preset) as rows, protocols as columns, cells ``acc ± ci95`` in percent."""
+def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
+    """Methods (with preset) as rows, protocols as columns, cells ``acc ± ci95`` in percent.
+
+    With ``paper``, protocols that reproduce a table of Koch 2015 get a column of the paper's
+    figure beside ours, and the paper's systems we do not run appear as rows marked
+    "(published)", with no figure of ours.
+    """
     long = long_table(records)
     if long.empty:
         return pd.DataFrame()
     long["row"] = long["method"] + long["preset"].map(lambda p: "" if p == "-" else f" ({p})")
     long["cell"] = [f"{a:.1f} ± {c:.1f}" for a, c in zip(long["accuracy"], long["ci95"])]
-    return long.pivot(index="row", columns="protocol", values="cell").fillna("").rename_axis(None, axis=1)
+    wide = long.pivot(index="row", columns="protocol", values="cell").fillna("").rename_axis(None, axis=1)
+    if not paper:
+        return wide
+    methods = dict(zip(long["row"], long["method"]))
+    for protocol in [p for p in PAPER_COLUMNS if p in wide.columns]:
+        figures = PAPER_COLUMNS[protocol]
+        column = f"{protocol} (Koch 2015)"
+        wide[column] = [f"{figures[PAPER_ROW[methods[r]]]:.1f}" if PAPER_ROW.get(methods[r]) in figures else ""
+                        for r in wide.index]
+        ours = {PAPER_ROW.get(m) for m in long["method"]}
+        for system, figure in figures.items():
+            if system not in ours:
+                row = f"{system} (published)"
+                if row not in wide.index:
+                    wide.loc[row] = ""
+                wide.loc[row, column] = f"{figure:.1f}"
+    return wide[sorted(wide.columns)]
 
 
 def to_markdown(frame: pd.DataFrame, index_name: str = "method") -> str:

@@ -3,7 +3,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from fewshot_bench.cli import main
 
@@ -92,3 +91,15 @@ def test_compare_reports_mcnemar_on_identical_trials(data_root, tmp_path, capsys
 
 def test_table_without_records_is_a_user_error(tmp_path):
     assert main(["table", "--store", str(tmp_path / "empty")]) == 2
+
+
+def test_table_shows_published_figures_marked_as_such(tmp_path):
+    from fewshot_bench.tables import wide_table
+
+    record = {"method": "pixel_1nn", "preset": None, "protocol": "omniglot20", "seed": 0, "accuracy": 0.15,
+              "ci95": 0.03, "n_trials": 400, "trial_seeds": [0], "finished": "x"}
+    wide = wide_table([record])
+    assert wide.loc["pixel_1nn", "omniglot20"] == "15.0 ± 3.0"
+    assert wide.loc["pixel_1nn", "omniglot20 (Koch 2015)"] == "21.7"
+    assert wide.loc["Humans (published)", "omniglot20 (Koch 2015)"] == "95.5"
+    assert wide.loc["Humans (published)", "omniglot20"] == ""  # never a figure of ours

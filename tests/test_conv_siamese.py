@@ -9,7 +9,7 @@ from fewshot_bench.api import METHODS
 from fewshot_bench.augment import AffineRanges, affine_matrices, distort, draw_affine
 from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet
-from fewshot_bench.methods.conv_siamese import SiameseNet
+from fewshot_bench.twin import TwinNet
 from fewshot_bench.training import CharacterIndex, EarlyStopping, balanced_pairs
 from helpers import glyph
 
@@ -35,7 +35,7 @@ def tiny(**overrides):
 
 
 def test_paper_network_has_the_papers_shapes_and_about_38_95m_parameters():
-    net = SiameseNet(ConvSiamese.make_config("paper"))
+    net = TwinNet(ConvSiamese.make_config("paper"))
     assert net.fc.in_features == 9216 and net.fc.out_features == 4096
     n = sum(p.numel() for p in net.parameters())
     assert abs(n - 38.95e6) < 0.05e6
@@ -45,15 +45,15 @@ def test_paper_network_has_the_papers_shapes_and_about_38_95m_parameters():
 
 def test_paper_init_follows_the_paper():
     torch.manual_seed(0)
-    net = SiameseNet(ConvSiamese.make_config("paper"))
-    assert net.convs[0][0].weight.std().item() == pytest.approx(1e-2, rel=0.1)
-    assert net.convs[1][0].bias.mean().item() == pytest.approx(0.5, abs=0.01)
+    net = TwinNet(ConvSiamese.make_config("paper"))
+    assert net.layers[0][0].weight.std().item() == pytest.approx(1e-2, rel=0.1)
+    assert net.layers[1][0].bias.mean().item() == pytest.approx(0.5, abs=0.01)
     assert net.fc.weight.std().item() == pytest.approx(0.2, rel=0.05)
 
 
 def test_scores_are_symmetric_in_their_inputs_shared_weights():
     torch.manual_seed(0)
-    net = SiameseNet(ConvSiamese.make_config("tiny")).eval()
+    net = TwinNet(ConvSiamese.make_config("tiny")).eval()
     x = torch.rand(5, 1, 16, 16)
     with torch.no_grad():
         h = net.embed(x)
@@ -64,7 +64,7 @@ def test_scores_are_symmetric_in_their_inputs_shared_weights():
 
 def test_split_weighted_l1_head_equals_the_direct_formula():
     torch.manual_seed(0)
-    net = SiameseNet(ConvSiamese.make_config("tiny"))
+    net = TwinNet(ConvSiamese.make_config("tiny"))
     a, b = torch.rand(4, 32), torch.rand(3, 32)
     direct = ((a[:, None] - b[None]).abs() * net.head.weight[0]).sum(-1) + net.head.bias
     torch.testing.assert_close(net.logits(a, b), direct, atol=1e-5, rtol=1e-5)
@@ -112,8 +112,8 @@ def test_balanced_pairs_are_half_same_and_equal_per_alphabet():
 
 
 def test_paper_schedule_decays_lr_and_ramps_momentum():
-    m = tiny(objective="pairs", lr="0.1", momentum="0.9", momentum_ramp_epochs=10, lr_decay=0.01)
-    m.model_ = SiameseNet(m.config)
+    m = tiny(objective="pairs", optimizer="sgd", lr="0.1", momentum="0.9", momentum_ramp_epochs=10, lr_decay=0.01)
+    m.model_ = TwinNet(m.config)
     opt, _ = m._optimizer()
     m._set_epoch_schedule(opt, 0)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1) and opt.param_groups[0]["momentum"] == pytest.approx(0.5)

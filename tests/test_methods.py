@@ -73,3 +73,32 @@ def test_k_shot_scores_average_per_class():
 
     scores = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
     np.testing.assert_allclose(class_means(scores, torch.tensor([0, 0, 1, 1])).numpy(), [[2.0, 1.0]])
+
+
+def test_affine_model_matches_rotated_copies():
+    from fewshot_bench.methods.affine import AffineConfig, AffineModel
+
+    support = np.stack([glyph(i) for i in range(5)]).astype(np.float32)
+    # rotate each support by 15 degrees (a grid point) with the same sampler the method uses
+    import torch.nn.functional as F
+    t = np.radians(15)
+    theta = torch.tensor([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0]], dtype=torch.float32)
+    x = torch.as_tensor(support)[:, None]
+    grid = F.affine_grid(theta.repeat(5, 1, 1), list(x.shape), align_corners=False)
+    rotated = F.grid_sample(x, grid, align_corners=False)[:, 0].numpy()
+    ts = TrialSet(rotated, support, np.arange(5), "rot")
+    method = AffineModel(AffineConfig(input_size=40))
+    method.fit(None)
+    assert evaluate_trial_sets(method, [ts])["accuracy"] == 1.0
+    assert len(method.grid_) == 5 * 3 * 3 * 3 * 3
+
+
+def test_tree_descent_reaches_the_nearest_cluster():
+    from scipy.cluster.hierarchy import linkage, to_tree
+
+    from fewshot_bench.methods.tree_metric import descend
+
+    support = np.array([[0.0, 0], [0.0, 1], [10, 0], [10, 1]])
+    root = to_tree(linkage(support, "average"))
+    scores = descend(np.array([9.5, 0.9]), support, root, ("euclidean",))
+    assert scores.argmax() == 3 and scores[2] > scores[0] and scores[0] == scores[1] == 0

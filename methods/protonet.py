@@ -1,0 +1,22 @@
+"""Prototypical networks (Snell, Swersky & Zemel 2017): a conv embedding trained episodically
+on the background alphabets with a softmax over negative squared Euclidean distances to the
+class prototypes. In one-shot episodes the prototype is the support embedding itself.
+
+Episodes are within-alphabet (as the test task): 20 characters by 4 drawers per alphabet,
+each drawer in turn the support set for the others' queries; 90-degree rotated alphabets
+count as new alphabets, and Koch's affine distortions are applied to every image.
+"""
+from fewshot_bench.api import METHODS
+from fewshot_bench.methods.conv_siamese import CPU_PRESET as CONV_CPU, TINY_PRESET as CONV_TINY
+from fewshot_bench.twin import TwinMethod
+
+# the conv_siamese cpu twin without the sigmoid fc layer and head: 2304 flat conv features
+CPU_PRESET = {**CONV_CPU, "fc_units": 0, "metric": "euclidean", "epochs": 10, "patience": 10}
+TINY_PRESET = {**CONV_TINY, "fc_units": 0, "metric": "euclidean"}
+
+
+@METHODS.register("protonet")
+class ProtoNet(TwinMethod):
+    summary = "prototypical networks (Snell et al. 2017), episodic within-alphabet training, Euclidean"
+    presets = {"cpu": CPU_PRESET, "tiny": TINY_PRESET}
+    default_preset = "cpu"
