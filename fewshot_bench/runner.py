@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import resource
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "threads": torch.get_num_threads(),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "git_commit": git_commit(),
     }

@@ -32,7 +32,7 @@ CPU_PRESET = {
     "adam_lr": 2e-3, "epochs": 20, "patience": 20,
 }
 CPU_PAIRS_PRESET = {**CPU_PRESET, "objective": "pairs", "optimizer": "adam", "pairs": 30_000, "distortions": 1,
-                    "batch_size": 128, "epochs": 6, "patience": 6}
+                    "batch_size": 128, "epochs": 3, "patience": 3}
 TINY_PRESET = {**CPU_PRESET, "input_size": 16, "channels": (8, 16), "kernels": (3, 3), "fc_units": 32,
                "steps_per_epoch": 3, "alphabets_per_batch": 2, "way": 5, "epochs": 2, "patience": 2}
 

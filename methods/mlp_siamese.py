@@ -9,7 +9,7 @@ CPU_PRESET = {
     "network": "mlp", "input_size": 28, "hidden": (1024,), "fc_units": 512, "init": "default",
     "objective": "pairs", "loss": "bce", "optimizer": "adam", "adam_lr": 1e-3,
     "pairs": 30_000, "distortions": 8, "batch_size": 128, "train_drawers": ALL_DRAWERS,
-    "epochs": 6, "patience": 6,
+    "epochs": 4, "patience": 4,
 }
 TINY_PRESET = {**CPU_PRESET, "input_size": 16, "hidden": (32,), "fc_units": 16, "pairs": 64, "distortions": 1,
                "batch_size": 32, "epochs": 1, "patience": 1}
