@@ -276,6 +276,7 @@ class TwinMethod(Method):
             else:
                 loss = self._trials_epoch(data, index, optimizer, scheduler, rng, gen, epoch)
             acc = one_shot_accuracy(self.score, validation, self.prepare) if validation else float(epoch)
+            self.last_validation_ = acc if validation else None
             stop = stopper.update(epoch, acc, self.model_)
             history.append({"epoch": epoch, "loss": loss, "validation_accuracy": acc if validation else None,
                             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick})
@@ -327,9 +328,11 @@ class TwinMethod(Method):
             self.progress.stage(label)
             self.progress.start(total)
 
-    def _advance(self, info: str):
+    def _advance(self, losses: list[float], optimizer) -> None:
         if self.progress:
-            self.progress.advance(info)
+            last = getattr(self, "last_validation_", None)
+            info = f"loss {np.mean(losses[-50:]):.3f}  lr {optimizer.param_groups[0]['lr']:.1e}"
+            self.progress.advance(info + (f"  val {100 * last:.1f}%" if last is not None else ""))
 
     def _pairs_epoch(self, data, pairs, optimizer, scheduler, rng, gen, epoch) -> float:
         """One pass over the pairs, each seen once as drawn and ``distortions`` times distorted."""
@@ -355,7 +358,7 @@ class TwinMethod(Method):
             if scheduler is not None:
                 scheduler.step()
             losses.append(loss.item())
-            self._advance(f"loss {np.mean(losses[-50:]):.3f}")
+            self._advance(losses, optimizer)
         return float(np.mean(losses))
 
     def _pair_loss(self, a, b, same):
@@ -398,5 +401,5 @@ class TwinMethod(Method):
             if scheduler is not None:
                 scheduler.step()
             losses.append(loss.item())
-            self._advance(f"loss {np.mean(losses[-50:]):.3f}")
+            self._advance(losses, optimizer)
         return float(np.mean(losses))
