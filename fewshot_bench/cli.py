@@ -103,6 +103,17 @@ def make_parser() -> argparse.ArgumentParser:
     plugin_arg(p)
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("reproduce", help="regenerate a table of Koch 2015 from real runs (resumable)",
+                       description="Plan the runs a table needs, skip those already stored, run the rest "
+                                   "and write results/TABLE.csv, .md and .png.")
+    p.add_argument("table", choices=["table1", "table2", "table3"])
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="preset family (default cpu)")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per learned method (default 1)")
+    p.add_argument("--store", help="results store folder (default: ./runs)")
+    p.add_argument("--out", default="results", help="where the table files go (default results/)")
+    data_root_arg(p)
+    p.set_defaults(func=cmd_reproduce)
+
     p = sub.add_parser("speed", help="benchmarks: data loading, mhd vs scipy, training throughput, evaluation")
     p.add_argument("name", choices=["load", "mhd", "train", "eval"])
     p.add_argument("--preset", help="conv_siamese preset for train (default cpu) and eval (default paper)")
@@ -272,6 +283,23 @@ def cmd_compare(args) -> None:
     out.print(f"{args.method_a} right, {args.method_b} wrong: {test['only_a']}; "
               f"{args.method_b} right, {args.method_a} wrong: {test['only_b']}; "
               f"exact McNemar p = {test['p_value']:.3g} over {len(correct[0])} paired trials", soft_wrap=True)
+
+
+# ------------------------------------------------------------------ reproduce
+
+def cmd_reproduce(args) -> None:
+    from .progress import StageProgress
+    from .records import store_dir
+    from .reproduce import reproduce
+
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    command = f"bench reproduce {args.table} --preset {args.preset} --seeds {args.seeds}"
+    with StageProgress(console) as progress:
+        reproduce(args.table, args.preset, args.seeds, store_dir(args.store), Path(args.out),
+                          Path(args.data_root) if args.data_root else None, progress, command)
+    out.print((Path(args.out) / f"{args.table}.md").read_text(), highlight=False, soft_wrap=True)
+    console.print(f"wrote {args.out}/{args.table}.csv, .md" + (", .png" if (Path(args.out) / f"{args.table}.png").exists() else ""))
 
 
 # ------------------------------------------------------------------ speed

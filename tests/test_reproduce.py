@@ -1,0 +1,83 @@
+import threading
+
+import pandas as pd
+import pytest
+
+from fewshot_bench import reproduce as rep
+from fewshot_bench.errors import UserError
+from fewshot_bench.records import load_records
+
+
+def cheap_plan(table, preset):
+    return "mnist10", [rep.Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=26.5),
+                       rep.Cell("1-NN at 14 px", "pixel_1nn", options={"input_size": 14}, learns=False)]
+
+
+@pytest.fixture
+def counted_runs(monkeypatch):
+    calls = []
+    real = rep.run
+
+    def run(spec, progress=None):
+        calls.append((spec.method, dict(spec.method_options), spec.seed))
+        return real(spec)
+
+    monkeypatch.setattr(rep, "plan", cheap_plan)
+    monkeypatch.setattr(rep, "run", run)
+    monkeypatch.setattr(rep, "TRIAL_SEEDS", [0, 1])
+    return calls
+
+
+def test_reproduce_writes_tables_and_skips_stored_runs(data_root, tmp_path, counted_runs):
+    store, out = tmp_path / "store", tmp_path / "results"
+    frame = rep.reproduce("table3", "cpu", 1, store, out, command="bench reproduce table3")
+    assert len(counted_runs) == 2
+    md = (out / "table3.md").read_text()
+    assert "bench reproduce table3" in md and "| 1-Nearest Neighbor |" in md
+    assert "Convolutional Siamese Net (published only, not run here)" in md  # marked, never ours
+    csv = pd.read_csv(out / "table3.csv")
+    published = csv[csv["source"] == "published"]
+    assert published["ours"].isna().all()
+    assert frame.loc[frame["system"] == "1-Nearest Neighbor", "paper"].item() == 26.5
+
+    rep.reproduce("table3", "cpu", 1, store, out)
+    assert len(counted_runs) == 2  # resumed: everything was stored
+
+
+def test_two_reproduces_sharing_a_store_run_each_run_once(data_root, tmp_path, counted_runs):
+    store = tmp_path / "store"
+    errors = []
+
+    def go(i):
+        try:
+            rep.reproduce("table3", "cpu", 1, store, tmp_path / f"out{i}", poll=0.2)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join(timeout=300) for t in threads]
+    assert not errors
+    assert len(counted_runs) == 2 and len(load_records(store)) == 2
+    assert not list((store / "locks").glob("*.lock"))
+
+
+def test_a_dead_owners_lock_is_taken_over(tmp_path):
+    path = tmp_path / "x.lock"
+    path.write_text("999999999")
+    lock = rep.Lock(path)
+    assert lock.acquire() and rep.Lock(path).acquire() is False
+    lock.release()
+    assert not path.exists()
+
+
+def test_plans_match_the_papers_tables():
+    protocol, cells = rep.plan("table1", "cpu")
+    assert protocol == "verification" and len(cells) == 6
+    assert {(c.options["pairs"], c.options["distortions"]) for c in cells} == set(rep.TABLE1)
+    protocol, cells = rep.plan("table2", "cpu")
+    assert protocol == "omniglot20" and {"pixel_1nn", "affine", "mlp_siamese", "conv_siamese"} <= {c.method for c in cells}
+    protocol, cells = rep.plan("table3", "paper")
+    assert protocol == "mnist10" and cells[1].preset == "mnist"
+    with pytest.raises(UserError, match="unknown table"):
+        rep.plan("table9", "cpu")
