@@ -81,17 +81,15 @@ def mhd(root: Path, sets: int = 4, repeats: int = 3) -> dict:
 def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) -> dict:
     """conv_siamese training steps on real batches (sampling, rotations, distortions) against a
     bare PyTorch loop of the same network, batch shape and loss on random tensors."""
-    import torch.nn.functional as F
-
     from .api import METHODS
     from .imageset import to_tensor
     from .omniglot import background_set, omniglot
     from .training import CharacterIndex
+    from .twin import TwinNet, trial_loss
 
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
     cfg = method.config
-    from fewshot_bench.twin import TwinNet
 
     background = background_set(omniglot(root))
     data = to_tensor(background.images, cfg.input_size)[:, None]
@@ -103,19 +101,12 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
 
     d, c, a = cfg.drawers_per_character, cfg.way, cfg.alphabets_per_batch
     x = torch.rand(a * d * c, 1, cfg.input_size, cfg.input_size)
-    off_diagonal = ~torch.eye(d, dtype=torch.bool)
-    target = torch.arange(c).repeat(d * (d - 1))
 
     def bare():
         for _ in range(steps):
-            h = method.model_.embed(x)
-            loss = 0.0
-            for g in range(a):
-                e = h[g * d * c:(g + 1) * d * c]
-                logits = method.model_.logits(e, e).view(d, c, d, c).permute(0, 2, 1, 3)[off_diagonal].reshape(-1, c)
-                loss = loss + F.cross_entropy(logits, target)
+            loss = trial_loss(method.model_, method.model_.embed(x), [(d, c)] * a)
             optimizer.zero_grad(set_to_none=True)
-            (loss / a).backward()
+            loss.backward()
             optimizer.step()
 
     def pipeline():
@@ -136,7 +127,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
 def evaluate(root: Path, preset: str = "paper") -> dict:
     """Time the 400 omniglot20 trials with an (untrained) network: each image embedded once per set."""
     from .api import METHODS, PROTOCOLS
-    from fewshot_bench.twin import TwinNet
+    from .twin import TwinNet
 
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset), seed=0, preset=preset)

@@ -199,6 +199,21 @@ class TwinNet(nn.Module):
         return groups + [list(m.parameters()) for m in (self.fc, self.head) if m is not None]
 
 
+def trial_loss(model: TwinNet, h: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """Mean one-shot trial loss over groups of embeddings laid out as (drawers, characters)
+    grids: each image is a query against every other drawer's characters, under a softmax."""
+    loss, offset = 0.0, 0
+    for d, c in shapes:
+        e = h[offset:offset + d * c]
+        offset += d * c
+        logits = model.logits(e, e).view(d, c, d, c).permute(0, 2, 1, 3)  # (d, d', c, c')
+        off_diagonal = ~torch.eye(d, dtype=torch.bool, device=logits.device)
+        logits = logits[off_diagonal].reshape(-1, c)  # each row: a query vs one drawer's supports
+        target = torch.arange(c, device=logits.device).repeat(d * (d - 1))
+        loss = loss + F.cross_entropy(logits, target)
+    return loss / len(shapes)
+
+
 class TwinMethod(Method):
     """A twin network trained on the background alphabets; subclasses set presets."""
 
@@ -352,14 +367,17 @@ class TwinMethod(Method):
                 x[distorted] = distort(x[distorted], gen)
             h = self.model_.embed(x).view(len(sel), 2, -1)
             loss = self._pair_loss(h[:, 0], h[:, 1], torch.as_tensor(targets[pair], device=h.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            losses.append(loss.item())
-            self._advance(losses, optimizer)
+            self._step(loss, optimizer, scheduler, losses)
         return float(np.mean(losses))
+
+    def _step(self, loss, optimizer, scheduler, losses: list[float]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(loss.item())
+        self._advance(losses, optimizer)
 
     def _pair_loss(self, a, b, same):
         if self.config.loss == "bce":  # the paper: cross-entropy of the sigmoid head
@@ -383,23 +401,6 @@ class TwinMethod(Method):
                 x = torch.cat([torch.rot90(p, int(k), dims=(2, 3)) for p, k in zip(parts, turns)])
             if cfg.distortions:
                 x = distort(x, gen)
-            h = self.model_.embed(x)
-            loss, offset = 0.0, 0
-            for g in groups:
-                d, c = g.shape
-                e = h[offset:offset + g.size]
-                offset += g.size
-                logits = self.model_.logits(e, e).view(d, c, d, c).permute(0, 2, 1, 3)  # (d, d', c, c')
-                off_diagonal = ~torch.eye(d, dtype=torch.bool, device=logits.device)
-                logits = logits[off_diagonal].reshape(-1, c)  # each row: a query vs one drawer's supports
-                target = torch.arange(c, device=logits.device).repeat(d * (d - 1))
-                loss = loss + F.cross_entropy(logits, target)
-            loss = loss / len(groups)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            losses.append(loss.item())
-            self._advance(losses, optimizer)
+            loss = trial_loss(self.model_, self.model_.embed(x), [g.shape for g in groups])
+            self._step(loss, optimizer, scheduler, losses)
         return float(np.mean(losses))
