@@ -38,6 +38,7 @@ class TwinConfig:
     input_size: int = 105
     channels: tuple[int, ...] = (64, 128, 128, 256)
     kernels: tuple[int, ...] = (10, 7, 4, 4)
+    strides: tuple[int, ...] = ()  # per conv layer; empty = all 1
     padding: str = "valid"  # "same" keeps feature maps large on small inputs
     batch_norm: bool = False
     fc_units: int = 4096
@@ -80,6 +81,8 @@ class TwinConfig:
         require(self.optimizer in ("sgd", "adam"), f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         require(self.loss != "bce" or self.metric == "weighted_l1" or self.objective == "trials",
                 "the bce pair loss needs metric=weighted_l1 (the sigmoid head)")
+        require(not self.strides or len(self.strides) == len(self.channels),
+                f"strides {self.strides} need one value per conv layer (or none)")
         require(len(self.kernels) == len(self.channels) >= 1,
                 f"channels {self.channels} and kernels {self.kernels} need the same length")
         require(self.margin > 0, f"margin must be > 0, got {self.margin}")
@@ -129,8 +132,11 @@ class TwinNet(nn.Module):
     @staticmethod
     def _conv_layers(cfg):
         layers, c_in = [], 1
-        for i, (c_out, k) in enumerate(zip(cfg.channels, cfg.kernels)):
-            block = [nn.Conv2d(c_in, c_out, k, padding="same" if cfg.padding == "same" else 0, bias=not cfg.batch_norm)]
+        strides = cfg.strides or (1,) * len(cfg.channels)
+        for i, (c_out, k, stride) in enumerate(zip(cfg.channels, cfg.kernels, strides)):
+            # 'same' padding (k // 2) keeps maps large; with stride 2 it halves them exactly
+            block = [nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2 if cfg.padding == "same" else 0,
+                               bias=not cfg.batch_norm)]
             if cfg.batch_norm:
                 block.append(nn.BatchNorm2d(c_out))
             block.append(nn.ReLU(inplace=True))

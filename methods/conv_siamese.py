@@ -24,16 +24,18 @@ MNIST_PRESET = {"input_size": 35, "channels": (64, 128, 128), "kernels": (5, 3, 
 # head), trained on the one-shot trial itself: within-alphabet batches of 20 characters by 4
 # drawers, each query's 20 support scores under a softmax, all 20 background drawers, 90-degree
 # rotated alphabets as extra alphabets, Koch's affine distortions on every image; Adam, cosine.
-CPU_PRESET = {
+CPU_TWIN = {
     "input_size": 28, "channels": (32, 64, 128, 256), "kernels": (3, 3, 3, 3), "padding": "same",
     "batch_norm": True, "fc_units": 1024, "init": "default", "objective": "trials", "optimizer": "adam",
     "train_drawers": ALL_DRAWERS, "rotations": True, "distortions": 1,
     "steps_per_epoch": 200, "alphabets_per_batch": 4, "way": 20, "drawers_per_character": 4,
     "adam_lr": 2e-3, "epochs": 20, "patience": 20,
 }
-CPU_PAIRS_PRESET = {**CPU_PRESET, "objective": "pairs", "optimizer": "adam", "pairs": 30_000, "distortions": 1,
+CPU_PRESET = CPU_TWIN
+# the 28x28 twin on the paper's pair loss: compared with contrastive_siamese on identical pairs
+CPU_PAIRS_PRESET = {**CPU_TWIN, "objective": "pairs", "optimizer": "adam", "pairs": 30_000, "distortions": 1,
                     "batch_size": 128, "epochs": 3, "patience": 3}
-TINY_PRESET = {**CPU_PRESET, "input_size": 16, "channels": (8, 16), "kernels": (3, 3), "fc_units": 32,
+TINY_PRESET = {**CPU_TWIN, "input_size": 16, "channels": (8, 16), "kernels": (3, 3), "fc_units": 32,
                "steps_per_epoch": 3, "alphabets_per_batch": 2, "way": 5, "epochs": 2, "patience": 2}
 
 

@@ -7,11 +7,11 @@ each drawer in turn the support set for the others' queries; 90-degree rotated a
 count as new alphabets, and Koch's affine distortions are applied to every image.
 """
 from fewshot_bench.api import METHODS
-from fewshot_bench.methods.conv_siamese import CPU_PRESET as CONV_CPU, TINY_PRESET as CONV_TINY
+from fewshot_bench.methods.conv_siamese import CPU_TWIN, TINY_PRESET as CONV_TINY
 from fewshot_bench.twin import TwinMethod
 
 # the conv_siamese cpu twin without the sigmoid fc layer and head: 2304 flat conv features
-CPU_PRESET = {**CONV_CPU, "fc_units": 0, "metric": "euclidean", "epochs": 10, "patience": 10}
+CPU_PRESET = {**CPU_TWIN, "fc_units": 0, "metric": "euclidean", "epochs": 10, "patience": 10}
 TINY_PRESET = {**CONV_TINY, "fc_units": 0, "metric": "euclidean"}
 
 
