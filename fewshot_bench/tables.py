@@ -20,11 +20,20 @@ def cell(records: list[dict]) -> dict:
 
 
 def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
-    """Group records by (method, preset, protocol); within a group keep the newest run per seed."""
+    """Group records by (method, preset label, protocol); within a group keep the newest run per
+    seed. Runs of one preset with different configs (``--set`` overrides) get separate rows,
+    labelled with a short hash of their config."""
+    from .training import fingerprint
+
+    configs: dict[tuple, set] = {}
+    for r in records:
+        configs.setdefault((r["method"], r.get("preset") or "-"), set()).add(fingerprint(r.get("method_config")))
     groups: dict[tuple, dict[int, dict]] = {}
     for r in records:  # oldest first, so newer runs overwrite
-        key = (r["method"], r.get("preset") or "-", r["protocol"])
-        groups.setdefault(key, {})[r["seed"]] = r
+        preset = r.get("preset") or "-"
+        if len(configs[(r["method"], preset)]) > 1:
+            preset = f"{preset} cfg {fingerprint(r.get('method_config'))[:6]}"
+        groups.setdefault((r["method"], preset, r["protocol"]), {})[r["seed"]] = r
     return {k: list(v.values()) for k, v in groups.items()}
 
 

@@ -103,3 +103,15 @@ def test_table_shows_published_figures_marked_as_such(tmp_path):
     assert wide.loc["pixel_1nn", "omniglot20 (Koch 2015)"] == "21.7"
     assert wide.loc["Humans (published)", "omniglot20 (Koch 2015)"] == "95.5"
     assert wide.loc["Humans (published)", "omniglot20"] == ""  # never a figure of ours
+
+
+def test_runs_of_one_preset_with_different_configs_get_separate_rows():
+    from fewshot_bench.tables import long_table
+
+    base = {"method": "conv_siamese", "preset": "cpu", "protocol": "omniglot20", "seed": 0, "ci95": 0.01,
+            "n_trials": 400, "trial_seeds": [0], "finished": "x"}
+    records = [{**base, "accuracy": 0.8, "method_config": {"input_size": 28}},
+               {**base, "accuracy": 0.9, "method_config": {"input_size": 56}}]
+    table = long_table(records)
+    assert len(table) == 2 and sorted(table["accuracy"]) == [80.0, 90.0]
+    assert all(p.startswith("cpu cfg ") for p in table["preset"])
