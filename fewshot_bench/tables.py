@@ -62,7 +62,7 @@ def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
     for protocol in [p for p in PAPER_COLUMNS if p in wide.columns]:
         figures = PAPER_COLUMNS[protocol]
         column = f"{protocol} (Koch 2015)"
-        wide[column] = [f"{figures[PAPER_ROW[methods[r]]]:.1f}" if PAPER_ROW.get(methods[r]) in figures else ""
+        wide[column] = [f"{figures[PAPER_ROW[methods[r]]]:.1f}" if PAPER_ROW.get(methods.get(r)) in figures else ""
                         for r in wide.index]
         ours = {PAPER_ROW.get(m) for m in long["method"]}
         for system, figure in figures.items():

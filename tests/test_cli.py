@@ -115,3 +115,13 @@ def test_runs_of_one_preset_with_different_configs_get_separate_rows():
     table = long_table(records)
     assert len(table) == 2 and sorted(table["accuracy"]) == [80.0, 90.0]
     assert all(p.startswith("cpu cfg ") for p in table["preset"])
+
+
+def test_table_with_two_paper_protocols_keeps_published_rows():
+    from fewshot_bench.tables import wide_table
+
+    base = {"method": "pixel_1nn", "preset": None, "seed": 0, "accuracy": 0.2, "ci95": 0.01, "n_trials": 400,
+            "trial_seeds": [0], "finished": "x", "method_config": {}}
+    wide = wide_table([{**base, "protocol": "omniglot20"}, {**base, "protocol": "mnist10"}])
+    assert wide.loc["pixel_1nn", "mnist10 (Koch 2015)"] == "26.5"
+    assert wide.loc["Humans (published)", "mnist10 (Koch 2015)"] == ""
