@@ -21,6 +21,7 @@ from PIL import Image
 
 from .errors import UserError
 from .imageset import ImageSet
+from .records import write_atomic
 
 OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{}"
 MNIST_MIRRORS = (
@@ -120,15 +121,14 @@ def _load_omniglot_zip(path: Path, split: str, cache: bool) -> ImageSet:
         return ImageSet(images, meta)
     images, meta = decode_omniglot_zip(path, split)
     if cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
         alphabet_codes, alphabet_names = pd.factorize(meta["alphabet"])
         character_codes, character_names = pd.factorize(meta["character"])
-        np.savez(tmp, bits=np.packbits(images), shape=np.array(images.shape),
+        buffer = io.BytesIO()
+        np.savez(buffer, bits=np.packbits(images), shape=np.array(images.shape),
                  alphabet_codes=alphabet_codes, alphabet_names=alphabet_names.to_numpy(str),
                  character_codes=character_codes, character_names=character_names.to_numpy(str),
                  drawer=meta["drawer"].to_numpy())
-        os.replace(tmp, cache_file)  # atomic: a concurrent reader never sees half a cache
+        write_atomic(cache_file, buffer.getvalue())  # a concurrent reader never sees half a cache
     return ImageSet(images, meta)
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .imageset import ImageSet
-from .records import write_atomic  # noqa: F401  (re-exported for methods)
+from .records import write_atomic
 
 
 # ------------------------------------------------------------------ keys and checkpoints
@@ -49,12 +48,9 @@ class Checkpoint:
     def save(self, state: dict) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, buffer.getvalue())
 
 
 # ------------------------------------------------------------------ early stopping
@@ -80,17 +76,6 @@ class EarlyStopping:
 
     def load_state_dict(self, state: dict) -> None:
         self.best_score, self.best_epoch, self.best_state = state["best_score"], state["best_epoch"], state["best_state"]
-
-
-def one_shot_accuracy(score_fn, trial_sets, prepare) -> float:
-    """Fraction of validation queries whose best-scoring support is the right one."""
-    correct = total = 0
-    with torch.inference_mode():
-        for ts in trial_sets:
-            scores = score_fn(prepare(ts.queries), prepare(ts.support))
-            correct += int((scores.argmax(1).numpy() == ts.answer).sum())
-            total += len(ts.answer)
-    return correct / max(total, 1)
 
 
 # ------------------------------------------------------------------ samplers

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from .api import Method
 from .augment import distort
 from .config import require
+from .evaluation import evaluate_trial_sets
 from .imageset import to_tensor
 from .splits import TRAIN_DRAWERS
 from .training import (CharacterIndex, Checkpoint, EarlyStopping, balanced_pairs, data_fingerprint, fingerprint,
-                       one_shot_accuracy, trial_batch)
+                       trial_batch)
 
 
 @dataclass
@@ -296,7 +297,7 @@ class TwinMethod(Method):
                 loss = self._pairs_epoch(data, pairs, optimizer, scheduler, rng, gen, epoch)
             else:
                 loss = self._trials_epoch(data, index, optimizer, scheduler, rng, gen, epoch)
-            acc = one_shot_accuracy(self.score, validation, self.prepare) if validation else float(epoch)
+            acc = evaluate_trial_sets(self, validation)["accuracy"] if validation else float(epoch)
             self.last_validation_ = acc if validation else None
             stop = stopper.update(epoch, acc, self.model_)
             history.append({"epoch": epoch, "loss": loss, "validation_accuracy": acc if validation else None,
