@@ -58,3 +58,12 @@ def load_records(store: Path) -> list[dict]:
         if record.get("schema") == SCHEMA:
             records.append(record)
     return sorted(records, key=lambda r: r.get("finished", ""))
+
+
+def training_seconds(record: dict) -> float:
+    """What training the run's weights cost: the recorded epochs when a checkpoint was reused
+    (the run itself then only loaded it), else the run's own training time."""
+    training = record.get("training") or {}
+    if training.get("reused_checkpoint"):
+        return float(training["epoch_seconds"])
+    return float(record["train_seconds"])

@@ -98,9 +98,22 @@ def make_record(spec, method, protocol, draws, train_seconds) -> dict:
         "n_trials": int(len(correct)),
         "train_seconds": train_seconds,
         "eval_seconds": float(sum(d["eval_seconds"] for d in draws)),
+        "training": training_summary(method),
         "draws": draws,
         "environment": environment(),
     }
+
+
+def training_summary(method) -> dict | None:
+    """A learning method's epochs (loss, validation accuracy, seconds): when its weights came from
+    a checkpoint, ``train_seconds`` is only the load, and this keeps the original training's cost."""
+    history = getattr(method, "history_", None)
+    if history is None:
+        return None
+    return {"reused_checkpoint": bool(getattr(method, "reused_checkpoint_", False)),
+            "epochs": len(history), "epoch_seconds": float(sum(h["seconds"] for h in history)),
+            "best_validation": max((h["validation_accuracy"] or 0.0) for h in history) if history else None,
+            "history": history}
 
 
 def environment() -> dict:

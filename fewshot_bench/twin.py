@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
+import queue as queue_module
 import time
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +52,7 @@ class TwinConfig:
     train_drawers: tuple[int, ...] = TRAIN_DRAWERS
     distortions: int = 8  # pairs: distorted copies per pair; trials: >0 distorts every image
     rotations: bool = False  # trials: 90-degree rotations of whole alphabets as new alphabets
+    reflections: bool = False  # trials: mirrored alphabets as new alphabets (with rotations: all 8 symmetries)
     # objective: "pairs" (same/different pairs, loss "bce" as in the paper or "contrastive" with
     # a margin, Hadsell et al. 2006) or "trials" (softmax over each query's supports)
     objective: str = "pairs"
@@ -57,6 +62,7 @@ class TwinConfig:
     # pairs objective (paper): SGD, values per layer (conv1..convN, fc, head); one value = all layers
     pairs: int = 150_000
     batch_size: int = 128
+    pair_steps: int = 0  # batches per epoch; 0 = one pass over the pairs and their distorted copies
     lr: tuple[float, ...] = (1e-2,)
     momentum: tuple[float, ...] = (0.9,)  # final momentum per layer
     momentum_start: float = 0.5
@@ -70,6 +76,9 @@ class TwinConfig:
     drawers_per_character: int = 4
     adam_lr: float = 1e-3
     weight_decay: float = 0.0
+    # ensemble: independently trained networks whose scores are averaged; on a CPU they train
+    # side by side in processes (one thread each beats two threads on one small network)
+    members: int = 1
     # schedule
     epochs: int = 200
     patience: int = 20  # epochs without validation improvement before stopping
@@ -86,6 +95,7 @@ class TwinConfig:
                 f"strides {self.strides} need one value per conv layer (or none)")
         require(len(self.kernels) == len(self.channels) >= 1,
                 f"channels {self.channels} and kernels {self.kernels} need the same length")
+        require(self.members >= 1, f"members must be >= 1, got {self.members}")
         require(self.margin > 0, f"margin must be > 0, got {self.margin}")
         n = self.n_layers
         require(self.padding in ("valid", "same"), f"padding must be 'valid' or 'same', got {self.padding!r}")
@@ -93,7 +103,8 @@ class TwinConfig:
         require(self.init in ("paper", "default"), f"init must be 'paper' or 'default', got {self.init!r}")
         require(self.input_size >= 8, f"input_size must be >= 8, got {self.input_size}")
         require(self.fc_units >= 0 and self.epochs >= 1 and self.patience >= 1, "fc_units >= 0; epochs, patience >= 1")
-        require(self.pairs >= 2 and self.batch_size >= 2, "pairs and batch_size must be >= 2")
+        require(self.pairs >= 2 and self.batch_size >= 2 and self.pair_steps >= 0,
+                "pairs and batch_size must be >= 2, pair_steps >= 0")
         require(self.distortions >= 0, f"distortions must be >= 0, got {self.distortions}")
         require(2 <= self.way and 2 <= self.drawers_per_character <= 20, "way >= 2, drawers_per_character 2-20")
         require(all(1 <= d <= 20 for d in self.train_drawers), f"train_drawers must be in 1-20, got {self.train_drawers}")
@@ -235,44 +246,82 @@ class TwinMethod(Method):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.config.device)
 
+    def _members(self) -> list[TwinNet]:
+        return getattr(self, "models_", None) or [self.model_]
+
     @torch.inference_mode()
-    def embed(self, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
-        """Float images (N, H, W) -> embeddings (N, F), in batches, network in eval mode."""
-        self.model_.eval()
-        return torch.cat([self.model_.embed(images[i:i + batch, None].to(self.device))
-                          for i in range(0, len(images), batch)])
+    def _embed(self, model: TwinNet, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        model.eval()
+        return torch.cat([model.embed(images[i:i + batch, None].to(self.device)) for i in range(0, len(images), batch)])
+
+    @torch.inference_mode()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images (N, H, W) -> embeddings (N, F), in batches, networks in eval mode
+        (an ensemble's members side by side)."""
+        return torch.cat([self._embed(model, images) for model in self._members()], 1)
 
     @torch.inference_mode()
     def score(self, queries, support):
-        # each image is embedded once; the head compares all query x support pairs
-        return self.model_.logits(self.embed(queries), self.embed(support)).float().cpu()
+        # each image is embedded once per member; the head compares all query x support pairs;
+        # an ensemble averages its members' logits
+        return torch.stack([m.logits(self._embed(m, queries), self._embed(m, support))
+                            for m in self._members()]).mean(0).float().cpu()
 
     @torch.inference_mode()
     def score_pairs(self, first, second):
-        return self.model_.pair_logits(self.embed(first), self.embed(second)).float().cpu()
+        return torch.stack([m.pair_logits(self._embed(m, first), self._embed(m, second))
+                            for m in self._members()]).mean(0).float().cpu()
 
     # ---------------------------------------------------------------- training
 
     def fit(self, background, validation=None):
         cfg = self.config
-        device = self.device
         background = background.select(background.meta["drawer"].isin(cfg.train_drawers))
-        key = fingerprint(self.name, dataclasses.asdict(cfg), data_fingerprint(background), self.seed,
-                          [fingerprint(ts.queries, ts.support, ts.answer) for ts in validation or []])
+        data_key = data_fingerprint(background)
+        validation_key = [fingerprint(ts.queries, ts.support, ts.answer) for ts in validation or []]
+        # members > 1: an ensemble of networks with their own seeds (100 * seed + k, so the
+        # ensembles of different seeds share no member); one member keeps the seed itself
+        seeds = [self.seed] if cfg.members == 1 else [100 * self.seed + k for k in range(cfg.members)]
+        keys = [fingerprint(self.name, dataclasses.asdict(cfg), data_key, seed, validation_key) for seed in seeds]
+        self.checkpoint_key_ = keys[0]
+        data = to_tensor(background.images, cfg.input_size)[:, None]
+        index = CharacterIndex(background)
+        workers = min(cfg.members, max(1, torch.get_num_threads()), os.cpu_count() or 1)
+        if workers > 1 and self.device.type == "cpu":
+            results = train_in_processes(type(self), cfg, self.preset, self.work_dir, seeds, keys, data, index,
+                                         validation, workers, self.progress)
+        else:
+            trainers = [self] if cfg.members == 1 else [self._member(seed) for seed in seeds]
+            results = [t.train(data, index, key, validation) for t, key in zip(trainers, keys)]
+        self.models_ = []
+        for state, _, _ in results:
+            model = TwinNet(cfg).to(self.device)
+            model.load_state_dict(state)
+            self.models_.append(model)
+        self.model_ = self.models_[0]
+        self.history_ = [{**h, "member": k} if cfg.members > 1 else h
+                         for k, (_, history, _) in enumerate(results) for h in history]
+        self.reused_checkpoint_ = all(reused for _, _, reused in results)
+        return self
+
+    def _member(self, seed: int) -> TwinMethod:
+        member = type(self)(self.config, seed=seed, preset=self.preset, work_dir=self.work_dir)
+        member.progress = self.progress
+        return member
+
+    def train(self, data: torch.Tensor, index: CharacterIndex, key: str, validation=None):
+        """Train one network (seeded by ``self.seed``) on ``data`` (N, 1, H, W), resuming or reusing
+        its checkpoint ``key``. Returns (best weights, history, whether a finished checkpoint was reused)."""
+        cfg = self.config
+        device = self.device
         checkpoint = Checkpoint(self.work_dir, f"{self.name}-{key}")
-        self.checkpoint_key_ = key
         torch.manual_seed(self.seed)
         self.model_ = TwinNet(cfg).to(device)
         state = checkpoint.load()
         if state and state.get("done"):
-            self.model_.load_state_dict(state["best_state"])
-            self.history_ = state["history"]
-            self.reused_checkpoint_ = True
-            return self
-        self.reused_checkpoint_ = False
+            return state["best_state"], state["history"], True
 
-        data = to_tensor(background.images, cfg.input_size)[:, None].to(device)
-        index = CharacterIndex(background)
+        data = data.to(device)
         optimizer, scheduler = self._optimizer()
         stopper = EarlyStopping(cfg.patience)
         rng = np.random.default_rng(self.seed)
@@ -310,9 +359,7 @@ class TwinMethod(Method):
                              "best_state": stopper.best_state})
             if done:
                 break
-        self.model_.load_state_dict(stopper.best_state)
-        self.history_ = history
-        return self
+        return stopper.best_state, history, False
 
     def _optimizer(self):
         cfg = self.config
@@ -332,7 +379,7 @@ class TwinMethod(Method):
         cfg = self.config
         if cfg.objective == "trials":
             return cfg.steps_per_epoch
-        return -(-cfg.pairs * (1 + cfg.distortions) // cfg.batch_size)
+        return cfg.pair_steps or -(-cfg.pairs * (1 + cfg.distortions) // cfg.batch_size)
 
     def _set_epoch_schedule(self, optimizer, epoch: int) -> None:
         """Paper schedule: learning rate decays 1% per epoch; momentum rises linearly to mu_j."""
@@ -361,7 +408,7 @@ class TwinMethod(Method):
         cfg = self.config
         rows, targets = pairs
         copies = 1 + cfg.distortions
-        order = rng.permutation(len(rows) * copies)
+        order = rng.permutation(len(rows) * copies)[:cfg.pair_steps * cfg.batch_size or None]
         batches = range(0, len(order), cfg.batch_size)
         self._stage(f"epoch {epoch + 1}/{cfg.epochs} (pairs)", len(batches))
         losses = []
@@ -393,6 +440,13 @@ class TwinMethod(Method):
         d = (a - b).pow(2).sum(-1).clamp_min(1e-12).sqrt()
         return 0.5 * (same * d.pow(2) + (1 - same) * F.relu(self.config.margin - d).pow(2)).mean()
 
+    def _symmetry(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """One random symmetry (turn and/or mirror, as configured) for all images of an alphabet."""
+        turns = int(rng.integers(4)) if self.config.rotations else 0
+        mirror = bool(rng.integers(2)) if self.config.reflections else False
+        images = torch.rot90(images, turns, dims=(2, 3))
+        return images.flip(3) if mirror else images
+
     def _trials_epoch(self, data, index, optimizer, scheduler, rng, gen, epoch) -> float:
         """Steps of within-alphabet one-shot trials: every query (character c, drawer d) is scored
         against the ``way`` characters of each other drawer d' and trained with a softmax."""
@@ -402,12 +456,60 @@ class TwinMethod(Method):
         for _ in range(cfg.steps_per_epoch):
             groups = trial_batch(index, cfg.alphabets_per_batch, cfg.way, cfg.drawers_per_character, rng)
             x = data[torch.as_tensor(np.concatenate([g.ravel() for g in groups]))].float()
-            if cfg.rotations:  # a rotated alphabet is a new alphabet: one turn for all its images
-                turns = rng.integers(4, size=len(groups))
-                parts = torch.split(x, [g.size for g in groups])
-                x = torch.cat([torch.rot90(p, int(k), dims=(2, 3)) for p, k in zip(parts, turns)])
+            if cfg.rotations or cfg.reflections:  # a turned or mirrored alphabet is a new alphabet
+                x = torch.cat([self._symmetry(part, rng) for part in torch.split(x, [g.size for g in groups])])
             if cfg.distortions:
                 x = distort(x, gen)
             loss = trial_loss(self.model_, self.model_.embed(x), [g.shape for g in groups])
             self._step(loss, optimizer, scheduler, losses)
         return float(np.mean(losses))
+
+
+# ---------------------------------------------------------------- ensemble members in processes
+
+class _QueueProgress:
+    """A worker's progress: forwards each step's info line to the parent's bar."""
+
+    def __init__(self, queue, member: int):
+        self.queue, self.member = queue, member
+
+    def stage(self, label: str) -> None:
+        self.label = label
+
+    def start(self, total) -> None:
+        pass
+
+    def advance(self, info: str | None = None) -> None:
+        self.queue.put(f"member {self.member + 1} {self.label}: {info or ''}")
+
+
+def _train_member(cls, config, preset, work_dir, seed, key, data, index, validation, threads, queue, member):
+    torch.set_num_threads(threads)
+    method = cls(config, seed=seed, preset=preset, work_dir=work_dir)
+    method.progress = _QueueProgress(queue, member)
+    state, history, reused = method.train(torch.from_numpy(data), index, key, validation)
+    return {k: v.numpy() for k, v in state.items()}, history, reused
+
+
+def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, validation, workers, progress):
+    """Train ensemble members side by side, ``workers`` spawned processes sharing the threads."""
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")
+    steps = cls(config, seed=0, preset=preset)._steps_per_epoch() * config.epochs * len(seeds)
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        queue = manager.Queue()
+        futures = [pool.submit(_train_member, cls, config, preset, work_dir, seed, key, data.numpy(), index,
+                               validation, threads, queue, k) for k, (seed, key) in enumerate(zip(seeds, keys))]
+        if progress:
+            progress.stage(f"training {len(seeds)} members in {workers} processes")
+            progress.start(steps)
+        while not all(f.done() for f in futures):
+            try:
+                info = queue.get(timeout=0.5)
+            except queue_module.Empty:
+                continue
+            if progress:
+                progress.advance(info)
+        wait(futures)
+        results = [f.result() for f in futures]
+    return [({k: torch.from_numpy(v) for k, v in state.items()}, history, reused) for state, history, reused in results]

@@ -216,3 +216,35 @@ def test_bad_config_values_are_user_errors():
         ConvSiamese.make_config("paper", {"l2": "0.1,0.2"})
     with pytest.raises(UserError, match="no preset 'gpu'"):
         ConvSiamese.make_config("gpu")
+
+
+def test_ensemble_members_train_in_processes_like_in_one_process(tmp_path, monkeypatch):
+    """members=2: two networks with their own seeds; on 2 threads they train in two spawned
+    processes, giving the weights a sequential training gives; scores average the members'."""
+    bg = synthetic_background()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        sequential = tiny(members=2)
+        sequential.fit(bg)
+        torch.set_num_threads(2)
+        parallel = tiny(members=2)
+        parallel.work_dir = tmp_path
+        parallel.fit(bg)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(parallel.models_) == 2 and sorted({h["member"] for h in parallel.history_}) == [0, 1]
+    first, second = (dict(m.state_dict()) for m in parallel.models_)
+    assert not torch.equal(first["fc.weight"], second["fc.weight"])  # different seeds
+    for a, b in zip(sequential.models_, parallel.models_):
+        for k, v in a.state_dict().items():
+            torch.testing.assert_close(v, b.state_dict()[k], atol=1e-4, rtol=1e-4)
+    q, s = torch.rand(3, 16, 16), torch.rand(4, 16, 16)
+    with torch.inference_mode():
+        members = [m.logits(parallel._embed(m, q), parallel._embed(m, s)) for m in parallel.models_]
+    torch.testing.assert_close(parallel.score(q, s), (members[0] + members[1]) / 2)
+    assert parallel.embed(q).shape == (3, 2 * 32)
+    again = tiny(members=2)
+    again.work_dir = tmp_path
+    again.fit(bg)
+    assert again.reused_checkpoint_
