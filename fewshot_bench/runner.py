@@ -124,6 +124,8 @@ def environment() -> dict:
         "numpy": np.__version__,
         "threads": torch.get_num_threads(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        # worker processes (ensemble members train in their own): the largest one's peak
+        "peak_rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "git_commit": git_commit(),
     }

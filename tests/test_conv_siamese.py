@@ -248,3 +248,34 @@ def test_ensemble_members_train_in_processes_like_in_one_process(tmp_path, monke
     again.work_dir = tmp_path
     again.fit(bg)
     assert again.reused_checkpoint_
+
+
+def test_pair_steps_caps_the_batches_of_a_pairs_epoch():
+    bg = synthetic_background()
+    m = tiny(objective="pairs", pairs=640, batch_size=32, distortions=8, pair_steps=3, epochs=1)
+    batches = []
+    original = m._step
+    m._step = lambda loss, *a: (batches.append(1), original(loss, *a))
+    m.fit(bg)
+    assert len(batches) == 3 and m._steps_per_epoch() == 3
+    assert tiny(objective="pairs", pairs=640, batch_size=32, distortions=8)._steps_per_epoch() == 640 * 9 // 32
+
+
+def test_run_records_keep_the_training_history_and_its_cost_when_reused(tmp_path):
+    from fewshot_bench.records import training_seconds
+    from fewshot_bench.runner import training_summary
+
+    bg = synthetic_background()
+    m = tiny(epochs=2)
+    m.work_dir = tmp_path
+    m.fit(bg)
+    first = training_summary(m)
+    assert first["epochs"] == 2 and not first["reused_checkpoint"] and len(first["history"]) == 2
+    again = tiny(epochs=2)
+    again.work_dir = tmp_path
+    again.fit(bg)
+    summary = training_summary(again)
+    assert summary["reused_checkpoint"] and summary["epoch_seconds"] == pytest.approx(first["epoch_seconds"])
+    record = {"train_seconds": 0.01, "training": summary}
+    assert training_seconds(record) == pytest.approx(first["epoch_seconds"])  # the original training's cost
+    assert training_seconds({"train_seconds": 5.0, "training": None}) == 5.0

@@ -75,6 +75,8 @@ def test_plans_match_the_papers_tables():
     protocol, cells = rep.plan("table1", "cpu")
     assert protocol == "verification" and len(cells) == 6
     assert {(c.options["pairs"], c.options["distortions"]) for c in cells} == set(rep.TABLE1)
+    assert {c.options["pair_steps"] for c in cells} == {rep.CPU_TABLE1_STEPS}  # one budget for all cells
+    assert all("pair_steps" not in c.options for c in rep.plan("table1", "paper")[1])  # paper: full passes
     protocol, cells = rep.plan("table2", "cpu")
     assert protocol == "omniglot20" and {"pixel_1nn", "affine", "mlp_siamese", "conv_siamese"} <= {c.method for c in cells}
     protocol, cells = rep.plan("table3", "paper")
