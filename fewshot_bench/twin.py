@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import time
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,7 +289,7 @@ class TwinMethod(Method):
         workers = min(cfg.members, max(1, torch.get_num_threads()), os.cpu_count() or 1)
         if workers > 1 and self.device.type == "cpu":
             results = train_in_processes(type(self), cfg, self.preset, self.work_dir, seeds, keys, data, index,
-                                         validation, workers, self.progress)
+                                         validation, workers, self.progress, self._steps_per_epoch() * cfg.epochs)
         else:
             trainers = [self] if cfg.members == 1 else [self._member(seed) for seed in seeds]
             results = [t.train(data, index, key, validation) for t, key in zip(trainers, keys)]
@@ -491,18 +491,18 @@ def _train_member(cls, config, preset, work_dir, seed, key, data, index, validat
     return {k: v.numpy() for k, v in state.items()}, history, reused
 
 
-def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, validation, workers, progress):
+def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, validation, workers, progress,
+                       steps_per_member: int):
     """Train ensemble members side by side, ``workers`` spawned processes sharing the threads."""
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("spawn")
-    steps = cls(config, seed=0, preset=preset)._steps_per_epoch() * config.epochs * len(seeds)
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         queue = manager.Queue()
         futures = [pool.submit(_train_member, cls, config, preset, work_dir, seed, key, data.numpy(), index,
                                validation, threads, queue, k) for k, (seed, key) in enumerate(zip(seeds, keys))]
         if progress:
             progress.stage(f"training {len(seeds)} members in {workers} processes")
-            progress.start(steps)
+            progress.start(steps_per_member * len(seeds))
         while not all(f.done() for f in futures):
             try:
                 info = queue.get(timeout=0.5)
@@ -510,6 +510,5 @@ def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, 
                 continue
             if progress:
                 progress.advance(info)
-        wait(futures)
         results = [f.result() for f in futures]
     return [({k: torch.from_numpy(v) for k, v in state.items()}, history, reused) for state, history, reused in results]
