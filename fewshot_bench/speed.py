@@ -85,7 +85,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
     from .imageset import to_tensor
     from .omniglot import background_set, omniglot
     from .training import CharacterIndex
-    from .twin import TwinNet, trial_loss
+    from .twin import TwinNet, trial_loss, use_bf16
 
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
@@ -96,6 +96,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
     index = CharacterIndex(background)
     torch.manual_seed(0)
     method.model_ = TwinNet(cfg)
+    method.bf16_ = use_bf16(cfg.precision, torch.device("cpu"))
     optimizer, scheduler = method._optimizer()
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
 
@@ -104,7 +105,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
 
     def bare():
         for _ in range(steps):
-            loss = trial_loss(method.model_, method.model_.embed(x), [(d, c)] * a)
+            loss = trial_loss(method.model_, method._train_embed(x), [(d, c)] * a)  # same precision
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -119,7 +120,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
         bare_t += timed(bare, 1)
         pipe_t += timed(pipeline, 1)
     images = steps * a * d * c
-    return {"images_per_step": a * d * c, "bare_images_per_s": images / statistics.median(bare_t),
+    return {"images_per_step": a * d * c, "bf16": method.bf16_, "bare_images_per_s": images / statistics.median(bare_t),
             "pipeline_images_per_s": images / statistics.median(pipe_t),
             "ratio": statistics.median(bare_t) / statistics.median(pipe_t)}
 

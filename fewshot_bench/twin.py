@@ -79,6 +79,10 @@ class TwinConfig:
     # ensemble: independently trained networks whose scores are averaged; on a CPU they train
     # side by side in processes (one thread each beats two threads on one small network)
     members: int = 1
+    # training forward passes: "bf16" under bfloat16 autocast (with channels-last layout 1.7-1.9x
+    # faster per epoch on an AVX512-BF16 CPU, slower where bf16 is emulated), "auto" = bf16 where
+    # oneDNN supports it on the CPU, else fp32; evaluation always runs in float32
+    precision: str = "fp32"
     # schedule
     epochs: int = 200
     patience: int = 20  # epochs without validation improvement before stopping
@@ -96,6 +100,8 @@ class TwinConfig:
         require(len(self.kernels) == len(self.channels) >= 1,
                 f"channels {self.channels} and kernels {self.kernels} need the same length")
         require(self.members >= 1, f"members must be >= 1, got {self.members}")
+        require(self.precision in ("fp32", "bf16", "auto"),
+                f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
         require(self.margin > 0, f"margin must be > 0, got {self.margin}")
         n = self.n_layers
         require(self.padding in ("valid", "same"), f"padding must be 'valid' or 'same', got {self.padding!r}")
@@ -131,6 +137,7 @@ class TwinNet(nn.Module):
     def __init__(self, cfg: TwinConfig):
         super().__init__()
         self.metric = cfg.metric
+        self.conv = cfg.network == "conv"
         self.layers = nn.ModuleList(self._conv_layers(cfg) if cfg.network == "conv" else self._mlp_layers(cfg))
         with torch.no_grad():
             flat = self._features(torch.zeros(1, 1, cfg.input_size, cfg.input_size)).shape[1]
@@ -140,6 +147,8 @@ class TwinNet(nn.Module):
         self.head = nn.Linear(dim, 1) if cfg.metric == "weighted_l1" else None
         if cfg.init == "paper":
             self._paper_init()
+        if self.conv:
+            self.to(memory_format=torch.channels_last)
 
     @staticmethod
     def _conv_layers(cfg):
@@ -182,6 +191,8 @@ class TwinNet(nn.Module):
                 nn.init.normal_(layer.bias, 0.5, 1e-2)
 
     def _features(self, x):
+        if self.conv:  # channels-last convolutions run 1.1-1.3x faster on CPU (oneDNN)
+            x = x.contiguous(memory_format=torch.channels_last)
         for layer in self.layers:
             x = layer(x)
         return x.flatten(1)
@@ -215,6 +226,17 @@ class TwinNet(nn.Module):
         groups = [list(layer.parameters()) for layer in self.layers]
         groups = [g for g in groups if g]
         return groups + [list(m.parameters()) for m in (self.fc, self.head) if m is not None]
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training runs under bf16 autocast: "auto" only where oneDNN supports bfloat16 on
+    this CPU (elsewhere it is emulated and slower)."""
+    if precision != "auto":
+        return precision == "bf16"
+    try:
+        return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def trial_loss(model: TwinNet, h: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -322,6 +344,7 @@ class TwinMethod(Method):
             return state["best_state"], state["history"], True
 
         data = data.to(device)
+        self.bf16_ = use_bf16(cfg.precision, device)
         optimizer, scheduler = self._optimizer()
         stopper = EarlyStopping(cfg.patience)
         rng = np.random.default_rng(self.seed)
@@ -350,7 +373,8 @@ class TwinMethod(Method):
             self.last_validation_ = acc if validation else None
             stop = stopper.update(epoch, acc, self.model_)
             history.append({"epoch": epoch, "loss": loss, "validation_accuracy": acc if validation else None,
-                            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick})
+                            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick,
+                            "bf16": self.bf16_})
             done = stop or epoch == cfg.epochs - 1
             checkpoint.save({"model": self.model_.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -419,10 +443,15 @@ class TwinMethod(Method):
             distorted = torch.as_tensor(np.repeat(copy > 0, 2))
             if distorted.any():
                 x[distorted] = distort(x[distorted], gen)
-            h = self.model_.embed(x).view(len(sel), 2, -1)
+            h = self._train_embed(x).view(len(sel), 2, -1)
             loss = self._pair_loss(h[:, 0], h[:, 1], torch.as_tensor(targets[pair], device=h.device))
             self._step(loss, optimizer, scheduler, losses)
         return float(np.mean(losses))
+
+    def _train_embed(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=getattr(self, "bf16_", False)):
+            h = self.model_.embed(x)
+        return h.float()  # the head and loss in float32
 
     def _step(self, loss, optimizer, scheduler, losses: list[float]) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -460,7 +489,7 @@ class TwinMethod(Method):
                 x = torch.cat([self._symmetry(part, rng) for part in torch.split(x, [g.size for g in groups])])
             if cfg.distortions:
                 x = distort(x, gen)
-            loss = trial_loss(self.model_, self.model_.embed(x), [g.shape for g in groups])
+            loss = trial_loss(self.model_, self._train_embed(x), [g.shape for g in groups])
             self._step(loss, optimizer, scheduler, losses)
         return float(np.mean(losses))
 

@@ -216,6 +216,33 @@ def test_bad_config_values_are_user_errors():
         ConvSiamese.make_config("paper", {"l2": "0.1,0.2"})
     with pytest.raises(UserError, match="no preset 'gpu'"):
         ConvSiamese.make_config("gpu")
+    with pytest.raises(UserError, match="precision must be"):
+        ConvSiamese.make_config("cpu", {"precision": "fp8"})
+
+
+def test_channels_last_layout_does_not_change_the_embedding():
+    m = tiny()
+    net = TwinNet(m.config).eval()
+    x = torch.rand(6, 1, 16, 16)
+    with torch.no_grad():
+        h = net.embed(x)
+        plain = x
+        for layer in net.layers:  # the same layers on a plain NCHW tensor
+            plain = layer(plain.contiguous())
+        reference = torch.sigmoid(net.fc(plain.flatten(1)))
+    torch.testing.assert_close(h, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_training_runs_and_scores_in_float32(tmp_path):
+    bg = synthetic_background()
+    m = tiny(precision="bf16", epochs=2)
+    m.work_dir = tmp_path
+    m.fit(bg)
+    assert all(np.isfinite(h["loss"]) for h in m.history_)
+    x = torch.as_tensor(bg.images[:5], dtype=torch.float32)
+    scores = m.score(m.prepare(x.numpy()), m.prepare(x.numpy()))
+    assert scores.dtype == torch.float32 and scores.shape == (5, 5)
+    assert m._train_embed(torch.rand(4, 1, 16, 16)).dtype == torch.float32  # the loss sees float32
 
 
 def test_ensemble_members_train_in_processes_like_in_one_process(tmp_path, monkeypatch):
