@@ -113,6 +113,7 @@ def training_summary(method) -> dict | None:
     return {"reused_checkpoint": bool(getattr(method, "reused_checkpoint_", False)),
             "epochs": len(history), "epoch_seconds": float(sum(h["seconds"] for h in history)),
             "best_validation": max((h["validation_accuracy"] or 0.0) for h in history) if history else None,
+            "worker_peak_rss_mib": getattr(method, "worker_peak_rss_mib_", []),  # members trained in processes
             "history": history}
 
 
@@ -124,8 +125,6 @@ def environment() -> dict:
         "numpy": np.__version__,
         "threads": torch.get_num_threads(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
-        # worker processes (ensemble members train in their own): the largest one's peak
-        "peak_rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "git_commit": git_commit(),
     }

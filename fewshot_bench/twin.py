@@ -314,16 +314,17 @@ class TwinMethod(Method):
                                          validation, workers, self.progress, self._steps_per_epoch() * cfg.epochs)
         else:
             trainers = [self] if cfg.members == 1 else [self._member(seed) for seed in seeds]
-            results = [t.train(data, index, key, validation) for t, key in zip(trainers, keys)]
+            results = [(*t.train(data, index, key, validation), None) for t, key in zip(trainers, keys)]
         self.models_ = []
-        for state, _, _ in results:
+        for state, *_ in results:
             model = TwinNet(cfg).to(self.device)
             model.load_state_dict(state)
             self.models_.append(model)
         self.model_ = self.models_[0]
         self.history_ = [{**h, "member": k} if cfg.members > 1 else h
-                         for k, (_, history, _) in enumerate(results) for h in history]
-        self.reused_checkpoint_ = all(reused for _, _, reused in results)
+                         for k, (_, history, _, _) in enumerate(results) for h in history]
+        self.reused_checkpoint_ = all(reused for _, _, reused, _ in results)
+        self.worker_peak_rss_mib_ = [peak for *_, peak in results if peak is not None]
         return self
 
     def _member(self, seed: int) -> TwinMethod:
@@ -517,7 +518,17 @@ def _train_member(cls, config, preset, work_dir, seed, key, data, index, validat
     method = cls(config, seed=seed, preset=preset, work_dir=work_dir)
     method.progress = _QueueProgress(queue, member)
     state, history, reused = method.train(torch.from_numpy(data), index, key, validation)
-    return {k: v.numpy() for k, v in state.items()}, history, reused
+    return {k: v.numpy() for k, v in state.items()}, history, reused, peak_rss_mib()
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory (VmHWM; getrusage would report the parent's peak for a
+    spawned child, inherited across the fork before exec). None where /proc is absent."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, validation, workers, progress,
@@ -540,4 +551,5 @@ def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, 
             if progress:
                 progress.advance(info)
         results = [f.result() for f in futures]
-    return [({k: torch.from_numpy(v) for k, v in state.items()}, history, reused) for state, history, reused in results]
+    return [({k: torch.from_numpy(v) for k, v in state.items()}, history, reused, peak)
+            for state, history, reused, peak in results]

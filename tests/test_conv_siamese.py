@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -271,6 +272,9 @@ def test_ensemble_members_train_in_processes_like_in_one_process(tmp_path, monke
         members = [m.logits(parallel._embed(m, q), parallel._embed(m, s)) for m in parallel.models_]
     torch.testing.assert_close(parallel.score(q, s), (members[0] + members[1]) / 2)
     assert parallel.embed(q).shape == (3, 2 * 32)
+    if os.path.exists("/proc/self/status"):  # each worker reports its own peak memory
+        assert len(parallel.worker_peak_rss_mib_) == 2 and all(p > 10 for p in parallel.worker_peak_rss_mib_)
+    assert sequential.worker_peak_rss_mib_ == []
     again = tiny(members=2)
     again.work_dir = tmp_path
     again.fit(bg)
