@@ -60,10 +60,16 @@ def load_records(store: Path) -> list[dict]:
     return sorted(records, key=lambda r: r.get("finished", ""))
 
 
-def training_seconds(record: dict) -> float:
-    """What training the run's weights cost: the recorded epochs when a checkpoint was reused
-    (the run itself then only loaded it), else the run's own training time."""
+def training_seconds(record: dict, records: list[dict] = ()) -> float:
+    """What training the run's weights cost. A run that reused a checkpoint only loaded it: its
+    cost is the training run's time, found among ``records`` by the identical training history;
+    failing that, the recorded epochs' seconds (summed over ensemble members, which may have
+    trained side by side, so an upper bound on the wall time)."""
     training = record.get("training") or {}
-    if training.get("reused_checkpoint"):
-        return float(training["epoch_seconds"])
-    return float(record["train_seconds"])
+    if not training.get("reused_checkpoint"):
+        return float(record["train_seconds"])
+    for other in records:
+        trained = other.get("training") or {}
+        if not trained.get("reused_checkpoint") and trained.get("history") == training["history"]:
+            return float(other["train_seconds"])
+    return float(training["epoch_seconds"])

@@ -309,4 +309,6 @@ def test_run_records_keep_the_training_history_and_its_cost_when_reused(tmp_path
     assert summary["reused_checkpoint"] and summary["epoch_seconds"] == pytest.approx(first["epoch_seconds"])
     record = {"train_seconds": 0.01, "training": summary}
     assert training_seconds(record) == pytest.approx(first["epoch_seconds"])  # the original training's cost
+    original = {"train_seconds": 42.0, "training": first}  # the run that trained: its wall time
+    assert training_seconds(record, [record, original]) == 42.0
     assert training_seconds({"train_seconds": 5.0, "training": None}) == 5.0
