@@ -79,6 +79,11 @@ class Method:
         """Float images (Q, H, W) and (S, H, W) in [0, 1] -> scores (Q, S), higher = more alike."""
         raise NotImplementedError
 
+    def score_sets(self, sets: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """Several (queries, support) trial sets at once -> their score matrices. Override to
+        batch across sets (many small sets, as in MNIST 10-versus-1, cost a call each)."""
+        return [self.score(queries, support) for queries, support in sets]
+
     def score_pairs(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """(n, H, W) and (n, H, W) -> (n,) same-ness scores. Override with a batched version."""
         return torch.stack([self.score(a[None], b[None])[0, 0] for a, b in zip(first, second)])

@@ -8,6 +8,9 @@ import torch
 from .stats import set_interval
 
 
+SETS_PER_CALL = 64  # trial sets handed to Method.score_sets at once: batching without holding all
+
+
 def evaluate_trial_sets(method, trial_sets, progress=None) -> dict:
     """Each set's images are prepared and embedded once; a query's prediction is its best support."""
     correct, predictions, groups = [], [], []
@@ -15,21 +18,23 @@ def evaluate_trial_sets(method, trial_sets, progress=None) -> dict:
         progress.start(len(trial_sets))
     start = time.perf_counter()
     with torch.inference_mode():
-        for ts in trial_sets:
-            scores = method.score(method.prepare(ts.queries), method.prepare(ts.support))
-            expected = (len(ts.queries), len(ts.support))
-            if tuple(scores.shape) != expected:
-                raise RuntimeError(f"{method.name}.score returned shape {tuple(scores.shape)}, expected {expected}")
-            if not torch.isfinite(scores).all():
-                raise RuntimeError(f"{method.name}.score returned non-finite scores on {ts.group}")
-            if ts.support_class is not None:  # K-shot: a class scores the mean of its shots
-                scores = class_means(scores, torch.as_tensor(ts.support_class))
-            pred = scores.argmax(dim=1).cpu().numpy()
-            predictions.extend(pred.tolist())
-            correct.extend((pred == ts.answer).astype(int).tolist())
-            groups.extend([ts.group] * len(pred))
-            if progress:
-                progress.advance()
+        for first in range(0, len(trial_sets), SETS_PER_CALL):
+            chunk = trial_sets[first:first + SETS_PER_CALL]
+            all_scores = method.score_sets([(method.prepare(ts.queries), method.prepare(ts.support)) for ts in chunk])
+            for ts, scores in zip(chunk, all_scores):
+                expected = (len(ts.queries), len(ts.support))
+                if tuple(scores.shape) != expected:
+                    raise RuntimeError(f"{method.name}.score returned shape {tuple(scores.shape)}, expected {expected}")
+                if not torch.isfinite(scores).all():
+                    raise RuntimeError(f"{method.name}.score returned non-finite scores on {ts.group}")
+                if ts.support_class is not None:  # K-shot: a class scores the mean of its shots
+                    scores = class_means(scores, torch.as_tensor(ts.support_class))
+                pred = scores.argmax(dim=1).cpu().numpy()
+                predictions.extend(pred.tolist())
+                correct.extend((pred == ts.answer).astype(int).tolist())
+                groups.extend([ts.group] * len(pred))
+                if progress:
+                    progress.advance()
     return summarise(correct, groups, predictions, time.perf_counter() - start)
 
 

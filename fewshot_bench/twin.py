@@ -290,6 +290,18 @@ class TwinMethod(Method):
                             for m in self._members()]).mean(0).float().cpu()
 
     @torch.inference_mode()
+    def score_sets(self, sets):
+        # all sets' images embedded together (big batches instead of a call per small set)
+        sizes = [n for q, s in sets for n in (len(q), len(s))]
+        images = torch.cat([x for pair in sets for x in pair])
+        per_member = [self._embed(m, images).split(sizes) for m in self._members()]
+        out = []
+        for k in range(len(sets)):
+            logits = [m.logits(h[2 * k], h[2 * k + 1]) for m, h in zip(self._members(), per_member)]
+            out.append(torch.stack(logits).mean(0).float().cpu())
+        return out
+
+    @torch.inference_mode()
     def score_pairs(self, first, second):
         return torch.stack([m.pair_logits(self._embed(m, first), self._embed(m, second))
                             for m in self._members()]).mean(0).float().cpu()

@@ -312,3 +312,13 @@ def test_run_records_keep_the_training_history_and_its_cost_when_reused(tmp_path
     original = {"train_seconds": 42.0, "training": first}  # the run that trained: its wall time
     assert training_seconds(record, [record, original]) == 42.0
     assert training_seconds({"train_seconds": 5.0, "training": None}) == 5.0
+
+
+def test_score_sets_batches_across_sets_like_scoring_each_set():
+    m = tiny(members=2)
+    torch.manual_seed(0)
+    m.models_ = [TwinNet(m.config), TwinNet(m.config)]
+    m.model_ = m.models_[0]
+    sets = [(torch.rand(q, 16, 16), torch.rand(s, 16, 16)) for q, s in [(1, 10), (3, 5), (20, 20)]]
+    for batched, (q, s) in zip(m.score_sets(sets), sets):
+        torch.testing.assert_close(batched, m.score(q, s), atol=1e-5, rtol=1e-4)
