@@ -62,7 +62,9 @@ class TwinConfig:
     # pairs objective (paper): SGD, values per layer (conv1..convN, fc, head); one value = all layers
     pairs: int = 150_000
     batch_size: int = 128
-    pair_steps: int = 0  # batches per epoch; 0 = one pass over the pairs and their distorted copies
+    # batches per epoch: 0 = one pass over the pairs and their distorted copies; N = exactly N
+    # batches (fewer than a pass, or more passes over a small pool), a fixed budget for any pool
+    pair_steps: int = 0
     lr: tuple[float, ...] = (1e-2,)
     momentum: tuple[float, ...] = (0.9,)  # final momentum per layer
     momentum_start: float = 0.5
@@ -445,7 +447,9 @@ class TwinMethod(Method):
         cfg = self.config
         rows, targets = pairs
         copies = 1 + cfg.distortions
-        order = rng.permutation(len(rows) * copies)[:cfg.pair_steps * cfg.batch_size or None]
+        pool = len(rows) * copies
+        views = cfg.pair_steps * cfg.batch_size or pool
+        order = np.concatenate([rng.permutation(pool) for _ in range(-(-views // pool))])[:views]
         batches = range(0, len(order), cfg.batch_size)
         self._stage(f"epoch {epoch + 1}/{cfg.epochs} (pairs)", len(batches))
         losses = []

@@ -281,14 +281,16 @@ def test_ensemble_members_train_in_processes_like_in_one_process(tmp_path, monke
     assert again.reused_checkpoint_
 
 
-def test_pair_steps_caps_the_batches_of_a_pairs_epoch():
+@pytest.mark.parametrize("pairs, distortions, steps", [(640, 8, 3), (64, 0, 5)])
+def test_pair_steps_fixes_the_batches_of_a_pairs_epoch(pairs, distortions, steps):
+    """A cap below one pass (640 x 9 views), or more passes over a small pool (64 pairs = 2 batches)."""
     bg = synthetic_background()
-    m = tiny(objective="pairs", pairs=640, batch_size=32, distortions=8, pair_steps=3, epochs=1)
+    m = tiny(objective="pairs", pairs=pairs, batch_size=32, distortions=distortions, pair_steps=steps, epochs=1)
     batches = []
     original = m._step
     m._step = lambda loss, *a: (batches.append(1), original(loss, *a))
     m.fit(bg)
-    assert len(batches) == 3 and m._steps_per_epoch() == 3
+    assert len(batches) == steps and m._steps_per_epoch() == steps
     assert tiny(objective="pairs", pairs=640, batch_size=32, distortions=8)._steps_per_epoch() == 640 * 9 // 32
 
 
