@@ -239,7 +239,7 @@ def plot(table: str, frame: pd.DataFrame, path: Path) -> bool:
     ax.set_yticks(list(y), ours["system"])
     ax.set_xlabel("accuracy (%)")
     ax.set_title(table)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: it would hide bars
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
