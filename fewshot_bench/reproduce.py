@@ -211,7 +211,8 @@ def write_outputs(table, preset, seeds, frame: pd.DataFrame, out_dir: Path, seco
              f"- time: {compute:.0f} s of training and evaluation in the runs below (as recorded; a reused "
              "checkpoint counts its original training); "
              f"this reproduce took {seconds:.0f} s (stored runs are reused)",
-             "- cells: mean ± 95% CI (one seed: t-interval over trial sets of all draws; several: over seeds)", "",
+             f"- cells: mean ± 95% CI, a t-interval over {' / '.join(sorted(u for u in frame['ci_over'].dropna().unique() if u))}"
+             " (one seed: the units of all its trial draws; several: the seeds)", "",
              "| system | ours (%) | paper (%) | seeds | train s |", "|---|---|---|---|---|"]
     for _, r in frame.iterrows():
         ours = "" if pd.isna(r["ours"]) else f"{r['ours']:.1f} ± {r['ci95']:.1f}"
