@@ -140,7 +140,7 @@ class TwinNet(nn.Module):
         super().__init__()
         self.metric = cfg.metric
         self.conv = cfg.network == "conv"
-        self.layers = nn.ModuleList(self._conv_layers(cfg) if cfg.network == "conv" else self._mlp_layers(cfg))
+        self.layers = nn.ModuleList(self._conv_layers(cfg) if self.conv else self._mlp_layers(cfg))
         with torch.no_grad():
             flat = self._features(torch.zeros(1, 1, cfg.input_size, cfg.input_size)).shape[1]
         self.fc = nn.Linear(flat, cfg.fc_units) if cfg.fc_units else None
@@ -284,16 +284,14 @@ class TwinMethod(Method):
         (an ensemble's members side by side)."""
         return torch.cat([self._embed(model, images) for model in self._members()], 1)
 
-    @torch.inference_mode()
     def score(self, queries, support):
-        # each image is embedded once per member; the head compares all query x support pairs;
-        # an ensemble averages its members' logits
-        return torch.stack([m.logits(self._embed(m, queries), self._embed(m, support))
-                            for m in self._members()]).mean(0).float().cpu()
+        return self.score_sets([(queries, support)])[0]
 
     @torch.inference_mode()
     def score_sets(self, sets):
-        # all sets' images embedded together (big batches instead of a call per small set)
+        # all sets' images embedded together (big batches instead of a call per small set), each
+        # image once per member; the head compares all query x support pairs of a set; an ensemble
+        # averages its members' logits
         sizes = [n for q, s in sets for n in (len(q), len(s))]
         images = torch.cat([x for pair in sets for x in pair])
         per_member = [self._embed(m, images).split(sizes) for m in self._members()]
