@@ -53,6 +53,10 @@ class TwinConfig:
     distortions: int = 8  # pairs: distorted copies per pair; trials: >0 distorts every image
     rotations: bool = False  # trials: 90-degree rotations of whole alphabets as new alphabets
     reflections: bool = False  # trials: mirrored alphabets as new alphabets (with rotations: all 8 symmetries)
+    # scoring: average the logits over symmetries applied to query and support alike: 1 = none,
+    # 4 = the four 90-degree turns (for networks trained with rotations, alphabets they know),
+    # 8 = the turns and their mirror images; a free ensemble, at 4x or 8x the scoring cost
+    test_symmetries: int = 1
     # objective: "pairs" (same/different pairs, loss "bce" as in the paper or "contrastive" with
     # a margin, Hadsell et al. 2006) or "trials" (softmax over each query's supports)
     objective: str = "pairs"
@@ -104,6 +108,7 @@ class TwinConfig:
         require(self.members >= 1, f"members must be >= 1, got {self.members}")
         require(self.precision in ("fp32", "bf16", "auto"),
                 f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
+        require(self.test_symmetries in (1, 4, 8), f"test_symmetries must be 1, 4 or 8, got {self.test_symmetries}")
         require(self.margin > 0, f"margin must be > 0, got {self.margin}")
         n = self.n_layers
         require(self.padding in ("valid", "same"), f"padding must be 'valid' or 'same', got {self.padding!r}")
@@ -230,6 +235,12 @@ class TwinNet(nn.Module):
         return groups + [list(m.parameters()) for m in (self.fc, self.head) if m is not None]
 
 
+def symmetry(images: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry k (0-7) of the square images (..., H, W): k % 4 quarter turns, mirrored when k >= 4."""
+    images = torch.rot90(images, k % 4, dims=(-2, -1))
+    return images.flip(-1) if k >= 4 else images
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     """Whether training runs under bf16 autocast: "auto" only where oneDNN supports bfloat16 on
     this CPU (elsewhere it is emulated and slower)."""
@@ -287,24 +298,29 @@ class TwinMethod(Method):
     def score(self, queries, support):
         return self.score_sets([(queries, support)])[0]
 
+    def _views(self) -> list[tuple[TwinNet, int]]:
+        """(member, symmetry) pairs whose logits are averaged; see ``symmetry``."""
+        return [(m, k) for m in self._members() for k in range(self.config.test_symmetries)]
+
     @torch.inference_mode()
     def score_sets(self, sets):
         # all sets' images embedded together (big batches instead of a call per small set), each
-        # image once per member; the head compares all query x support pairs of a set; an ensemble
-        # averages its members' logits
+        # image once per member and turn; the head compares all query x support pairs of a set;
+        # logits are averaged over members and turns
         sizes = [n for q, s in sets for n in (len(q), len(s))]
         images = torch.cat([x for pair in sets for x in pair])
-        per_member = [self._embed(m, images).split(sizes) for m in self._members()]
+        views = self._views()
+        per_view = [self._embed(m, symmetry(images, k)).split(sizes) for m, k in views]
         out = []
         for k in range(len(sets)):
-            logits = [m.logits(h[2 * k], h[2 * k + 1]) for m, h in zip(self._members(), per_member)]
+            logits = [m.logits(h[2 * k], h[2 * k + 1]) for (m, _), h in zip(views, per_view)]
             out.append(torch.stack(logits).mean(0).float().cpu())
         return out
 
     @torch.inference_mode()
     def score_pairs(self, first, second):
-        return torch.stack([m.pair_logits(self._embed(m, first), self._embed(m, second))
-                            for m in self._members()]).mean(0).float().cpu()
+        return torch.stack([m.pair_logits(self._embed(m, symmetry(first, k)), self._embed(m, symmetry(second, k)))
+                            for m, k in self._views()]).mean(0).float().cpu()
 
     # ---------------------------------------------------------------- training
 
@@ -321,7 +337,8 @@ class TwinMethod(Method):
         data = to_tensor(background.images, cfg.input_size)[:, None]
         index = CharacterIndex(background)
         workers = min(cfg.members, max(1, torch.get_num_threads()), os.cpu_count() or 1)
-        if workers > 1 and self.device.type == "cpu":
+        # finished members are only loaded: no processes to spawn for that
+        if workers > 1 and self.device.type == "cpu" and not all(self._finished(key) for key in keys):
             results = train_in_processes(type(self), cfg, self.preset, self.work_dir, seeds, keys, data, index,
                                          validation, workers, self.progress, self._steps_per_epoch() * cfg.epochs)
         else:
@@ -338,6 +355,10 @@ class TwinMethod(Method):
         self.reused_checkpoint_ = all(reused for _, _, reused, _ in results)
         self.worker_peak_rss_mib_ = [peak for *_, peak in results if peak is not None]
         return self
+
+    def _finished(self, key: str) -> bool:
+        state = Checkpoint(self.work_dir, f"{self.name}-{key}").load()
+        return bool(state and state.get("done"))
 
     def _member(self, seed: int) -> TwinMethod:
         member = type(self)(self.config, seed=seed, preset=self.preset, work_dir=self.work_dir)

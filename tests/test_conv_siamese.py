@@ -10,6 +10,7 @@ from fewshot_bench.api import METHODS
 from fewshot_bench.augment import AffineRanges, affine_matrices, distort, draw_affine
 from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet
+from fewshot_bench import twin
 from fewshot_bench.twin import TwinNet
 from fewshot_bench.training import CharacterIndex, EarlyStopping, balanced_pairs
 from helpers import glyph
@@ -275,10 +276,19 @@ def test_ensemble_members_train_in_processes_like_in_one_process(tmp_path, monke
     if os.path.exists("/proc/self/status"):  # each worker reports its own peak memory
         assert len(parallel.worker_peak_rss_mib_) == 2 and all(p > 10 for p in parallel.worker_peak_rss_mib_)
     assert sequential.worker_peak_rss_mib_ == []
+    # finished members are loaded, not handed to worker processes again
+    def no_workers(*args, **kwargs):
+        raise AssertionError("a finished ensemble spawned workers")
+    monkeypatch.setattr(twin, "train_in_processes", no_workers)
     again = tiny(members=2)
     again.work_dir = tmp_path
-    again.fit(bg)
-    assert again.reused_checkpoint_
+    try:
+        torch.set_num_threads(2)
+        again.fit(bg)
+    finally:
+        torch.set_num_threads(threads)
+    assert again.reused_checkpoint_ and again.worker_peak_rss_mib_ == []
+    torch.testing.assert_close(again.score(q, s), parallel.score(q, s))
 
 
 @pytest.mark.parametrize("pairs, distortions, steps", [(640, 8, 3), (64, 0, 5)])
@@ -324,3 +334,22 @@ def test_score_sets_batches_across_sets_like_scoring_each_set():
     sets = [(torch.rand(q, 16, 16), torch.rand(s, 16, 16)) for q, s in [(1, 10), (3, 5), (20, 20)]]
     for batched, (q, s) in zip(m.score_sets(sets), sets):
         torch.testing.assert_close(batched, m.score(q, s), atol=1e-5, rtol=1e-4)
+
+
+def test_test_symmetries_average_the_views_and_ignore_how_the_set_is_turned():
+    torch.manual_seed(0)
+    net = TwinNet(tiny().config)
+    q, s = torch.rand(3, 16, 16), torch.rand(5, 16, 16)
+    plain = tiny()
+    plain.model_ = net
+    views = [plain.score(torch.rot90(q, r, dims=(1, 2)), torch.rot90(s, r, dims=(1, 2))) for r in range(4)]
+    views += [plain.score(torch.rot90(q, r, dims=(1, 2)).flip(2), torch.rot90(s, r, dims=(1, 2)).flip(2))
+              for r in range(4)]
+    for n in (4, 8):
+        m = tiny(test_symmetries=n)
+        m.model_ = net
+        torch.testing.assert_close(m.score(q, s), torch.stack(views[:n]).mean(0), atol=1e-5, rtol=1e-4)
+        # the views of a turned set are the same views
+        turned = m.score(torch.rot90(q, 1, dims=(1, 2)), torch.rot90(s, 1, dims=(1, 2)))
+        torch.testing.assert_close(turned, m.score(q, s), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(m.score_pairs(q[:2], s[:2]), m.score(q[:2], s[:2]).diagonal(), atol=1e-5, rtol=1e-4)
