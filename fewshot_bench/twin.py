@@ -8,7 +8,6 @@ presets of this module.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import multiprocessing
 import os
@@ -281,6 +280,14 @@ class TwinMethod(Method):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.config.device)
 
+    # options added after runs were stored: left out of records and weight keys at their neutral
+    # value, so that stored runs and trained weights of configs not using them stay valid
+    LATER_OPTIONS = {"test_symmetries": 1}
+
+    def config_dict(self) -> dict:
+        return {k: v for k, v in super().config_dict().items()
+                if k not in self.LATER_OPTIONS or v != self.LATER_OPTIONS[k]}
+
     def _members(self) -> list[TwinNet]:
         return getattr(self, "models_", None) or [self.model_]
 
@@ -332,7 +339,7 @@ class TwinMethod(Method):
         # members > 1: an ensemble of networks with their own seeds (100 * seed + k, so the
         # ensembles of different seeds share no member); one member keeps the seed itself
         seeds = [self.seed] if cfg.members == 1 else [100 * self.seed + k for k in range(cfg.members)]
-        keys = [fingerprint(self.name, dataclasses.asdict(cfg), data_key, seed, validation_key) for seed in seeds]
+        keys = [fingerprint(self.name, self.config_dict(), data_key, seed, validation_key) for seed in seeds]
         self.checkpoint_key_ = keys[0]
         data = to_tensor(background.images, cfg.input_size)[:, None]
         index = CharacterIndex(background)

@@ -353,3 +353,8 @@ def test_test_symmetries_average_the_views_and_ignore_how_the_set_is_turned():
         turned = m.score(torch.rot90(q, 1, dims=(1, 2)), torch.rot90(s, 1, dims=(1, 2)))
         torch.testing.assert_close(turned, m.score(q, s), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(m.score_pairs(q[:2], s[:2]), m.score(q[:2], s[:2]).diagonal(), atol=1e-5, rtol=1e-4)
+
+
+def test_options_added_later_stay_out_of_keys_at_their_neutral_value():
+    assert "test_symmetries" not in tiny().config_dict()
+    assert tiny(test_symmetries=8).config_dict()["test_symmetries"] == 8
