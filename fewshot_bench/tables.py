@@ -1,6 +1,8 @@
 """Tables from run records: methods as rows, protocols as columns, ``acc ± ci95`` cells."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from .published import PAPER_COLUMNS, PAPER_ROW
@@ -19,10 +21,24 @@ def cell(records: list[dict]) -> dict:
             "trials": sum(r["n_trials"] for r in records), "draws": sum(len(r["trial_seeds"]) for r in records)}
 
 
+def current_config(method: str, preset: str | None) -> str | None:
+    """Fingerprint of the method's preset as the code defines it now (None if unknown), so that
+    runs of the current preset keep the plain preset label beside runs of older versions."""
+    from .api import METHODS
+    from .training import fingerprint
+
+    try:
+        cls = METHODS.get(method)
+        return fingerprint(json.loads(json.dumps(cls(cls.make_config(preset), preset=preset).config_dict())))
+    except Exception:  # a method or preset this version no longer has
+        return None
+
+
 def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
     """Group records by (method, preset label, protocol); within a group keep the newest run per
-    seed. Runs of one preset with different configs (``--set`` overrides) get separate rows,
-    labelled with a short hash of their config."""
+    seed. Runs of one preset with different configs (``--set`` overrides, an older version of
+    the preset) get separate rows, labelled with a short hash of their config; the preset's
+    current config keeps the plain label."""
     from .training import fingerprint
 
     configs: dict[tuple, set] = {}
@@ -31,8 +47,9 @@ def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, dict[int, dict]] = {}
     for r in records:  # oldest first, so newer runs overwrite
         preset = r.get("preset") or "-"
-        if len(configs[(r["method"], preset)]) > 1:
-            preset = f"{preset} cfg {fingerprint(r.get('method_config'))[:6]}"
+        config = fingerprint(r.get("method_config"))
+        if len(configs[(r["method"], preset)]) > 1 and config != current_config(r["method"], r.get("preset")):
+            preset = f"{preset} cfg {config[:6]}"
         groups.setdefault((r["method"], preset, r["protocol"]), {})[r["seed"]] = r
     return {k: list(v.values()) for k, v in groups.items()}
 

@@ -115,6 +115,12 @@ def test_runs_of_one_preset_with_different_configs_get_separate_rows():
     table = long_table(records)
     assert len(table) == 2 and sorted(table["accuracy"]) == [80.0, 90.0]
     assert all(p.startswith("cpu cfg ") for p in table["preset"])
+    # the preset as the code defines it now keeps the plain label
+    from fewshot_bench.api import METHODS
+    cls = METHODS.get("conv_siamese")
+    current = cls(cls.make_config("cpu"), preset="cpu").config_dict()
+    table = long_table(records + [{**base, "accuracy": 0.85, "method_config": current}])
+    assert sorted(table["preset"])[0] == "cpu" and sum(p.startswith("cpu cfg ") for p in table["preset"]) == 2
 
 
 def test_table_with_two_paper_protocols_keeps_published_rows():
