@@ -1,8 +1,6 @@
 """Tables from run records: methods as rows, protocols as columns, ``acc ± ci95`` cells."""
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from .published import PAPER_COLUMNS, PAPER_ROW
@@ -29,7 +27,7 @@ def current_config(method: str, preset: str | None) -> str | None:
 
     try:
         cls = METHODS.get(method)
-        return fingerprint(json.loads(json.dumps(cls(cls.make_config(preset), preset=preset).config_dict())))
+        return fingerprint(cls(cls.make_config(preset), preset=preset).config_dict())  # tuples hash as lists
     except Exception:  # a method or preset this version no longer has
         return None
 

@@ -312,8 +312,8 @@ class TwinMethod(Method):
     @torch.inference_mode()
     def score_sets(self, sets):
         # all sets' images embedded together (big batches instead of a call per small set), each
-        # image once per member and turn; the head compares all query x support pairs of a set;
-        # logits are averaged over members and turns
+        # image once per member and view; the head compares all query x support pairs of a set;
+        # logits are averaged over members and views
         sizes = [n for q, s in sets for n in (len(q), len(s))]
         images = torch.cat([x for pair in sets for x in pair])
         views = self._views()
@@ -516,8 +516,7 @@ class TwinMethod(Method):
         """One random symmetry (turn and/or mirror, as configured) for all images of an alphabet."""
         turns = int(rng.integers(4)) if self.config.rotations else 0
         mirror = bool(rng.integers(2)) if self.config.reflections else False
-        images = torch.rot90(images, turns, dims=(2, 3))
-        return images.flip(3) if mirror else images
+        return symmetry(images, turns + 4 * mirror)
 
     def _trials_epoch(self, data, index, optimizer, scheduler, rng, gen, epoch) -> float:
         """Steps of within-alphabet one-shot trials: every query (character c, drawer d) is scored
