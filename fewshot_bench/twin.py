@@ -91,6 +91,10 @@ class TwinConfig:
     # schedule
     epochs: int = 200
     patience: int = 20  # epochs without validation improvement before stopping
+    # the weights kept: "best" = the best validation epoch's (early stopping, as in the paper);
+    # "last" = the final epoch's (for a schedule that anneals to zero, where a few hundred
+    # validation trials cannot tell apart epochs a point or less apart)
+    keep: str = "best"
     device: str = "auto"  # "auto": CUDA when available, else CPU
 
     def check(self):
@@ -108,6 +112,7 @@ class TwinConfig:
         require(self.precision in ("fp32", "bf16", "auto"),
                 f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
         require(self.test_symmetries in (1, 4, 8), f"test_symmetries must be 1, 4 or 8, got {self.test_symmetries}")
+        require(self.keep in ("best", "last"), f"keep must be 'best' or 'last', got {self.keep!r}")
         require(self.margin > 0, f"margin must be > 0, got {self.margin}")
         n = self.n_layers
         require(self.padding in ("valid", "same"), f"padding must be 'valid' or 'same', got {self.padding!r}")
@@ -280,13 +285,19 @@ class TwinMethod(Method):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.config.device)
 
-    # options added after runs were stored: left out of records and weight keys at their neutral
-    # value, so that stored runs and trained weights of configs not using them stay valid
-    LATER_OPTIONS = {"test_symmetries": 1}
+    # options added after runs were stored: left out of records at their neutral value, so that
+    # stored runs of configs not using them stay valid
+    LATER_OPTIONS = {"test_symmetries": 1, "keep": "best"}
+    # options that change how trained networks score, not how they train: left out of weight keys,
+    # so that networks trained once serve every way of scoring them
+    SCORING_OPTIONS = ("test_symmetries", "keep")
 
     def config_dict(self) -> dict:
         return {k: v for k, v in super().config_dict().items()
                 if k not in self.LATER_OPTIONS or v != self.LATER_OPTIONS[k]}
+
+    def training_config(self) -> dict:
+        return {k: v for k, v in self.config_dict().items() if k not in self.SCORING_OPTIONS}
 
     def _members(self) -> list[TwinNet]:
         return getattr(self, "models_", None) or [self.model_]
@@ -306,8 +317,11 @@ class TwinMethod(Method):
         return self.score_sets([(queries, support)])[0]
 
     def _views(self) -> list[tuple[TwinNet, int]]:
-        """(member, symmetry) pairs whose logits are averaged; see ``symmetry``."""
-        return [(m, k) for m in self._members() for k in range(self.config.test_symmetries)]
+        """(member, symmetry) pairs whose logits are averaged; see ``symmetry``. Validation during
+        training scores the plain images only: it tracks progress (and picks the best epoch under
+        keep="best"), and the views would cost 8x as much every epoch."""
+        symmetries = 1 if getattr(self, "validating_", False) else self.config.test_symmetries
+        return [(m, k) for m in self._members() for k in range(symmetries)]
 
     @torch.inference_mode()
     def score_sets(self, sets):
@@ -339,7 +353,7 @@ class TwinMethod(Method):
         # members > 1: an ensemble of networks with their own seeds (100 * seed + k, so the
         # ensembles of different seeds share no member); one member keeps the seed itself
         seeds = [self.seed] if cfg.members == 1 else [100 * self.seed + k for k in range(cfg.members)]
-        keys = [fingerprint(self.name, self.config_dict(), data_key, seed, validation_key) for seed in seeds]
+        keys = [fingerprint(self.name, self.training_config(), data_key, seed, validation_key) for seed in seeds]
         self.checkpoint_key_ = keys[0]
         data = to_tensor(background.images, cfg.input_size)[:, None]
         index = CharacterIndex(background)
@@ -374,7 +388,7 @@ class TwinMethod(Method):
 
     def train(self, data: torch.Tensor, index: CharacterIndex, key: str, validation=None):
         """Train one network (seeded by ``self.seed``) on ``data`` (N, 1, H, W), resuming or reusing
-        its checkpoint ``key``. Returns (best weights, history, whether a finished checkpoint was reused)."""
+        its checkpoint ``key``. Returns (kept weights, history, whether a finished checkpoint was reused)."""
         cfg = self.config
         device = self.device
         checkpoint = Checkpoint(self.work_dir, f"{self.name}-{key}")
@@ -382,7 +396,7 @@ class TwinMethod(Method):
         self.model_ = TwinNet(cfg).to(device)
         state = checkpoint.load()
         if state and state.get("done"):
-            return state["best_state"], state["history"], True
+            return self._kept(state), state["history"], True
 
         data = data.to(device)
         self.bf16_ = use_bf16(cfg.precision, device)
@@ -410,21 +424,33 @@ class TwinMethod(Method):
                 loss = self._pairs_epoch(data, pairs, optimizer, scheduler, rng, gen, epoch)
             else:
                 loss = self._trials_epoch(data, index, optimizer, scheduler, rng, gen, epoch)
-            acc = evaluate_trial_sets(self, validation)["accuracy"] if validation else float(epoch)
+            acc = self._validate(validation) if validation else float(epoch)
             self.last_validation_ = acc if validation else None
             stop = stopper.update(epoch, acc, self.model_)
             history.append({"epoch": epoch, "loss": loss, "validation_accuracy": acc if validation else None,
                             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick,
                             "bf16": self.bf16_})
             done = stop or epoch == cfg.epochs - 1
-            checkpoint.save({"model": self.model_.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                             "stopper": stopper.state_dict(), "rng": rng.bit_generator.state,
-                             "gen": gen.get_state(), "history": history, "epoch": epoch, "done": done,
-                             "best_state": stopper.best_state})
+            state = {"model": self.model_.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "stopper": stopper.state_dict(), "rng": rng.bit_generator.state,
+                     "gen": gen.get_state(), "history": history, "epoch": epoch, "done": done,
+                     "best_state": stopper.best_state}
+            checkpoint.save(state)
             if done:
                 break
-        return stopper.best_state, history, False
+        return self._kept(state), history, False
+
+    def _kept(self, state: dict) -> dict:
+        """The weights a finished training keeps (config ``keep``)."""
+        return state["model"] if self.config.keep == "last" else state["best_state"]
+
+    def _validate(self, validation) -> float:
+        self.validating_ = True
+        try:
+            return evaluate_trial_sets(self, validation)["accuracy"]
+        finally:
+            self.validating_ = False
 
     def _optimizer(self):
         cfg = self.config

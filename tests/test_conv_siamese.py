@@ -358,3 +358,32 @@ def test_test_symmetries_average_the_views_and_ignore_how_the_set_is_turned():
 def test_options_added_later_stay_out_of_keys_at_their_neutral_value():
     assert "test_symmetries" not in tiny().config_dict()
     assert tiny(test_symmetries=8).config_dict()["test_symmetries"] == 8
+    assert "keep" not in tiny().config_dict() and tiny(keep="last").config_dict()["keep"] == "last"
+
+
+def test_keep_last_takes_the_final_epochs_weights_from_the_same_training(tmp_path):
+    """keep and test_symmetries only change how a trained network is used: one training (one
+    checkpoint) serves them all; keep="best" takes the best validation epoch, "last" the final one."""
+    from fewshot_bench.api import TrialSet
+
+    bg = synthetic_background()
+    val = [TrialSet(bg.images[:5], bg.images[6:11], np.arange(5), "v")]
+    best = tiny(epochs=3, patience=3)
+    best.work_dir = tmp_path
+    best.fit(bg, val)
+    state = twin.Checkpoint(tmp_path, f"conv_siamese-{best.checkpoint_key_}").load()
+    last = tiny(epochs=3, patience=3, keep="last", test_symmetries=8)
+    last.work_dir = tmp_path
+    last.fit(bg, val)
+    assert last.reused_checkpoint_ and last.checkpoint_key_ == best.checkpoint_key_
+    for kept, expected in ((best, state["best_state"]), (last, state["model"])):
+        for k, v in kept.model_.state_dict().items():
+            torch.testing.assert_close(v, expected[k])
+
+
+def test_validation_during_training_scores_one_view(monkeypatch):
+    m = tiny(test_symmetries=8)
+    m.model_ = TwinNet(m.config)
+    seen = []
+    monkeypatch.setattr(twin, "evaluate_trial_sets", lambda method, sets: seen.append(len(method._views())) or {"accuracy": 0.5})
+    assert m._validate(["a set"]) == 0.5 and seen == [1] and len(m._views()) == 8
