@@ -220,6 +220,10 @@ def test_bad_config_values_are_user_errors():
         ConvSiamese.make_config("gpu")
     with pytest.raises(UserError, match="precision must be"):
         ConvSiamese.make_config("cpu", {"precision": "fp8"})
+    with pytest.raises(UserError, match="test_symmetries must be 1, 4 or 8, got 3"):
+        ConvSiamese.make_config("cpu", {"test_symmetries": "3"})
+    with pytest.raises(UserError, match="keep must be 'best' or 'last', got 'first'"):
+        ConvSiamese.make_config("cpu", {"keep": "first"})
 
 
 def test_channels_last_layout_does_not_change_the_embedding():
