@@ -81,5 +81,6 @@ def test_plans_match_the_papers_tables():
     assert protocol == "omniglot20" and {"pixel_1nn", "affine", "mlp_siamese", "conv_siamese"} <= {c.method for c in cells}
     protocol, cells = rep.plan("table3", "paper")
     assert protocol == "mnist10" and cells[1].preset == "mnist"
+    assert rep.plan("table3", "cpu")[1][1].preset == "cpu35"  # the paper's 35x35 MNIST size
     with pytest.raises(UserError, match="unknown table"):
         rep.plan("table9", "cpu")
