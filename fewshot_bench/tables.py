@@ -1,6 +1,8 @@
 """Tables from run records: methods as rows, protocols as columns, ``acc ± ci95`` cells."""
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 
 from .published import PAPER_COLUMNS, PAPER_ROW
@@ -19,16 +21,18 @@ def cell(records: list[dict]) -> dict:
             "trials": sum(r["n_trials"] for r in records), "draws": sum(len(r["trial_seeds"]) for r in records)}
 
 
+@functools.lru_cache(maxsize=None)  # one method instance per (method, preset), not one per record
 def current_config(method: str, preset: str | None) -> str | None:
     """Fingerprint of the method's preset as the code defines it now (None if unknown), so that
     runs of the current preset keep the plain preset label beside runs of older versions."""
     from .api import METHODS
+    from .errors import UserError
     from .training import fingerprint
 
     try:
         cls = METHODS.get(method)
         return fingerprint(cls(cls.make_config(preset), preset=preset).config_dict())  # tuples hash as lists
-    except Exception:  # a method or preset this version no longer has
+    except UserError:  # a method or preset this version no longer has
         return None
 
 

@@ -71,6 +71,6 @@ TINY_PRESET = {**CPU_TWIN, "input_size": 16, "channels": (8, 16), "kernels": (3,
 @METHODS.register("conv_siamese")
 class ConvSiamese(TwinMethod):
     summary = "Koch 2015 convolutional siamese network (weighted L1 + sigmoid), trained on background alphabets"
-    presets = {"paper": PAPER_PRESET, "mnist": MNIST_PRESET, "cpu": CPU_PRESET, "cpu35": CPU35_PRESET, "cpu_pairs": CPU_PAIRS_PRESET,
-               "tiny": TINY_PRESET}
+    presets = {"paper": PAPER_PRESET, "mnist": MNIST_PRESET, "cpu": CPU_PRESET, "cpu35": CPU35_PRESET,
+               "cpu_pairs": CPU_PAIRS_PRESET, "tiny": TINY_PRESET}
     default_preset = "cpu"
