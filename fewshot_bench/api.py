@@ -20,7 +20,9 @@ class TrialSet:
     ``queries``: (Q, H, W) and ``support``: (S, H, W) images (uint8 ink = 1, or 0-255);
     ``answer[q]`` is the index of query q's correct support image, or, when
     ``support_class`` is given (K-shot), of its correct class. ``group`` names the set for
-    statistics (e.g. ``Tibetan#1``): CIs resample whole sets.
+    statistics (e.g. ``Tibetan#1``): CIs resample whole sets. ``query_ids`` and ``support_ids``
+    name each image in its dataset (``Tibetan/character05/17``: alphabet, character, drawer;
+    ``run01/test/item01.png``; ``mnist/1234``), so records can show trials without redrawing them.
     """
 
     queries: np.ndarray
@@ -28,6 +30,8 @@ class TrialSet:
     answer: np.ndarray
     group: str
     support_class: np.ndarray | None = None  # (S,) class of each support image, K-shot only
+    query_ids: list[str] | None = None
+    support_ids: list[str] | None = None
 
 
 @dataclass

@@ -166,6 +166,7 @@ def fetch_missing(root: Path, base_url: str | None) -> None:
 
 def show_data(root: Path) -> None:
     from .data import load_mnist, load_omniglot, verify_mnist, verify_omniglot
+    from .lake import RUNS_FILE, load_runs, verify_runs_file
 
     table = Table(title=f"datasets under {root}", title_justify="left")
     table.add_column("dataset")
@@ -174,7 +175,9 @@ def show_data(root: Path) -> None:
     checks = (("omniglot", lambda: load_omniglot(root), verify_omniglot,
                lambda s: f"{s.meta['alphabet'].nunique()} alphabets, {s.meta['label'].nunique()} characters, "
                          f"{len(s):,} images"),
-              ("mnist", lambda: load_mnist(root), verify_mnist, lambda s: f"{len(s):,} test images"))
+              ("mnist", lambda: load_mnist(root), verify_mnist, lambda s: f"{len(s):,} test images"),
+              ("lake runs", lambda: load_runs(root / RUNS_FILE), lambda runs: verify_runs_file(runs, root / RUNS_FILE),
+               lambda runs: f"{len(runs)} runs, {sum(len(r.queries) for r in runs)} trials, SHA-256 as published"))
     problems = 0
     for name, load, verify, describe in checks:
         try:
@@ -225,17 +228,32 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
     return record
 
 
+RESULT_COLUMNS = ("method", "protocol", "accuracy", "trials", "draws", "spread", "train s", "eval s")
+DROP_FIRST = ("spread", "draws", "train s", "eval s", "trials")  # when the console is narrow
+
+
 def print_results(records: list[dict]) -> None:
-    table = Table(title="results", title_justify="left")
-    for col in ("method", "protocol", "accuracy", "trials", "draws", "spread", "train s", "eval s"):
-        table.add_column(col, justify="left" if col in ("method", "protocol") else "right")
-    for r in records:
-        table.add_row(r["method"] + (f" ({r['preset']})" if r.get("preset") else ""), r["protocol"],
-                      f"{100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}%", str(r["n_trials"]),
-                      str(len(r["trial_seeds"])), f"{100 * r['draw_std']:.2f}",
-                      f"{r['train_seconds']:.1f}", f"{r['eval_seconds']:.1f}")
+    """The results table; names and accuracies are never cut or wrapped: on a narrow console
+    (80 columns, a pipe, a CI log) the other columns are dropped instead, least useful first."""
+    rows = [{"method": r["method"] + (f" ({r['preset']})" if r.get("preset") else ""), "protocol": r["protocol"],
+             "accuracy": f"{100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}%", "trials": str(r["n_trials"]),
+             "draws": str(len(r["trial_seeds"])), "spread": f"{100 * r['draw_std']:.2f}",
+             "train s": f"{r['train_seconds']:.1f}", "eval s": f"{r['eval_seconds']:.1f}"} for r in records]
+    columns = list(RESULT_COLUMNS)
+    for drop in (None, *DROP_FIRST):
+        if drop:
+            columns.remove(drop)
+        table = Table(title="results", title_justify="left")
+        for col in columns:
+            table.add_column(col, justify="left" if col in ("method", "protocol") else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+        if natural <= console.width:
+            break
     console.print(table)
-    console.print(f"[dim]accuracy ± 95% CI over {records[0]['ci_unit']}; spread = std of accuracy over draws[/]")
+    spread = "; spread = std of accuracy over draws" if "spread" in columns else ""
+    console.print(f"[dim]accuracy ± 95% CI over {records[0]['ci_unit']}{spread}[/]")
 
 
 # ------------------------------------------------------------------ table

@@ -36,6 +36,7 @@ class RemoteFile:
     name: str  # path under the data root
     urls: tuple[str, ...]
     md5: str  # of the file as downloaded
+    sha256: str | None = None  # checked too where the source publishes it
 
 
 REMOTE_FILES = (
@@ -49,6 +50,10 @@ REMOTE_FILES = (
     RemoteFile("mnist", "mnist/t10k-labels-idx1-ubyte.gz",
                tuple(m.format("t10k-labels-idx1-ubyte.gz") for m in MNIST_MIRRORS),
                "ec29112dd5afa0611ce80d1b7f02629c"),
+    # Lake's official 20 one-shot runs, byte for byte (352,787 bytes)
+    RemoteFile("omniglot", "omniglot/all_runs.zip", (OMNIGLOT_URL.format("one-shot-classification/all_runs.zip"),),
+               "e8996daecdf12afeeb4a53a179f06b19",
+               "437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325"),
 )
 
 OMNIGLOT_ZIPS = {

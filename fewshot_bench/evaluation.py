@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from .stats import set_interval
@@ -12,8 +13,12 @@ SETS_PER_CALL = 64  # trial sets handed to Method.score_sets at once: batching w
 
 
 def evaluate_trial_sets(method, trial_sets, progress=None) -> dict:
-    """Each set's images are prepared and embedded once; a query's prediction is its best support."""
-    correct, predictions, groups = [], [], []
+    """Each set's images are prepared and embedded once; a query's prediction is its best support.
+
+    Besides accuracy, the result keeps per trial the answer, the prediction, the scores of the
+    correct and the chosen support (or class), and per set the identities of its images: what a
+    picture of a trial needs."""
+    correct, predictions, groups, answers, score_correct, score_chosen, sets = [], [], [], [], [], [], []
     if progress:
         progress.start(len(trial_sets))
     start = time.perf_counter()
@@ -30,12 +35,28 @@ def evaluate_trial_sets(method, trial_sets, progress=None) -> dict:
                 if ts.support_class is not None:  # K-shot: a class scores the mean of its shots
                     scores = class_means(scores, torch.as_tensor(ts.support_class))
                 pred = scores.argmax(dim=1).cpu().numpy()
+                rows = np.arange(len(pred))
                 predictions.extend(pred.tolist())
                 correct.extend((pred == ts.answer).astype(int).tolist())
                 groups.extend([ts.group] * len(pred))
+                answers.extend(np.asarray(ts.answer).tolist())
+                score_correct.extend(scores[rows, np.asarray(ts.answer)].tolist())
+                score_chosen.extend(scores[rows, pred].tolist())
+                if ts.query_ids is not None:
+                    sets.append({"group": ts.group, "queries": list(ts.query_ids), "support": list(ts.support_ids),
+                                 **({"support_class": np.asarray(ts.support_class).tolist()}
+                                    if ts.support_class is not None else {})})
                 if progress:
                     progress.advance()
-    return summarise(correct, groups, predictions, time.perf_counter() - start)
+    result = summarise(correct, groups, predictions, time.perf_counter() - start)
+    result.update({"answers": answers, "score_correct": _rounded(score_correct),
+                   "score_chosen": _rounded(score_chosen), "sets": sets})
+    return result
+
+
+def _rounded(values) -> list[float]:
+    """Scores to 5 significant digits: enough to rank and draw trials, a third of the JSON."""
+    return [float(f"{v:.5g}") for v in values]
 
 
 def summarise(correct, groups, predictions, seconds) -> dict:

@@ -1,15 +1,15 @@
-"""Downloading the datasets from their official sources, checked by MD5."""
+"""Downloading the datasets from their official sources, checked by MD5 (and SHA-256 where known)."""
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from .data import REMOTE_FILES, RemoteFile
 from .errors import UserError
+from .records import temp_beside
 
 
 def sources(remote: RemoteFile, base_url: str | None) -> tuple[str, ...]:
@@ -19,22 +19,26 @@ def sources(remote: RemoteFile, base_url: str | None) -> tuple[str, ...]:
 
 def download(remote: RemoteFile, root: Path, base_url: str | None = None, timeout: float = 60,
              on_bytes=None) -> Path:
-    """Fetch one file into ``root``, check its MD5, and move it into place atomically."""
+    """Fetch one file into ``root``, check its checksums, and move it into place atomically."""
     target = root / remote.name
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in sources(remote, base_url):
-        md5 = hashlib.md5()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        md5, sha256 = hashlib.md5(), hashlib.sha256()
+        fd, tmp = temp_beside(target, ".part")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     md5.update(chunk)
+                    sha256.update(chunk)
                     if on_bytes:
                         on_bytes(len(chunk))
             if md5.hexdigest() != remote.md5:
                 errors.append(f"{url}: MD5 {md5.hexdigest()} != expected {remote.md5}")
+                continue
+            if remote.sha256 and sha256.hexdigest() != remote.sha256:
+                errors.append(f"{url}: SHA-256 {sha256.hexdigest()} != expected {remote.sha256}")
                 continue
             os.replace(tmp, target)
             return target

@@ -47,9 +47,16 @@ def within_alphabet_sets(images: ImageSet, alphabets, drawers, rng: np.random.Ge
             q = [index[(alphabet, c, int(d_query))] for c in chosen]
             s = [index[(alphabet, c, int(d_support))] for c in chosen]
             order = rng.permutation(len(chosen))  # support order carries no hint of the answer
-            sets.append(TrialSet(images.images[q], images.images[np.asarray(s)[order]],
-                                 np.argsort(order), f"{alphabet}#{k + 1}"))
+            s = np.asarray(s)[order]
+            sets.append(TrialSet(images.images[q], images.images[s], np.argsort(order), f"{alphabet}#{k + 1}",
+                                 query_ids=image_ids(meta, q), support_ids=image_ids(meta, s)))
     return sets
+
+
+def image_ids(meta, rows) -> list[str]:
+    """Each image's identity in Omniglot: ``alphabet/character/drawer``."""
+    sub = meta.iloc[np.asarray(rows)]
+    return [f"{a}/{c}/{d:02d}" for a, c, d in zip(sub["alphabet"], sub["character"], sub["drawer"])]
 
 
 VALIDATION_TRIAL_SETS = 16  # 16 sets x 20 queries = Koch's 320 validation trials

@@ -23,10 +23,20 @@ def new_run_id(method: str, protocol: str, seed: int) -> str:
     return f"{stamp}-{method}-{protocol}-s{seed}-{secrets.token_hex(3)}"
 
 
+def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A temporary file beside ``path`` (to be renamed onto it) with the mode a plain write would
+    give, 0666 less the umask: mkstemp's 0600 would survive the rename and lock a shared store."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def write_atomic(path: Path, content: str | bytes) -> None:
     """Write to a temporary file beside ``path`` then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
             f.write(content)
@@ -40,7 +50,7 @@ def write_atomic(path: Path, content: str | bytes) -> None:
 
 def save_record(record: dict, store: Path) -> Path:
     path = store / f"{record['run_id']}.json"
-    write_atomic(path, json.dumps(record, indent=1))
+    write_atomic(path, json.dumps(record, separators=(",", ":")))  # compact: per-trial lists are long
     return path
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .errors import UserError
-from .published import TABLE2, TABLE3
+from .published import TABLE2, TABLE2_TRIALS, TABLE3
 from .records import load_records, save_record, training_seconds, write_atomic
 from .runner import RunSpec, build, run
 from .stats import t_interval
@@ -41,8 +41,9 @@ class Cell:
     paper: float | None = None
 
 
-def plan(table: str, preset: str) -> tuple[str, list[Cell]]:
-    """The protocol and the cells of one table for a preset family (cpu or paper)."""
+def plan(table: str, preset: str) -> tuple[tuple[str, ...], list[Cell]]:
+    """The protocols and the cells of one table for a preset family (cpu or paper). Every cell is
+    run on each protocol, the first one fitting the method and the others reusing its weights."""
     if preset not in ("cpu", "paper"):
         raise UserError(f"--preset must be cpu or paper, got {preset!r}")
     if table == "table1":
@@ -53,19 +54,26 @@ def plan(table: str, preset: str) -> tuple[str, list[Cell]]:
         cells = [Cell(f"{pairs // 1000}k pairs, distortions x{d}", "conv_siamese", base,
                       {"pairs": pairs, "distortions": d, **budget}, paper=figure)
                  for (pairs, d), figure in TABLE1.items()]
-        return "verification", cells
+        return ("verification",), cells
     if table == "table2":
+        # our draws (omniglot20) beside Lake's runs, the trials of the paper's baselines
         cells = [Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=TABLE2["1-Nearest Neighbor"]),
                  Cell("Affine model", "affine", learns=False, paper=TABLE2["Affine model"]),
-                 Cell("Siamese Neural Net (MLP)", "mlp_siamese", "cpu", paper=TABLE2["Siamese Neural Net (MLP)"]),
+                 # the paper's recipe for both twins: same/different pairs, cross-entropy
+                 Cell("Siamese Neural Net (MLP)", "mlp_siamese", "cpu_pairs", paper=TABLE2["Siamese Neural Net (MLP)"]),
                  Cell("Convolutional Siamese Net", "conv_siamese", preset, paper=TABLE2["Convolutional Siamese Net"]),
+                 # the MLP twin on the conv twin's cpu recipe (one-shot trials), and the conv twin on pairs:
+                 # both twins under both recipes
+                 Cell("Siamese MLP, cpu trial recipe (beyond the table)", "mlp_siamese", "cpu"),
+                 *([Cell("Convolutional siamese, pair recipe (beyond the table)", "conv_siamese", "cpu_pairs")]
+                   if preset == "cpu" else []),
                  Cell("Modified Hausdorff distance (beyond the table)", "mhd", learns=False),
                  Cell("Prototypical networks (beyond the paper)", "protonet", "cpu"),
                  Cell("Contrastive siamese (beyond the paper)", "contrastive_siamese", "cpu"),
                  Cell("Tree metric on protonet (beyond the paper)", "tree_metric", "cpu")]
-        return "omniglot20", cells
+        return ("omniglot20", "lake_runs"), cells
     if table == "table3":
-        return "mnist10", [
+        return ("mnist10",), [
             Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=TABLE3["1-Nearest Neighbor"]),
             # the paper's MNIST network works on 35x35 images: cpu35 is the cpu preset at that size
             Cell("Convolutional Siamese Net", "conv_siamese", "cpu35" if preset == "cpu" else "mnist",
@@ -73,14 +81,17 @@ def plan(table: str, preset: str) -> tuple[str, list[Cell]]:
     raise UserError(f"unknown table {table!r}; valid: table1, table2, table3")
 
 
+DRAWN = ("omniglot20", "mnist10")  # protocols whose trials are drawn: evaluated on TRIAL_SEEDS
+
+
 def specs(table: str, preset: str, seeds: int, data_root, work_dir) -> list[tuple[Cell, RunSpec]]:
-    protocol, cells = plan(table, preset)
-    trial_seeds = TRIAL_SEEDS if protocol != "verification" else None
+    protocols, cells = plan(table, preset)
     out = []
     for c in cells:
         for seed in range(seeds if c.learns else 1):
-            out.append((c, RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()}, {},
-                                   seed, trial_seeds, data_root, work_dir)))
+            for protocol in protocols:  # the first fits, the others reuse the stored weights
+                out.append((c, RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()}, {},
+                                       seed, TRIAL_SEEDS if protocol in DRAWN else None, data_root, work_dir)))
     return out
 
 
@@ -148,7 +159,7 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
         for key, (cell, spec) in pending:
             if key in done:
                 if progress:
-                    progress.advance(f"{cell.method} seed {spec.seed}: stored")
+                    progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: stored")
                 continue
             lock = Lock(store / "locks" / f"{key}.lock")
             if not lock.acquire():  # another reproduce is running it: come back later
@@ -160,14 +171,16 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
             finally:
                 lock.release()
             if progress:
-                progress.advance(f"{cell.method} seed {spec.seed}: ran")
+                progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: ran")
         pending = waiting
         if pending:
             time.sleep(poll)
     records = _records(store)
     table_frame = summarise(table, preset, planned, keys, records)
     by_key = {record_key(r): r for r in records}
-    compute = sum(training_seconds(by_key[k], records) + by_key[k]["eval_seconds"] for k in keys)
+    fits = {k for k, (_, spec) in zip(keys, planned) if spec.protocol == planned[0][1].protocol}
+    # training counted once per fitted method (the other protocols reuse its weights)
+    compute = sum((training_seconds(by_key[k], records) if k in fits else 0) + by_key[k]["eval_seconds"] for k in keys)
     write_outputs(table, preset, seeds, table_frame, out_dir, time.perf_counter() - start, compute, command)
     return table_frame
 
@@ -176,56 +189,128 @@ def _records(store: Path) -> list[dict]:
     return load_records(store) if store.is_dir() else []
 
 
+PAPER_TRIALS = {"table2": TABLE2_TRIALS}  # which of a table's protocols each published figure was measured on
+FAR = 3.0  # points from the paper beyond which a cell is marked and explained in results/README.md
+
+
 def summarise(table, preset, planned, keys, records) -> pd.DataFrame:
+    """One row per system: for the table's first protocol ``ours``/``ci95`` (mean ± CI), for each
+    further protocol P the columns ``P``/``P_ci95``; ``paper`` and ``paper_trials`` (the protocol
+    the paper's figure was measured on) and ``diff_vs_paper`` on those trials."""
+    protocols = list(dict.fromkeys(spec.protocol for _, spec in planned))
     by_key = {record_key(r): r for r in records}
     rows = {}
     for key, (cell, spec) in zip(keys, planned):
-        rows.setdefault(cell.row, (cell, []))[1].append(by_key[key])
+        rows.setdefault(cell.row, (cell, {}))[1].setdefault(spec.protocol, []).append(by_key[key])
+    trials_of = PAPER_TRIALS.get(table, {})
     out = []
     for row, (cell, runs) in rows.items():
-        accs = [r["accuracy"] for r in runs]
-        if len(runs) == 1:  # one run: its CI over trial sets
-            mean, half, over = accs[0], runs[0]["ci95"], runs[0]["ci_unit"]
-        else:
-            (mean, half), over = t_interval(accs), "training seeds"
-        out.append({"system": row, "method": cell.method, "preset": cell.preset or "-", "ours": round(100 * mean, 2),
-                    "ci95": round(100 * half, 2), "ci_over": over, "seeds": len(runs),
-                    "train_s": round(sum(training_seconds(r, records) for r in runs) / len(runs), 1),
-                    "paper": cell.paper, "source": "our runs"})
+        entry = {"system": row, "method": cell.method, "preset": cell.preset or "-"}
+        for i, protocol in enumerate(protocols):
+            mean, half, over = _cell(runs[protocol])
+            name = "ours" if i == 0 else protocol
+            entry.update({name: mean, f"{'ci95' if i == 0 else protocol + '_ci95'}": half})
+            if i == 0:
+                entry["ci_over"] = over
+        if "lake_runs" in protocols:
+            entry["lake_runs_minus_ours"] = round(entry["lake_runs"] - entry["ours"], 2)
+        fits = runs[protocols[0]]
+        entry.update({"seeds": len(fits), "train_s": round(sum(training_seconds(r, records) for r in fits) / len(fits), 1),
+                      "paper": cell.paper, "paper_trials": None, "diff_vs_paper": None, "source": "our runs"})
+        if cell.paper is not None:
+            entry["paper_trials"] = trials_of.get(cell.row, protocols[0])  # a paper row is named as in the paper
+            measured = entry["ours"] if entry["paper_trials"] == protocols[0] else entry[entry["paper_trials"]]
+            entry["diff_vs_paper"] = round(measured - cell.paper, 2)
+        out.append(entry)
     published = {"table2": TABLE2, "table3": TABLE3}.get(table, {})
     ours = {c.paper for c, _ in rows.values()}
     for system, figure in published.items():
         if figure not in ours:
             out.append({"system": f"{system} (published only, not run here)", "method": "", "preset": "",
-                        "ours": None, "ci95": None, "ci_over": "", "seeds": 0, "train_s": None,
-                        "paper": figure, "source": "published"})
+                        "seeds": 0, "paper": figure, "paper_trials": trials_of.get(system, protocols[0]),
+                        "source": "published"})
     return pd.DataFrame(out)
+
+
+def _cell(runs: list[dict]) -> tuple[float, float, str]:
+    """Accuracy (%), 95% half-width and its unit: one run's CI over its trial sets, several
+    training seeds' t-interval."""
+    if len(runs) == 1:
+        return round(100 * runs[0]["accuracy"], 2), round(100 * runs[0]["ci95"], 2), runs[0]["ci_unit"]
+    mean, half = t_interval([r["accuracy"] for r in runs])
+    return round(100 * mean, 2), round(100 * half, 2), "training seeds"
 
 
 def write_outputs(table, preset, seeds, frame: pd.DataFrame, out_dir: Path, seconds: float, compute: float,
                   command: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / f"{table}.csv", index=False)
+    two = "lake_runs" in frame.columns
     lines = [f"# {table}: ours beside Koch et al. 2015", "",
              f"- command: `{command}`", f"- preset: {preset}; training seeds: {seeds}",
              f"- machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
              f"- time: {compute:.0f} s of training and evaluation in the runs below (as recorded; a reused "
-             "checkpoint counts its original training); "
+             "checkpoint counts its original training, once per method); "
              f"this reproduce took {seconds:.0f} s (stored runs are reused)",
              f"- cells: mean ± 95% CI, a t-interval over {' / '.join(sorted(u for u in frame['ci_over'].dropna().unique() if u))}"
-             " (one seed: the units of all its trial draws; several: the seeds)", "",
-             "| system | ours (%) | paper (%) | seeds | train s |", "|---|---|---|---|---|"]
+             " (one seed: the units of all its trial draws; several: the seeds)"]
+    if two:
+        lines.append("- columns: `omniglot20` = our 10 draws of 400 trials (trial seeds 0-9); `lake_runs` = Lake's "
+                     "20 official runs (400 trials, CI over the 20 runs), scored with the same fitted weights; "
+                     "gap = lake_runs - omniglot20")
+    lines.append(f"- Δ paper: ours minus the paper's figure, on the trials that figure was measured on; "
+                 f"† = more than {FAR:.0f} points away (explained in results/README.md)")
+    header = ["system", "omniglot20 (%)" if two else "ours (%)"] + (["lake_runs (%)", "gap"] if two else []) + \
+             ["paper (%)", "paper's trials", "Δ paper", "seeds", "train s"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
-        ours = "" if pd.isna(r["ours"]) else f"{r['ours']:.1f} ± {r['ci95']:.1f}"
-        paper = "" if pd.isna(r["paper"]) else f"{r['paper']:.1f}"
-        train = "" if pd.isna(r["train_s"]) else f"{r['train_s']:.0f}"
-        lines.append(f"| {r['system']} | {ours} | {paper} | {r['seeds'] or ''} | {train} |")
+        cells = [r["system"], _pm(r, "ours", "ci95")]
+        if two:
+            cells += [_pm(r, "lake_runs", "lake_runs_ci95"), _num(r.get("lake_runs_minus_ours"), "+.1f")]
+        diff = r.get("diff_vs_paper")
+        far = "" if pd.isna(diff) or abs(diff) <= FAR else " †"
+        cells += [_num(r["paper"], ".1f"), r["paper_trials"] if isinstance(r["paper_trials"], str) else "",
+                  _num(diff, "+.1f") + far, str(r["seeds"] or ""), _num(r.get("train_s"), ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += table_notes(table, frame)
     write_atomic(out_dir / f"{table}.md", "\n".join(lines) + "\n")
     plot(table, frame, out_dir / f"{table}.png")
 
 
+def _num(value, fmt: str) -> str:
+    return "" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def _pm(row, mean: str, half: str) -> str:
+    return "" if pd.isna(row.get(mean)) else f"{row[mean]:.1f} ± {row[half]:.1f}"
+
+
+def table_notes(table: str, frame: pd.DataFrame) -> list[str]:
+    """What the reader needs to compare a table's cells with the paper's: which trials, how hard."""
+    if table != "table2" or "lake_runs" not in frame.columns:
+        return []
+    ours = frame[frame["source"] == "our runs"]
+    gaps = ", ".join(f"{m}{'' if p == '-' else f' ({p})'} {g:+.1f}"
+                     for m, p, g in zip(ours["method"], ours["preset"], ours["lake_runs_minus_ours"]))
+    far = ours[ours["diff_vs_paper"].abs() > FAR]
+    return ["", "## Notes", "",
+            "- Which trials: every figure of the paper's Table 2 but Koch's own two comes from Lake, "
+            "Salakhutdinov & Tenenbaum 2013, measured on their 20-way within-alphabet task, the task Lake's 20 "
+            "official runs publish: compare those with the `lake_runs` column. Koch's siamese networks (MLP "
+            "58.3, conv 92.0) were scored on 400 trials of their own from the same 10 alphabets, which Koch "
+            "did not publish: compare those with `omniglot20`, our draws of such trials.",
+            "- The two kinds of trials differ: Lake's 20 runs are one fixed draw of 400 trials, queries and "
+            "support from drawers 1-8 and the same 20 characters in both runs of an alphabet; `omniglot20` "
+            "draws 20 characters per trial set afresh and two drawers from 17-20, ten draws of 400 trials.",
+            f"- Difficulty gap, lake_runs minus omniglot20 with the same weights (points): {gaps}; "
+            f"mean {ours['lake_runs_minus_ours'].mean():+.1f}.",
+            f"- Cells more than {FAR:.0f} points from the paper on the paper's own trials: "
+            + (", ".join(f"{s} ({d:+.1f})" for s, d in zip(far["system"], far["diff_vs_paper"])) or "none")
+            + "; see results/README.md for what was measured about each."]
+
+
 def plot(table: str, frame: pd.DataFrame, path: Path) -> bool:
-    """A bar chart of ours vs the paper; needs the optional matplotlib (``pip install .[plot]``)."""
+    """A bar chart of ours (each protocol) vs the paper; needs matplotlib (``pip install .[plot]``)."""
     try:
         import matplotlib
 
@@ -234,11 +319,17 @@ def plot(table: str, frame: pd.DataFrame, path: Path) -> bool:
     except ImportError:
         return False
     ours = frame[frame["source"] == "our runs"]
-    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(ours)))
-    y = range(len(ours))
-    ax.barh([i + 0.2 for i in y], ours["ours"], height=0.4, xerr=ours["ci95"], label="ours")
-    ax.barh([i - 0.2 for i in y], ours["paper"].fillna(0), height=0.4, label="Koch 2015")
-    ax.set_yticks(list(y), ours["system"])
+    bars = [("ours", "ci95", "omniglot20 (our draws)" if "lake_runs" in frame else "ours")]
+    if "lake_runs" in frame:
+        bars.append(("lake_runs", "lake_runs_ci95", "lake_runs (Lake's 20 runs)"))
+    bars.append(("paper", None, "Koch 2015"))
+    height = 0.8 / len(bars)
+    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.22 * len(bars) * len(ours)))
+    for i, (column, ci, label) in enumerate(bars):
+        y = [k + (len(bars) - 1) / 2 * height - i * height for k in range(len(ours))]
+        ax.barh(y, ours[column].fillna(0), height=height, xerr=ours[ci] if ci else None, label=label)
+    ax.set_yticks(range(len(ours)), ours["system"])
+    ax.invert_yaxis()
     ax.set_xlabel("accuracy (%)")
     ax.set_title(table)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: it would hide bars
@@ -246,4 +337,3 @@ def plot(table: str, frame: pd.DataFrame, path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
-

@@ -5,7 +5,7 @@ import functools
 
 import pandas as pd
 
-from .published import PAPER_COLUMNS, PAPER_ROW
+from .published import PAPER_ROW, PAPER_TABLES
 from .stats import t_interval
 
 
@@ -65,9 +65,10 @@ def long_table(records: list[dict]) -> pd.DataFrame:
 def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
     """Methods (with preset) as rows, protocols as columns, cells ``acc ± ci95`` in percent.
 
-    With ``paper``, protocols that reproduce a table of Koch 2015 get a column of the paper's
-    figure beside ours, and the paper's systems we do not run appear as rows marked
-    "(published)", with no figure of ours.
+    With ``paper``, the protocols that reproduce a table of Koch 2015 stand side by side (Table 2:
+    our draws ``omniglot20`` beside Lake's runs ``lake_runs``), followed by a column of the
+    paper's figure; the paper's systems we do not run appear as rows marked "(published)".
+    Other protocols follow in name order.
     """
     long = long_table(records)
     if long.empty:
@@ -76,21 +77,25 @@ def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
     long["cell"] = [f"{a:.1f} ± {c:.1f}" for a, c in zip(long["accuracy"], long["ci95"])]
     wide = long.pivot(index="row", columns="protocol", values="cell").fillna("").rename_axis(None, axis=1)
     if not paper:
-        return wide
+        return wide[sorted(wide.columns)]
     methods = dict(zip(long["row"], long["method"]))
-    for protocol in [p for p in PAPER_COLUMNS if p in wide.columns]:
-        figures = PAPER_COLUMNS[protocol]
-        column = f"{protocol} (Koch 2015)"
+    ours = {PAPER_ROW.get(m) for m in long["method"]}
+    order = []
+    for table, (protocols, figures) in PAPER_TABLES.items():
+        present = [p for p in protocols if p in wide.columns]
+        if not present:
+            continue
+        column = f"{table} (Koch 2015)"
         wide[column] = [f"{figures[PAPER_ROW[methods[r]]]:.1f}" if PAPER_ROW.get(methods.get(r)) in figures else ""
                         for r in wide.index]
-        ours = {PAPER_ROW.get(m) for m in long["method"]}
         for system, figure in figures.items():
             if system not in ours:
                 row = f"{system} (published)"
                 if row not in wide.index:
                     wide.loc[row] = ""
                 wide.loc[row, column] = f"{figure:.1f}"
-    return wide[sorted(wide.columns)]
+        order += present + [column]
+    return wide[order + sorted(c for c in wide.columns if c not in order)]
 
 
 def to_markdown(frame: pd.DataFrame, index_name: str = "method") -> str:

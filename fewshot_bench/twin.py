@@ -119,11 +119,12 @@ class TwinConfig:
         require(self.objective in ("pairs", "trials"), f"objective must be 'pairs' or 'trials', got {self.objective!r}")
         require(self.init in ("paper", "default"), f"init must be 'paper' or 'default', got {self.init!r}")
         require(self.input_size >= 8, f"input_size must be >= 8, got {self.input_size}")
-        require(self.fc_units >= 0 and self.epochs >= 1 and self.patience >= 1, "fc_units >= 0; epochs, patience >= 1")
-        require(self.pairs >= 2 and self.batch_size >= 2 and self.pair_steps >= 0,
-                "pairs and batch_size must be >= 2, pair_steps >= 0")
-        require(self.distortions >= 0, f"distortions must be >= 0, got {self.distortions}")
-        require(2 <= self.way and 2 <= self.drawers_per_character <= 20, "way >= 2, drawers_per_character 2-20")
+        for name, low in (("fc_units", 0), ("epochs", 1), ("patience", 1), ("pairs", 2), ("batch_size", 2),
+                          ("pair_steps", 0), ("distortions", 0), ("way", 2), ("steps_per_epoch", 1),
+                          ("alphabets_per_batch", 1)):
+            require(getattr(self, name) >= low, f"{name} must be >= {low}, got {getattr(self, name)}")
+        require(2 <= self.drawers_per_character <= 20,
+                f"drawers_per_character must be 2-20, got {self.drawers_per_character}")
         require(all(1 <= d <= 20 for d in self.train_drawers), f"train_drawers must be in 1-20, got {self.train_drawers}")
         require(self.drawers_per_character <= len(self.train_drawers) or self.objective == "pairs",
                 "drawers_per_character cannot exceed the number of train_drawers")

@@ -1,10 +1,16 @@
 """The affine model of Lake et al. (Koch 2015 Table 2: 81.8%): align each support image to
-the query by the best of a grid of global affine transforms, score by the distance left.
+the query by the best of a grid of global affine transforms, score by how well it explains it.
 
-Every image is first centred on its ink's centre of mass (translation); then each support
-image is warped by every transform of a grid of rotations, scales and shears (one batched
-grid_sample per trial set), all images are Gaussian-blurred, and the score of a (query,
-support) pair is minus the smallest Euclidean distance over the transforms.
+Lake, Salakhutdinov & Tenenbaum 2013 describe their affine model as their stroke model without
+strokes: only a global affine warp, the blur and the pixel noise are fitted to a new image, and
+the score is that image's likelihood. Ours works on the images themselves: every image is
+centred on its ink's centre of mass; each support image is warped by every transform of a grid
+of scales, shears and small shifts (one batched grid_sample per trial set) and blurred, and a
+(query, support) pair scores the best over the transforms of the query's log-likelihood when
+each pixel is ink with probability (1 - noise) * blurred support + noise / 2. The defaults were
+chosen on 1,600 validation-alphabet trials (drawers 13-16): this likelihood 74.4% against 72.7%
+for minus the blurred L2 distance (``score=l2``); no rotations 75.3% (rotations of +-7.5 and
++-15 degrees cost a point); shifts of 2 pixels 76.7%.
 """
 from __future__ import annotations
 
@@ -22,24 +28,35 @@ from fewshot_bench.config import require
 @dataclass
 class AffineConfig:
     input_size: int = 40  # working resolution
-    rotations_deg: tuple[float, ...] = (-15.0, -7.5, 0.0, 7.5, 15.0)
+    rotations_deg: tuple[float, ...] = (0.0,)
     scales: tuple[float, ...] = (0.85, 1.0, 1.15)  # on each axis
     shears: tuple[float, ...] = (-0.2, 0.0, 0.2)  # on each axis
+    shifts: tuple[float, ...] = (-2.0, 0.0, 2.0)  # pixels at the working resolution, on each axis, after centring
     blur_sigma: float = 1.5  # pixels at the working resolution
+    # how a warped support explains the query: "l2" = minus the Euclidean distance between the
+    # blurred images; "likelihood" = the log-probability of the query's pixels when each is ink
+    # with probability (1 - noise) * blurred support + noise / 2 (Lake et al.'s image model)
+    score: str = "likelihood"
+    noise: float = 0.01
 
     def check(self):
         require(self.input_size >= 8, f"input_size must be >= 8, got {self.input_size}")
         require(self.blur_sigma >= 0, f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        require(self.score in ("l2", "likelihood"), f"score must be 'l2' or 'likelihood', got {self.score!r}")
+        require(0 < self.noise < 1, f"noise must be in (0, 1), got {self.noise}")
         require(all(s > 0 for s in self.scales), f"scales must be > 0, got {self.scales}")
 
 
 def transform_grid(cfg: AffineConfig) -> torch.Tensor:
-    """(T, 2, 2) linear maps: rotation x shear x scale for every combination in the grid."""
+    """(T, 2, 3) affine maps: rotation x shear x scale, then a shift, for every combination."""
     mats = []
-    for deg, sx, sy, hx, hy in itertools.product(cfg.rotations_deg, cfg.scales, cfg.scales, cfg.shears, cfg.shears):
+    for deg, sx, sy, hx, hy, tx, ty in itertools.product(cfg.rotations_deg, cfg.scales, cfg.scales, cfg.shears,
+                                                         cfg.shears, cfg.shifts, cfg.shifts):
         t = math.radians(deg)
         rot = torch.tensor([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
-        mats.append(rot @ torch.tensor([[1.0, hx], [hy, 1.0]]) @ torch.diag(torch.tensor([sx, sy])))
+        linear = rot @ torch.tensor([[1.0, hx], [hy, 1.0]]) @ torch.diag(torch.tensor([sx, sy]))
+        shift = torch.tensor([[tx], [ty]]) * 2 / cfg.input_size  # pixels -> grid_sample's [-1, 1] units
+        mats.append(torch.cat([linear, shift], 1))
     return torch.stack(mats)
 
 
@@ -71,7 +88,7 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @METHODS.register("affine")
 class AffineModel(Method):
-    summary = "affine model (Lake et al.): best global affine alignment of each support, blurred L2"
+    summary = "affine model (Lake et al.): best global affine alignment of each support, pixel likelihood"
     Config = AffineConfig
 
     def fit(self, background, validation=None):
@@ -84,14 +101,19 @@ class AffineModel(Method):
             grid = self.grid_ = transform_grid(self.config)
         s, h, w = support.shape
         t = len(grid)
-        theta = torch.cat([grid, torch.zeros(t, 2, 1)], 2).repeat(s, 1, 1)  # (S*T, 2, 3)
+        theta = grid.repeat(s, 1, 1)  # (S*T, 2, 3)
         images = support.repeat_interleave(t, 0)[:, None]
         warped = F.grid_sample(images, F.affine_grid(theta, [s * t, 1, h, w], align_corners=False), align_corners=False)
         return gaussian_blur(warped[:, 0], self.config.blur_sigma).view(s, t, h * w)
 
     def score(self, queries, support):
-        q = gaussian_blur(centre_ink(queries), self.config.blur_sigma).flatten(1)  # (Q, P)
         warped = self._warped_support(centre_ink(support))  # (S, T, P)
+        if self.config.score == "likelihood":  # sum_p q log p + (1 - q) log(1 - p), as one matmul
+            q = centre_ink(queries).flatten(1).clamp(0, 1)
+            ink = (1 - self.config.noise) * warped.flatten(0, 1).clamp(0, 1) + self.config.noise / 2
+            loglik = q @ (ink.log() - (1 - ink).log()).T + (1 - ink).log().sum(1)  # (Q, S*T)
+            return loglik.view(len(q), *warped.shape[:2]).amax(2)
+        q = gaussian_blur(centre_ink(queries), self.config.blur_sigma).flatten(1)  # (Q, P)
         d = torch.cdist(q, warped.flatten(0, 1))  # (Q, S*T)
         return -d.view(len(q), *warped.shape[:2]).amin(2)
 

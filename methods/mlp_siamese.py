@@ -1,22 +1,32 @@
 """The non-convolutional siamese network of Koch 2015's Table 2 (58.3% on the 20-way task):
-twin fully connected layers on the flattened image, the same weighted-L1 sigmoid head and
-binary cross-entropy on same/different pairs from the background alphabets."""
+twin fully connected layers on the flattened image and the same weighted-L1 sigmoid head.
+
+Presets (the same twin, 28x28 inputs, 1024 hidden units, a 512-unit sigmoid embedding):
+- ``cpu_pairs``: the paper's recipe, binary cross-entropy on same/different pairs from the
+  background alphabets with affine distortions x8 (Adam, 4 epochs of 30k pairs).
+- ``cpu``: the recipe and budget of ``conv_siamese --preset cpu`` (one-shot trials, rotated
+  alphabets, distortions, two members of 28 epochs x 200 steps, 8-symmetry scoring), so that
+  Table 2 shows the MLP and the conv twin under one training recipe.
+- ``tiny``: for tests.
+"""
 from fewshot_bench.api import METHODS
+from fewshot_bench.methods.conv_siamese import CPU_PRESET as CONV_CPU_PRESET
 from fewshot_bench.splits import ALL_DRAWERS
 from fewshot_bench.twin import TwinMethod
 
-CPU_PRESET = {
-    "network": "mlp", "input_size": 28, "hidden": (1024,), "fc_units": 512, "init": "default",
-    "objective": "pairs", "loss": "bce", "optimizer": "adam", "adam_lr": 1e-3,
+MLP_TWIN = {"network": "mlp", "input_size": 28, "hidden": (1024,), "fc_units": 512, "init": "default"}
+CPU_PAIRS_PRESET = {
+    **MLP_TWIN, "objective": "pairs", "loss": "bce", "optimizer": "adam", "adam_lr": 1e-3,
     "pairs": 30_000, "distortions": 8, "batch_size": 128, "train_drawers": ALL_DRAWERS,
     "epochs": 4, "patience": 4,
 }
-TINY_PRESET = {**CPU_PRESET, "input_size": 16, "hidden": (32,), "fc_units": 16, "pairs": 64, "distortions": 1,
+CPU_PRESET = {**CONV_CPU_PRESET, **MLP_TWIN}
+TINY_PRESET = {**CPU_PAIRS_PRESET, "input_size": 16, "hidden": (32,), "fc_units": 16, "pairs": 64, "distortions": 1,
                "batch_size": 32, "epochs": 1, "patience": 1}
 
 
 @METHODS.register("mlp_siamese")
 class MlpSiamese(TwinMethod):
-    summary = "siamese MLP (Koch 2015 Table 2): fully connected twins, weighted-L1 sigmoid head, pair BCE"
-    presets = {"cpu": CPU_PRESET, "tiny": TINY_PRESET}
+    summary = "siamese MLP (Koch 2015 Table 2): fully connected twins, weighted-L1 sigmoid head"
+    presets = {"cpu": CPU_PRESET, "cpu_pairs": CPU_PAIRS_PRESET, "tiny": TINY_PRESET}
     default_preset = "cpu"

@@ -7,7 +7,7 @@ import numpy as np
 
 from fewshot_bench.api import PROTOCOLS, TrialSet
 from fewshot_bench.config import require
-from fewshot_bench.omniglot import OmniglotBackgroundProtocol, omniglot
+from fewshot_bench.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
 from fewshot_bench.splits import TEST_ALPHABETS, TEST_DRAWERS
 
 
@@ -22,11 +22,12 @@ class EpisodesConfig:
 
     def check(self):
         require(self.way >= 2, f"way must be >= 2, got {self.way}")
-        require(self.shot >= 1 and self.queries >= 1, "shot and queries must be >= 1")
+        require(self.shot >= 1, f"shot must be >= 1, got {self.shot}")
+        require(self.queries >= 1, f"queries must be >= 1, got {self.queries}")
         require(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         require(self.shot + self.queries <= len(set(self.drawers)),
                 f"shot + queries ({self.shot + self.queries}) exceeds the {len(set(self.drawers))} drawers "
-                "available; pass more drawers, e.g. --set drawers=13,14,15,16,17,18,19,20")
+                "available; pass more drawers, e.g. --protocol-set drawers=13,14,15,16,17,18,19,20")
         if self.within_alphabet:
             require(self.way <= 25, f"within-alphabet episodes allow way <= 25 (smallest test alphabet), got {self.way}")
 
@@ -61,5 +62,6 @@ class Episodes(OmniglotBackgroundProtocol):
                 queries += rows[c.shot:]
                 answer += [cls] * c.queries
             sets.append(TrialSet(images.images[queries], images.images[support], np.array(answer),
-                                 f"episode{e + 1:04d}", support_class=np.array(support_class)))
+                                 f"episode{e + 1:04d}", support_class=np.array(support_class),
+                                 query_ids=image_ids(meta, queries), support_ids=image_ids(meta, support)))
         return sets

@@ -42,6 +42,7 @@ class Mnist10(OmniglotBackgroundProtocol):
         for t in range(self.config.trials):
             query = rng.integers(len(labels))
             support = [rng.choice(by_digit[d][by_digit[d] != query]) for d in range(10)]
-            sets.append(TrialSet(mnist.images[[query]], mnist.images[support],
-                                 np.array([labels[query]]), f"trial{t + 1:03d}"))
+            sets.append(TrialSet(mnist.images[[query]], mnist.images[support], np.array([labels[query]]),
+                                 f"trial{t + 1:03d}", query_ids=[f"mnist/{query}"],
+                                 support_ids=[f"mnist/{i}" for i in support]))
         return sets

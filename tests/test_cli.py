@@ -100,9 +100,21 @@ def test_table_shows_published_figures_marked_as_such(tmp_path):
               "ci95": 0.03, "n_trials": 400, "trial_seeds": [0], "finished": "x"}
     wide = wide_table([record])
     assert wide.loc["pixel_1nn", "omniglot20"] == "15.0 ± 3.0"
-    assert wide.loc["pixel_1nn", "omniglot20 (Koch 2015)"] == "21.7"
-    assert wide.loc["Humans (published)", "omniglot20 (Koch 2015)"] == "95.5"
+    assert wide.loc["pixel_1nn", "Table 2 (Koch 2015)"] == "21.7"
+    assert wide.loc["Humans (published)", "Table 2 (Koch 2015)"] == "95.5"
     assert wide.loc["Humans (published)", "omniglot20"] == ""  # never a figure of ours
+
+
+def test_table_puts_lake_runs_beside_the_same_methods_draws():
+    from fewshot_bench.tables import wide_table
+
+    base = {"method": "pixel_1nn", "preset": None, "seed": 0, "ci95": 0.01, "n_trials": 400,
+            "trial_seeds": [0], "finished": "x", "method_config": {}}
+    wide = wide_table([{**base, "protocol": "verification", "accuracy": 0.5},
+                       {**base, "protocol": "lake_runs", "accuracy": 0.19},
+                       {**base, "protocol": "omniglot20", "accuracy": 0.14}])
+    assert list(wide.columns) == ["omniglot20", "lake_runs", "Table 2 (Koch 2015)", "verification"]
+    assert wide.loc["pixel_1nn", "lake_runs"] == "19.0 ± 1.0" and wide.loc["pixel_1nn", "omniglot20"] == "14.0 ± 1.0"
 
 
 def test_runs_of_one_preset_with_different_configs_get_separate_rows():
@@ -129,5 +141,15 @@ def test_table_with_two_paper_protocols_keeps_published_rows():
     base = {"method": "pixel_1nn", "preset": None, "seed": 0, "accuracy": 0.2, "ci95": 0.01, "n_trials": 400,
             "trial_seeds": [0], "finished": "x", "method_config": {}}
     wide = wide_table([{**base, "protocol": "omniglot20"}, {**base, "protocol": "mnist10"}])
-    assert wide.loc["pixel_1nn", "mnist10 (Koch 2015)"] == "26.5"
-    assert wide.loc["Humans (published)", "mnist10 (Koch 2015)"] == ""
+    assert wide.loc["pixel_1nn", "Table 3 (Koch 2015)"] == "26.5"
+    assert wide.loc["Humans (published)", "Table 3 (Koch 2015)"] == ""
+
+
+def test_results_table_at_80_columns_never_cuts_names(data_root, tmp_path):
+    out = bench("run", "--method", "pixel_1nn", "--protocol", "lake_runs", "--set", "input_size=28",
+                "--store", str(tmp_path / "store"), "--no-progress", env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    row = next(line for line in lines if line.startswith("│ pixel_1nn"))
+    assert "…" not in row and len(row) <= 80 and "%" in row  # accuracy on the same line as the names
+    assert max(len(line) for line in lines) <= 80

@@ -224,6 +224,10 @@ def test_bad_config_values_are_user_errors():
         ConvSiamese.make_config("cpu", {"test_symmetries": "3"})
     with pytest.raises(UserError, match="keep must be 'best' or 'last', got 'first'"):
         ConvSiamese.make_config("cpu", {"keep": "first"})
+    with pytest.raises(UserError, match=r"^epochs must be >= 1, got -3$"):  # the bad key and value, alone
+        ConvSiamese.make_config("cpu", {"epochs": "-3"})
+    with pytest.raises(UserError, match=r"^batch_size must be >= 2, got 1$"):
+        ConvSiamese.make_config("cpu_pairs", {"batch_size": "1"})
 
 
 def test_channels_last_layout_does_not_change_the_embedding():

@@ -1,3 +1,5 @@
+import os
+import stat
 import time
 
 import numpy as np
@@ -95,3 +97,49 @@ def test_small_background_sets_load(data_root):
     small = data.load_omniglot(data_root, parts=("background_small1", "background_small2"))
     assert small.meta.groupby("split")["alphabet"].nunique().to_dict() == {
         "background_small1": 5, "background_small2": 5}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_atomic_writes_honour_the_umask_like_a_plain_write(tmp_path, umask):
+    from fewshot_bench.records import write_atomic
+
+    old = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "record.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "record.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_bench_data_shows_and_verifies_lakes_runs(data_root, capsys):
+    from fewshot_bench.cli import main
+
+    assert main(["data", "--data-root", str(data_root)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "lake runs" in out and "20 runs, 400 trials, SHA-256 as published" in out
+
+
+def test_bench_data_flags_runs_that_are_not_lakes_file(data_root, tmp_path, capsys):
+    import shutil
+    import zipfile
+
+    from fewshot_bench.cli import main
+    from fewshot_bench.lake import load_runs, verify_runs_file
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root / "mnist", root / "mnist")
+    (root / "omniglot").mkdir()
+    for name in ("images_background.zip", "images_evaluation.zip"):
+        (root / "omniglot" / name).symlink_to(data_root / "omniglot" / name)
+    with zipfile.ZipFile(data_root / "omniglot/all_runs.zip") as src, \
+            zipfile.ZipFile(root / "omniglot/all_runs.zip", "w") as dst:  # same files, other bytes
+        for info in src.infolist():
+            if not info.filename.startswith("run20/"):
+                dst.writestr(info.filename, src.read(info))
+    assert main(["data", "--data-root", str(root)]) == 2
+    assert "unexpected content" in capsys.readouterr().out
+    path = root / "omniglot/all_runs.zip"
+    problems = verify_runs_file(load_runs(path), path)
+    assert problems[0] == "19 runs, expected 20" and "is not Lake's published all_runs.zip" in problems[1]

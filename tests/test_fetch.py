@@ -1,4 +1,6 @@
 import hashlib
+import os
+import stat
 import http.server
 import threading
 from functools import partial
@@ -46,6 +48,28 @@ def test_download_with_wrong_md5_is_refused(server, tmp_path):
     assert not (tmp_path / "root/omniglot/small.bin").exists()
 
 
+def test_download_with_wrong_sha256_is_refused(server, tmp_path):
+    served, url = server
+    (served / "omniglot").mkdir()
+    (served / "omniglot/small.bin").write_bytes(b"abc")
+    remote = data.RemoteFile("omniglot", "omniglot/small.bin", ("unused",), hashlib.md5(b"abc").hexdigest(), "0" * 64)
+    with pytest.raises(UserError, match="SHA-256"):
+        fetch.download(remote, tmp_path / "root", base_url=url)
+    assert not (tmp_path / "root/omniglot/small.bin").exists()
+
+
+def test_downloads_get_the_mode_a_plain_write_would(server, tmp_path):
+    served, url = server
+    (served / "omniglot").mkdir()
+    (served / "omniglot/small.bin").write_bytes(b"abc")
+    old = os.umask(0o022)
+    try:
+        path = fetch.download(small_remote(b"abc"), tmp_path / "root", base_url=url)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
 def test_unreachable_source_is_one_clear_error(tmp_path):
     remote = data.RemoteFile("mnist", "mnist/x.gz", ("http://127.0.0.1:9/x.gz",), "0" * 32)
     with pytest.raises(UserError, match=r"could not download mnist/x.gz .*download it by hand"):
@@ -78,3 +102,6 @@ def test_official_sources_are_the_documented_ones():
     md5 = {r.name: r.md5 for r in data.REMOTE_FILES}
     assert md5["omniglot/images_background.zip"] == "68d2efa1b9178cc56df9314c21c6e718"
     assert md5["omniglot/images_evaluation.zip"] == "6b91aef0f799c5bb55b94e3f2daec811"
+    runs = next(r for r in data.REMOTE_FILES if r.name == "omniglot/all_runs.zip")
+    assert runs.urls[0].endswith("brendenlake/omniglot/master/python/one-shot-classification/all_runs.zip")
+    assert runs.sha256 == "437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325"

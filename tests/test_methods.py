@@ -36,6 +36,13 @@ def test_every_registered_method_scores_a_tiny_trial_set(name, data_root):
     assert pairs.shape == (5,) and torch.isfinite(pairs).all()
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "l1", "cosine", "dot"])
+def test_pixel_1nn_pair_scores_match_its_trial_scores(metric):
+    method = METHODS.get("pixel_1nn")(METHODS.get("pixel_1nn").make_config(None, {"metric": metric}))
+    a, b = torch.rand(5, 8, 8), torch.rand(5, 8, 8)
+    torch.testing.assert_close(method.score_pairs(a, b), method.score(a, b).diagonal())
+
+
 def test_pixel_1nn_finds_exact_copies():
     support = np.stack([glyph(i) for i in range(6)])
     ts = TrialSet(support[::-1].copy(), support, np.arange(6)[::-1].copy(), "copies")
@@ -75,10 +82,14 @@ def test_k_shot_scores_average_per_class():
     np.testing.assert_allclose(class_means(scores, torch.tensor([0, 0, 1, 1])).numpy(), [[2.0, 1.0]])
 
 
-def test_affine_model_matches_rotated_copies():
+@pytest.mark.parametrize("score", ["likelihood", "l2"])
+def test_affine_model_matches_rotated_copies(score):
     from fewshot_bench.methods.affine import AffineConfig, AffineModel
 
-    support = np.stack([glyph(i) for i in range(5)]).astype(np.float32)
+    from scipy.ndimage import binary_dilation
+
+    # strokes as thick as Omniglot's (the likelihood needs ink to explain at 40x40)
+    support = np.stack([binary_dilation(glyph(i), iterations=2) for i in range(5)]).astype(np.float32)
     # rotate each support by 15 degrees (a grid point) with the same sampler the method uses
     import torch.nn.functional as F
     t = np.radians(15)
@@ -87,10 +98,10 @@ def test_affine_model_matches_rotated_copies():
     grid = F.affine_grid(theta.repeat(5, 1, 1), list(x.shape), align_corners=False)
     rotated = F.grid_sample(x, grid, align_corners=False)[:, 0].numpy()
     ts = TrialSet(rotated, support, np.arange(5), "rot")
-    method = AffineModel(AffineConfig(input_size=40))
+    method = AffineModel(AffineConfig(input_size=40, rotations_deg=(-15.0, 0.0, 15.0), shifts=(-1.0, 0.0), score=score))
     method.fit(None)
     assert evaluate_trial_sets(method, [ts])["accuracy"] == 1.0
-    assert len(method.grid_) == 5 * 3 * 3 * 3 * 3
+    assert len(method.grid_) == 3 * 3 * 3 * 3 * 3 * 2 * 2
 
 
 def test_tree_descent_reaches_the_nearest_cluster():

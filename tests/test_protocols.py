@@ -54,7 +54,7 @@ def test_validation_is_320_trials_from_validation_alphabets_drawers_13_to_16(dat
 
 @pytest.mark.parametrize("name", ["omniglot20", "verification", "mnist10", "episodes", "lake_runs"])
 def test_background_never_holds_validation_or_test_alphabets(data_root, name):
-    p = protocol(name, **({"runs": "unused"} if name == "lake_runs" else {}))
+    p = protocol(name)
     background = p.background()
     assert background.alphabets and not background.alphabets & HELDOUT_ALPHABETS
     assert set(background.meta["split"]) == {"background"}
@@ -153,6 +153,39 @@ def test_lake_runs_malformed_line_names_file_and_line(tmp_path):
         p.trial_sets(0)
 
 
-def test_lake_runs_without_path_says_how_to_pass_it():
-    with pytest.raises(UserError, match="--runs PATH"):
-        PROTOCOLS.get("lake_runs").make_config({})
+def test_lake_runs_default_to_the_data_roots_all_runs_zip(tmp_path):
+    folder = lake_runs_folder(tmp_path / "runs")
+    (tmp_path / "data/omniglot").mkdir(parents=True)
+    with zipfile.ZipFile(tmp_path / "data/omniglot/all_runs.zip", "w") as zf:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                zf.write(path, "all_runs/" + path.relative_to(folder).as_posix())
+    cls = PROTOCOLS.get("lake_runs")
+    sets = cls(cls.make_config({}), data_root=tmp_path / "data").trial_sets(0)
+    assert [s.group for s in sets] == ["run01", "run02"]
+    # --runs still overrides the default
+    other = cls(cls.make_config({"runs": str(folder)}), data_root=tmp_path / "nowhere").trial_sets(0)
+    assert len(other) == 2
+
+
+def test_lake_runs_missing_says_how_to_fetch_them(tmp_path):
+    cls = PROTOCOLS.get("lake_runs")
+    with pytest.raises(UserError, match=r"runs not found at .*all_runs.zip; run `bench data fetch`"):
+        cls(cls.make_config({}), data_root=tmp_path).trial_sets(0)
+
+
+def test_official_lake_runs_are_20_within_alphabet_runs_of_test_alphabets(data_root):
+    sets = protocol("lake_runs").trial_sets(0)
+    assert len(sets) == 20 and all(s.queries.shape == s.support.shape == (20, 105, 105) for s in sets)
+    images = omniglot()
+    for ts in sets[::7]:  # every image is an evaluation image of one test alphabet
+        q, s = labels_of(images, ts.queries), labels_of(images, ts.support)
+        assert q["alphabet"].nunique() == 1 and q["alphabet"].iloc[0] in TEST_ALPHABETS
+        assert list(q["character"]) == list(s["character"].iloc[ts.answer])
+    result = protocol("lake_runs").evaluate(METHODS.get("pixel_1nn")(), 0)
+    assert result["n_trials"] == 400 and result["n_sets"] == 20
+
+
+def test_episodes_drawer_hint_names_the_protocol_option():
+    with pytest.raises(UserError, match="--protocol-set drawers="):
+        PROTOCOLS.get("episodes").make_config({"shot": "100"})

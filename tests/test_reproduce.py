@@ -9,7 +9,7 @@ from fewshot_bench.records import load_records
 
 
 def cheap_plan(table, preset):
-    return "mnist10", [rep.Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=26.5),
+    return ("mnist10",), [rep.Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=26.5),
                        rep.Cell("1-NN at 14 px", "pixel_1nn", options={"input_size": 14}, learns=False)]
 
 
@@ -72,15 +72,49 @@ def test_a_dead_owners_lock_is_taken_over(tmp_path):
 
 
 def test_plans_match_the_papers_tables():
-    protocol, cells = rep.plan("table1", "cpu")
-    assert protocol == "verification" and len(cells) == 6
+    protocols, cells = rep.plan("table1", "cpu")
+    assert protocols == ("verification",) and len(cells) == 6
     assert {(c.options["pairs"], c.options["distortions"]) for c in cells} == set(rep.TABLE1)
     assert {c.options["pair_steps"] for c in cells} == {rep.CPU_TABLE1_STEPS}  # one budget for all cells
     assert all("pair_steps" not in c.options for c in rep.plan("table1", "paper")[1])  # paper: full passes
-    protocol, cells = rep.plan("table2", "cpu")
-    assert protocol == "omniglot20" and {"pixel_1nn", "affine", "mlp_siamese", "conv_siamese"} <= {c.method for c in cells}
-    protocol, cells = rep.plan("table3", "paper")
-    assert protocol == "mnist10" and cells[1].preset == "mnist"
+    protocols, cells = rep.plan("table2", "cpu")
+    assert protocols == ("omniglot20", "lake_runs")  # our draws beside Lake's runs
+    assert {"pixel_1nn", "affine", "mlp_siamese", "conv_siamese"} <= {c.method for c in cells}
+    # the MLP under the paper's pair recipe (its paper row) and under the conv twin's cpu trial recipe
+    assert {(c.preset, c.paper) for c in cells if c.method == "mlp_siamese"} == {("cpu_pairs", 58.3), ("cpu", None)}
+    protocols, cells = rep.plan("table3", "paper")
+    assert protocols == ("mnist10",) and cells[1].preset == "mnist"
     assert rep.plan("table3", "cpu")[1][1].preset == "cpu35"  # the paper's 35x35 MNIST size
     with pytest.raises(UserError, match="unknown table"):
         rep.plan("table9", "cpu")
+
+
+def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tmp_path, monkeypatch):
+    calls = []
+    real = rep.run
+
+    def run(spec, progress=None):
+        calls.append((spec.method, spec.protocol, spec.trial_seeds))
+        return real(spec)
+
+    monkeypatch.setattr(rep, "plan", lambda table, preset: (("omniglot20", "lake_runs"), [
+        rep.Cell("1-Nearest Neighbor", "pixel_1nn", options={"input_size": 28}, learns=False, paper=21.7),
+        rep.Cell("Tiny twin (beyond the table)", "conv_siamese", "tiny")]))
+    monkeypatch.setattr(rep, "run", run)
+    monkeypatch.setattr(rep, "TRIAL_SEEDS", [0, 1])
+    out = tmp_path / "results"
+    frame = rep.reproduce("table2", "cpu", 1, tmp_path / "store", out, command="bench reproduce table2")
+    assert calls == [("pixel_1nn", "omniglot20", [0, 1]), ("pixel_1nn", "lake_runs", None),
+                     ("conv_siamese", "omniglot20", [0, 1]), ("conv_siamese", "lake_runs", None)]
+    records = load_records(tmp_path / "store")
+    twin = [r for r in records if r["method"] == "conv_siamese"]
+    assert [r["training"]["reused_checkpoint"] for r in twin] == [False, True]  # one training, two protocols
+    csv = pd.read_csv(out / "table2.csv")
+    assert {"ours", "ci95", "lake_runs", "lake_runs_ci95", "lake_runs_minus_ours"} <= set(csv.columns)
+    nn = csv[csv["method"] == "pixel_1nn"].iloc[0]
+    lake = next(r for r in records if r["method"] == "pixel_1nn" and r["protocol"] == "lake_runs")
+    assert nn["lake_runs"] == round(100 * lake["accuracy"], 2) and nn["paper_trials"] == "lake_runs"
+    assert nn["diff_vs_paper"] == round(nn["lake_runs"] - 21.7, 2)  # against the trials the paper used
+    md = (out / "table2.md").read_text()
+    assert "| lake_runs (%) |" in md and "Difficulty gap" in md and "Lake's 20" in md
+    assert len(frame[frame["source"] == "our runs"]) == 2
