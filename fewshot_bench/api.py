@@ -41,6 +41,8 @@ class PairSet:
     first: np.ndarray
     second: np.ndarray
     same: np.ndarray
+    first_ids: list[str] | None = None  # each image's identity, as in TrialSet
+    second_ids: list[str] | None = None
 
 
 @dataclass

@@ -19,9 +19,11 @@ EPILOG = """examples:
   bench list
   bench data --data-root ../shared/data
   bench run --method pixel_1nn --protocol omniglot20 --trial-seed 0-9
-  bench run --method mhd --protocol lake_runs --runs PATH/TO/all_runs
+  bench run --method mhd --protocol lake_runs
   bench table --out results/
-  bench compare pixel_1nn mhd --protocol omniglot20
+  bench compare pixel_1nn mhd --protocol omniglot20 --gallery disagree.png
+  bench show --method mhd --protocol omniglot20 --gallery failures.png
+  bench report --out results/report
   bench speed mhd
 """
 
@@ -99,9 +101,35 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trial-seed", help="trial draws (default: the seed)")
     p.add_argument("--store", help="results store folder (default: ./runs)")
+    p.add_argument("--gallery", metavar="PATH.png", help="draw the trials only one of the two gets right")
+    p.add_argument("--limit", type=int, default=12, help="trials per side in the gallery (default 12)")
     data_root_arg(p)
     plugin_arg(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("show", help="what a stored run got wrong: per alphabet, confusions, a gallery",
+                       description="Per-alphabet accuracy and the most confused characters of a stored run "
+                                   "(RUN_ID, or the newest run of --method on --protocol); --gallery draws its "
+                                   "failed trials, --curves its learning curves.")
+    p.add_argument("run_id", nargs="?", help="a run id (file name in the store, without .json)")
+    p.add_argument("--method", help="the newest run of this method (with --protocol)")
+    p.add_argument("--protocol", help="the newest run on this protocol")
+    p.add_argument("--gallery", metavar="PATH.png", help="failed trials: query | correct | chosen, most "
+                                                         "confidently wrong first")
+    p.add_argument("--curves", metavar="PATH.png", help="training loss and validation accuracy per epoch")
+    p.add_argument("--limit", type=int, default=20, help="trials in the gallery (default 20)")
+    p.add_argument("--store", help="results store folder (default: ./runs)")
+    data_root_arg(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("report", help="a static HTML page of the store: tables, heatmap, curves, galleries")
+    p.add_argument("--out", default="results/report", help="folder for index.html and its images "
+                                                           "(default results/report)")
+    p.add_argument("--tables", default="results", help="folder holding tableN.md/.png (default results)")
+    p.add_argument("--limit", type=int, default=12, help="failed trials per gallery (default 12)")
+    p.add_argument("--store", help="results store folder (default: ./runs)")
+    data_root_arg(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("reproduce", help="regenerate a table of Koch 2015 from real runs (resumable)",
                        description="Plan the runs a table needs, skip those already stored, run the rest "
@@ -301,6 +329,84 @@ def cmd_compare(args) -> None:
     out.print(f"{args.method_a} right, {args.method_b} wrong: {test['only_a']}; "
               f"{args.method_b} right, {args.method_a} wrong: {test['only_b']}; "
               f"exact McNemar p = {test['p_value']:.3g} over {len(correct[0])} paired trials", soft_wrap=True)
+    if args.gallery:
+        from .failures import disagreements
+        from .pictures import comparison_gallery, source_for
+
+        only_a, only_b = disagreements(*records)
+        path = comparison_gallery(*records, only_a.head(args.limit), only_b.head(args.limit),
+                                  source_for(records[0], args.data_root), Path(args.gallery))
+        console.print(f"wrote {path}")
+
+
+# ------------------------------------------------------------------ show
+
+def find_record(store: Path, run_id: str | None, method: str | None, protocol: str | None) -> dict:
+    """A stored run by id, else the newest of ``method`` (and/or ``protocol``)."""
+    from .records import load_records
+
+    records = load_records(store)
+    if run_id:
+        match = [r for r in records if r["run_id"] == run_id.removesuffix(".json")]
+        if not match:
+            raise UserError(f"no run {run_id!r} in {store}; `bench table --store {store}` lists what is there")
+        return match[0]
+    if not (method or protocol):
+        raise UserError("name a run: RUN_ID, or --method and/or --protocol for the newest such run")
+    match = [r for r in records if (not method or r["method"] == method) and (not protocol or r["protocol"] == protocol)]
+    if not match:
+        raise UserError(f"no run of {method or 'any method'} on {protocol or 'any protocol'} in {store}")
+    return match[-1]
+
+
+def cmd_show(args) -> None:
+    from .failures import confused_characters, failures, per_alphabet, verification_errors
+    from .pictures import failure_gallery, learning_curves, source_for, verification_gallery
+    from .records import store_dir
+
+    record = find_record(store_dir(args.store), args.run_id, args.method, args.protocol)
+    print_results([record])
+    console.print(f"run {record['run_id']}", highlight=False)
+    source = source_for(record, args.data_root)
+    if record["protocol"] == "verification" or "first" in record["draws"][0]:
+        false_accepts, false_rejects = verification_errors(record)
+        out.print(f"{len(false_accepts)} false accepts, {len(false_rejects)} false rejects "
+                  f"of {record['n_trials']} pairs")
+        if args.gallery:
+            half = max(1, args.limit // 2)
+            console.print(f"wrote {verification_gallery(record, false_accepts.head(half), false_rejects.head(half), source, Path(args.gallery))}")
+    else:
+        table = Table(title="accuracy per alphabet (hardest first)", title_justify="left")
+        for col in ("alphabet", "trials", "accuracy"):
+            table.add_column(col, justify="left" if col == "alphabet" else "right", no_wrap=True)
+        for alphabet, row in per_alphabet(record).iterrows():
+            table.add_row(alphabet, str(int(row["trials"])), f"{row['accuracy']:.1f}%")
+        out.print(table)
+        confused = confused_characters(record)
+        table = Table(title="most confused characters", title_justify="left")
+        for col in ("character", "confused with", "times"):
+            table.add_column(col, no_wrap=True, justify="right" if col == "times" else "left")
+        for row in confused.itertuples():
+            table.add_row(row.character, row.confused_with, str(row.times))
+        out.print(table)
+        if args.gallery:
+            wrong = failures(record, args.limit)
+            console.print(f"wrote {failure_gallery(record, wrong, source, Path(args.gallery))}")
+    if args.curves:
+        console.print(f"wrote {learning_curves([record], Path(args.curves))}")
+
+
+# ------------------------------------------------------------------ report
+
+def cmd_report(args) -> None:
+    from .records import load_records, store_dir
+    from .report import write_report
+
+    records = load_records(store_dir(args.store))
+    if not records:
+        raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")
+    path = write_report(records, Path(args.out), Path(args.tables), args.data_root, args.limit)
+    console.print(f"wrote {path}")
 
 
 # ------------------------------------------------------------------ reproduce

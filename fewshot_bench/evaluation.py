@@ -49,12 +49,12 @@ def evaluate_trial_sets(method, trial_sets, progress=None) -> dict:
                 if progress:
                     progress.advance()
     result = summarise(correct, groups, predictions, time.perf_counter() - start)
-    result.update({"answers": answers, "score_correct": _rounded(score_correct),
-                   "score_chosen": _rounded(score_chosen), "sets": sets})
+    result.update({"answers": answers, "score_correct": rounded(score_correct),
+                   "score_chosen": rounded(score_chosen), "sets": sets})
     return result
 
 
-def _rounded(values) -> list[float]:
+def rounded(values) -> list[float]:
     """Scores to 5 significant digits: enough to rank and draw trials, a third of the JSON."""
     return [float(f"{v:.5g}") for v in values]
 

@@ -14,9 +14,9 @@ import torch
 
 from fewshot_bench.api import PROTOCOLS, PairSet
 from fewshot_bench.config import require
-from fewshot_bench.evaluation import summarise
+from fewshot_bench.evaluation import rounded, summarise
 from fewshot_bench.imageset import ImageSet
-from fewshot_bench.omniglot import OmniglotBackgroundProtocol, omniglot
+from fewshot_bench.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
 from fewshot_bench.splits import (TEST_ALPHABETS, TEST_DRAWERS, TRAIN_DRAWERS,
                                   VALIDATION_ALPHABETS, VALIDATION_DRAWERS)
 
@@ -53,7 +53,8 @@ def sample_pairs(images: ImageSet, alphabets, drawers, n: int, rng) -> tuple[Pai
             ca, cb = rng.choice(len(chars), 2, replace=False)
             a, b = rng.choice(groups[(alphabet, chars[ca])]), rng.choice(groups[(alphabet, chars[cb])])
         first.append(a), second.append(b), same.append(i < n // 2), alphabet_of.append(alphabet)
-    pairs = PairSet(images.images[first], images.images[second], np.array(same))
+    pairs = PairSet(images.images[first], images.images[second], np.array(same),
+                    first_ids=image_ids(meta, first), second_ids=image_ids(meta, second))
     return pairs, np.array(alphabet_of)
 
 
@@ -104,8 +105,11 @@ class Verification(OmniglotBackgroundProtocol):
         held = self.threshold_pairs()
         threshold = best_threshold(self.pair_scores(method, held), held.same)
         pairs, alphabet_of = self.pairs(trial_seed)
-        predicted_same = self.pair_scores(method, pairs, progress) > threshold
+        scores = self.pair_scores(method, pairs, progress)
+        predicted_same = scores > threshold
         result = summarise((predicted_same == pairs.same).astype(int), alphabet_of,
                            predicted_same.astype(int), time.perf_counter() - start)
-        result["threshold"] = threshold
+        # what a picture of a pair needs: who drew what, the truth and the score against the threshold
+        result.update({"threshold": threshold, "same": pairs.same.astype(int).tolist(), "first": pairs.first_ids,
+                       "second": pairs.second_ids, "pair_scores": rounded(scores.tolist())})
         return result

@@ -1,0 +1,218 @@
+"""Pictures drawn from run records with matplotlib: galleries of trials (images from the
+datasets' own pixels, one screen pixel per image pixel), learning curves, and a heatmap of
+accuracy by method and test alphabet. Needs the ``plot`` extra (``pip install -e .[plot]``)."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+DPI = 100
+PANEL = 105  # pixels per image panel: Omniglot's native size; smaller images are centred in it
+
+
+def pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("pictures need matplotlib: pip install -e '.[plot]'") from None
+    return plt
+
+
+# ---------------------------------------------------------------- images by identity
+
+class ImageSource:
+    """The pixels of an image named as records name them: ``Alphabet/characterNN/DD`` (Omniglot),
+    ``runNN/test/itemMM.png`` (Lake's runs, from ``runs``), ``mnist/INDEX``."""
+
+    def __init__(self, data_root: Path | None = None, runs: Path | None = None):
+        self.data_root, self.runs = data_root, runs
+
+    def __call__(self, image_id: str) -> np.ndarray:
+        if image_id.startswith("mnist/"):
+            return self._mnist().images[int(image_id.split("/")[1])]
+        if "/test/" in image_id or "/training/" in image_id:
+            return self._runs().image(image_id)
+        alphabet, character, drawer = image_id.split("/")
+        try:
+            return self._omniglot_rows[(alphabet, character, int(drawer))]
+        except KeyError:
+            raise UserError(f"no Omniglot image {image_id} under the data root") from None
+
+    @functools.cached_property
+    def _omniglot_rows(self) -> dict:
+        from .omniglot import omniglot
+
+        images = omniglot(self.data_root)
+        meta = images.meta
+        return {key: images.images[i] for i, key in enumerate(zip(meta["alphabet"], meta["character"], meta["drawer"]))}
+
+    def _mnist(self):
+        from .data import data_root, load_mnist
+
+        return load_mnist(data_root(self.data_root))
+
+    @functools.lru_cache(maxsize=1)
+    def _runs(self):
+        from .data import data_root
+        from .lake import RUNS_FILE, RunFiles
+
+        return RunFiles(Path(self.runs) if self.runs else data_root(self.data_root) / RUNS_FILE)
+
+
+def source_for(record: dict, data_root: Path | None = None) -> ImageSource:
+    runs = (record.get("protocol_config") or {}).get("runs") or None
+    return ImageSource(data_root, Path(runs) if runs else None)
+
+
+def as_ink(image: np.ndarray) -> np.ndarray:
+    """Ink dark on white, as the datasets' PNGs look (uint8 ink=1 or 0-255 grey, ink high)."""
+    image = np.asarray(image, dtype=float)
+    return 1 - (image / 255 if image.max() > 1 else image)
+
+
+# ---------------------------------------------------------------- galleries
+
+def gallery(rows: list[tuple[str, list[tuple[np.ndarray, str]]]], path: Path, title: str) -> Path:
+    """A grid: each row a heading and panels (image, caption), every image at its native size."""
+    plt = pyplot()
+    if not rows:
+        raise UserError(f"nothing to draw for {path.name}: no such trials")
+    cols = max(len(panels) for _, panels in rows)
+    cell_w, cell_h, head, top = PANEL + 20, PANEL + 34, 16, 44
+    width, height = max(cols * cell_w + 20, 440), top + len(rows) * (cell_h + head)
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig.text(10 / width, 1 - 8 / height, title.replace(": ", ":\n", 1), va="top", fontsize=9, weight="bold")
+    for r, (heading, panels) in enumerate(rows):
+        y0 = height - top - r * (cell_h + head)
+        fig.text(10 / width, (y0 - 2) / height, heading, va="top", fontsize=7, family="monospace")
+        for c, (image, caption) in enumerate(panels):
+            h, w = image.shape
+            left = 10 + c * cell_w + (PANEL - w) / 2
+            bottom = y0 - head - PANEL + (PANEL - h) / 2
+            ax = fig.add_axes([left / width, bottom / height, w / width, h / height])
+            ax.imshow(as_ink(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            fig.text((10 + c * cell_w + PANEL / 2) / width, (y0 - head - PANEL - 3) / height, caption,
+                     ha="center", va="top", fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def short(image_id: str) -> str:
+    """``Tibetan/character05/17`` -> ``c05 d17``; other ids: their last part."""
+    parts = image_id.split("/")
+    if len(parts) == 3 and parts[1].startswith("character"):
+        return f"c{parts[1][9:]} d{parts[2]}"
+    return parts[-1]
+
+
+def failure_gallery(record: dict, wrong: pd.DataFrame, source, path: Path) -> Path:
+    rows = [(f"{t.group}: wrong by {t.wrong_by:.3g}",
+             [(source(t.query), f"query {short(t.query)}"),
+              (source(t.correct_support), f"correct {t.score_correct:.3g}"),
+              (source(t.chosen_support), f"chosen {t.score_chosen:.3g}")]) for t in wrong.itertuples()]
+    return gallery(rows, path, f"{label(record)}: failed trials, most confidently wrong first")
+
+
+def verification_gallery(record: dict, false_accepts: pd.DataFrame, false_rejects: pd.DataFrame, source,
+                         path: Path) -> Path:
+    rows = [(f"false accept, {p.first.split('/')[0]}",
+             [(source(p.first), short(p.first)), (source(p.second), f"{short(p.second)}  {p.score:.3g}")])
+            for p in false_accepts.itertuples()]
+    rows += [(f"false reject, {p.first.split('/')[0]}",
+              [(source(p.first), short(p.first)), (source(p.second), f"{short(p.second)}  {p.score:.3g}")])
+             for p in false_rejects.itertuples()]
+    threshold = record["draws"][0]["threshold"]
+    return gallery(rows, path, f"{label(record)}: false accepts, then false rejects (threshold {threshold:.3g})")
+
+
+def comparison_gallery(a: dict, b: dict, only_a: pd.DataFrame, only_b: pd.DataFrame, source, path: Path) -> Path:
+    def row(t, winner):
+        return (f"{t.group}: only {winner} right",
+                [(source(t.query), f"query {short(t.query)}"), (source(t.correct_support), "correct"),
+                 (source(t.chosen_support), f"{a['method']} chose"), (source(t.b_chosen), f"{b['method']} chose")])
+
+    rows = [row(t, a["method"]) for t in only_a.itertuples()] + [row(t, b["method"]) for t in only_b.itertuples()]
+    return gallery(rows, path, f"{label(a)} vs {label(b)}: the trials only one of them gets right")
+
+
+def label(record: dict) -> str:
+    preset = f" ({record['preset']})" if record.get("preset") else ""
+    return f"{record['method']}{preset} on {record['protocol']}"
+
+
+# ---------------------------------------------------------------- curves and heatmaps
+
+def learning_curves(records: list[dict], path: Path) -> Path:
+    """Training loss and validation accuracy per epoch, one line per run and ensemble member."""
+    plt = pyplot()
+    trained = [r for r in records if (r.get("training") or {}).get("history")]
+    if not trained:
+        raise UserError("no run with a training history: only learned methods have learning curves")
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for r in trained:
+        history = pd.DataFrame(r["training"]["history"])
+        members = history.groupby("member") if "member" in history else [(None, history)]
+        for member, h in members:
+            name = label(r).split(" on ")[0] + (f" member {member + 1}" if member is not None else "")
+            loss_ax.plot(h["epoch"] + 1, h["loss"], label=name)
+            if h["validation_accuracy"].notna().any():
+                acc_ax.plot(h["epoch"] + 1, 100 * h["validation_accuracy"], label=name)
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="320 validation trials")
+    acc_ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def alphabet_accuracy(records: list[dict]) -> pd.DataFrame:
+    """Accuracy (%) per method (rows, with preset) and test alphabet (columns) over the store's
+    ``omniglot20`` runs that keep trial identities (all seeds and draws pooled)."""
+    from .failures import trial_table
+    from .tables import latest_per_seed
+
+    rows = {}
+    for (method, preset, protocol), runs in latest_per_seed(records).items():
+        runs = [r for r in runs if r["draws"] and r["draws"][0].get("sets")]
+        if protocol != "omniglot20" or not runs:
+            continue
+        table = pd.concat([trial_table(r) for r in runs])
+        name = method + ("" if preset == "-" else f" ({preset})")
+        rows[name] = 100 * table.groupby("alphabet")["correct"].mean()
+    return pd.DataFrame(rows).T.sort_index()
+
+
+def heatmap(records: list[dict], path: Path) -> Path:
+    plt = pyplot()
+    grid = alphabet_accuracy(records)
+    if grid.empty:
+        raise UserError("no omniglot20 run keeps trial identities: run `bench run ... --protocol omniglot20`")
+    grid = grid[grid.mean().sort_values().index]  # hardest alphabets first
+    fig, ax = plt.subplots(figsize=(1.8 + 0.75 * grid.shape[1], 2.4 + 0.36 * grid.shape[0]))
+    ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), [c.replace("_", " ") for c in grid.columns], rotation=40, ha="right",
+                  fontsize=8)
+    ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
+    for (i, j), value in np.ndenumerate(grid.to_numpy()):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < 60 else "black")
+    ax.set_title("omniglot20 accuracy (%) by test alphabet, hardest first", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -1,0 +1,134 @@
+"""Records keep what pictures need; failure and comparison galleries pick the right trials in the
+right order; the HTML report renders in a real browser with every image."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from fewshot_bench import failures
+from fewshot_bench.cli import main
+from fewshot_bench.omniglot import omniglot
+from fewshot_bench.records import load_records
+
+
+def fake_record(correct, score_correct, score_chosen, run_id="r1", method="m"):
+    """One draw, one set of three queries against three supports."""
+    answers = [0, 1, 2]
+    predictions = [a if c else (a + 1) % 3 for a, c in zip(answers, correct)]
+    return {"run_id": run_id, "method": method, "preset": None, "protocol": "omniglot20", "draws": [{
+        "trial_seed": 0, "correct": correct, "answers": answers, "predictions": predictions,
+        "score_correct": score_correct, "score_chosen": score_chosen,
+        "sets": [{"group": "Tibetan#1", "queries": ["Tibetan/character01/17", "Tibetan/character02/17",
+                                                    "Tibetan/character03/17"],
+                  "support": ["Tibetan/character01/18", "Tibetan/character02/18", "Tibetan/character03/18"]}]}]}
+
+
+def test_gallery_selects_only_wrong_trials_most_confidently_wrong_first():
+    record = fake_record([0, 1, 0], [-5.0, -1.0, -3.0], [-4.0, -1.0, -0.5])
+    wrong = failures.failures(record)
+    assert list(wrong["query"]) == ["Tibetan/character03/17", "Tibetan/character01/17"]  # margins 2.5, then 1.0
+    assert list(wrong["wrong_by"]) == [2.5, 1.0]
+    assert list(wrong["correct_support"]) == ["Tibetan/character03/18", "Tibetan/character01/18"]
+    assert list(wrong["chosen_support"]) == ["Tibetan/character01/18", "Tibetan/character02/18"]
+    assert len(failures.failures(record, limit=1)) == 1
+
+
+def test_confusions_and_per_alphabet_accuracy():
+    record = fake_record([0, 1, 0], [-5.0, -1.0, -3.0], [-4.0, -1.0, -0.5])
+    confused = failures.confused_characters(record)
+    assert set(zip(confused["character"], confused["confused_with"])) == {
+        ("Tibetan/character01", "Tibetan/character02"), ("Tibetan/character01", "Tibetan/character03")}
+    table = failures.per_alphabet(record)
+    assert table.loc["Tibetan", "trials"] == 3 and round(table.loc["Tibetan", "accuracy"], 1) == 33.3
+
+
+def test_disagreements_are_the_discordant_trials():
+    a = fake_record([1, 1, 0], [-1.0, -1.0, -3.0], [-1.0, -1.0, -2.0], "a", "first")
+    b = fake_record([0, 1, 1], [-2.0, -1.0, -1.0], [-1.0, -1.0, -1.0], "b", "second")
+    only_a, only_b = failures.disagreements(a, b)
+    assert list(only_a["query"]) == ["Tibetan/character01/17"] and list(only_b["query"]) == ["Tibetan/character03/17"]
+    other = fake_record([1, 1, 1], [0.0] * 3, [0.0] * 3)
+    other["draws"][0]["sets"][0]["queries"][0] = "Tibetan/character09/17"
+    with pytest.raises(Exception, match="not on the same trials"):
+        failures.disagreements(a, other)
+
+
+def test_run_records_keep_trial_identities_that_match_the_pixels(data_root, tmp_path):
+    store = tmp_path / "store"
+    assert main(["run", "--method", "pixel_1nn", "--protocol", "omniglot20", "--store", str(store), "--no-progress",
+                 "--protocol-set", "sets_per_alphabet=1"]) == 0
+    record = load_records(store)[0]
+    draw = record["draws"][0]
+    assert len(draw["sets"]) == 10 and len(draw["score_correct"]) == len(draw["answers"]) == 200
+    table = failures.trial_table(record)
+    assert (table["correct"] == (table["correct_support"].str.rsplit("/", n=1).str[0]
+                                 == table["chosen_support"].str.rsplit("/", n=1).str[0])).all()
+    # the recorded identities name the images that were scored: rescoring them gives the recorded scores
+    from fewshot_bench.pictures import ImageSource
+    source = ImageSource()
+    row = table.iloc[0]
+    q, s = source(row["query"]).astype(float), source(row["correct_support"]).astype(float)
+    assert np.isclose(-np.linalg.norm(q - s), row["score_correct"], rtol=1e-4)
+    assert omniglot().images.shape[1:] == source(row["query"]).shape
+
+
+def test_show_and_compare_write_galleries(data_root, tmp_path):
+    store = str(tmp_path / "store")
+    for method in ("pixel_1nn", "mhd"):
+        assert main(["run", "--method", method, "--protocol", "omniglot20", "--store", store, "--no-progress",
+                     "--protocol-set", "sets_per_alphabet=1"]) == 0
+    assert main(["show", "--method", "mhd", "--protocol", "omniglot20", "--store", store,
+                 "--gallery", str(tmp_path / "failures.png"), "--limit", "4"]) == 0
+    assert main(["compare", "pixel_1nn", "mhd", "--protocol", "omniglot20", "--store", store,
+                 "--gallery", str(tmp_path / "compare.png"), "--limit", "3"]) == 0
+    from PIL import Image
+    with Image.open(tmp_path / "failures.png") as im:
+        assert im.height > 4 * 105  # four trials, each image at its native 105 pixels
+    assert (tmp_path / "compare.png").stat().st_size > 0
+    assert main(["show", "no-such-run", "--store", store]) == 2
+
+
+def test_verification_records_keep_pairs_for_false_accepts_and_rejects(data_root, tmp_path):
+    store = tmp_path / "store"
+    assert main(["run", "--method", "pixel_1nn", "--protocol", "verification", "--store", str(store),
+                 "--no-progress", "--protocol-set", "pairs=200", "--protocol-set", "threshold_pairs=100"]) == 0
+    record = load_records(store)[0]
+    false_accepts, false_rejects = failures.verification_errors(record)
+    assert len(false_accepts) + len(false_rejects) == record["n_trials"] - sum(record["draws"][0]["correct"])
+    assert list(false_accepts["score"]) == sorted(false_accepts["score"], reverse=True)
+    assert (false_rejects["same"] == 1).all() and (false_accepts["same"] == 0).all()
+    assert main(["show", "--protocol", "verification", "--store", str(store),
+                 "--gallery", str(tmp_path / "v.png"), "--limit", "4"]) == 0
+
+
+CHECK_IMAGES = """<script>window.addEventListener('load', () => {
+  const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
+  document.body.setAttribute('data-images', document.images.length);
+  document.body.setAttribute('data-broken', JSON.stringify(broken));
+  document.body.setAttribute('data-tables', document.querySelectorAll('table').length);
+});</script></body>"""
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
+def test_report_renders_in_a_real_browser_with_every_image(data_root, tmp_path):
+    store = str(tmp_path / "store")
+    assert main(["run", "--method", "conv_siamese", "--preset", "tiny", "--protocol", "omniglot20", "--store", store,
+                 "--no-progress", "--protocol-set", "sets_per_alphabet=1"]) == 0
+    assert main(["run", "--method", "pixel_1nn", "--protocol", "omniglot20", "--store", store, "--no-progress",
+                 "--protocol-set", "sets_per_alphabet=1"]) == 0
+    out = tmp_path / "report"
+    assert main(["report", "--out", str(out), "--store", store, "--tables", str(tmp_path / "none"),
+                 "--limit", "3"]) == 0
+    page = (out / "index.html").read_text()
+    assert "<script" not in page and "http" not in page  # static, no network
+    # a copy of the page with a probe script, beside the same images
+    (out / "probe.html").write_text(page.replace("</body>", CHECK_IMAGES))
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          (out / "probe.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
+    attrs = dict(part.split("=", 1) for part in body.replace('"', "").split()[1:])
+    assert int(attrs["data-images"]) >= 4  # heatmap, curves, two galleries
+    assert json.loads(attrs["data-broken"].replace("&quot;", '"')) == []
+    assert int(attrs["data-tables"]) >= 1
