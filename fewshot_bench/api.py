@@ -97,6 +97,11 @@ class Method:
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)
 
+    def resources(self) -> dict:
+        """What one run of this method occupies: a scheduler (Ray) reserves it. Override where a
+        config trains several processes or on a GPU."""
+        return {"cpus": 1, "gpus": 0}
+
     def prepare(self, images) -> torch.Tensor:
         return to_tensor(images, self.input_size)
 
@@ -109,6 +114,7 @@ class Protocol:
     version: str = "1"
     Config: type = EmptyConfig
     ci_unit: str = "trial sets"  # what the 95% CI resamples
+    fixed_trials: bool = False  # True: one published set of trials, trial seeds draw nothing
 
     def __init__(self, config=None, data_root: Path | None = None, **options):
         self.config = config if config is not None else self.make_config(options)

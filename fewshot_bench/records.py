@@ -73,8 +73,8 @@ def load_records(store: Path) -> list[dict]:
 def training_seconds(record: dict, records: list[dict] = ()) -> float:
     """What training the run's weights cost. A run that reused a checkpoint only loaded it: its
     cost is the training run's time, found among ``records`` by the identical training history;
-    failing that, the recorded epochs' seconds (summed over ensemble members, which may have
-    trained side by side, so an upper bound on the wall time)."""
+    failing that, the recorded epochs' seconds of the slowest ensemble member (members train side
+    by side, one process each, where there are the cores for it)."""
     training = record.get("training") or {}
     if not training.get("reused_checkpoint"):
         return float(record["train_seconds"])
@@ -82,4 +82,7 @@ def training_seconds(record: dict, records: list[dict] = ()) -> float:
         trained = other.get("training") or {}
         if not trained.get("reused_checkpoint") and trained.get("history") == training["history"]:
             return float(other["train_seconds"])
-    return float(training["epoch_seconds"])
+    per_member = {}
+    for epoch in training["history"]:
+        per_member[epoch.get("member")] = per_member.get(epoch.get("member"), 0.0) + epoch["seconds"]
+    return max(per_member.values(), default=float(training["epoch_seconds"]))

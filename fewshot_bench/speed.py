@@ -140,3 +140,27 @@ def evaluate(root: Path, preset: str = "paper") -> dict:
     result = protocol.evaluate(method, 0)
     return {"trials": result["n_trials"], "seconds": time.perf_counter() - start,
             "input_size": method.config.input_size}
+
+
+def sweep(root: Path, trainings: int = 8) -> dict:
+    """The same sweep of ``trainings`` tiny conv_siamese runs (8 seeds, scored on omniglot20 and
+    lake_runs) here in this process and on a local Ray started for it: wall times, their ratio
+    (Ray's overhead, start-up included), and whether the records are identical."""
+    from .sweep import SweepProgress, plan, run_local, run_ray
+
+    times, records = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for on in ("local", "ray"):
+            store = Path(folder) / on
+            start = time.perf_counter()
+            todo = plan(["conv_siamese"], ["tiny"], ["omniglot20", "lake_runs"], f"0-{trainings - 1}", None, {},
+                        store, root)
+            with SweepProgress(None, len(todo), 0, enabled=False) as progress:
+                (run_local(todo, store, progress) if on == "local" else run_ray(todo, store, progress, None, 2))
+            times[on] = time.perf_counter() - start
+            from .records import load_records
+            records[on] = sorted(((r["protocol"], r["seed"], r["accuracy"], [d["predictions"] for d in r["draws"]])
+                                  for r in load_records(store)), key=lambda x: x[:2])
+    return {"trainings": trainings, "runs": len(records["local"]), "local_s": times["local"], "ray_s": times["ray"],
+            "ray_over_local": times["ray"] / times["local"], "identical_records": records["local"] == records["ray"],
+            "cpus": os.cpu_count()}

@@ -378,6 +378,11 @@ class TwinMethod(Method):
         self.worker_peak_rss_mib_ = [peak for *_, peak in results if peak is not None]
         return self
 
+    def resources(self) -> dict:
+        """An ensemble's members train side by side, a CPU each (one process, GPU or not, otherwise)."""
+        gpu = self.config.device.startswith("cuda")
+        return {"cpus": 1 if gpu else self.config.members, "gpus": 1 if gpu else 0}
+
     def _finished(self, key: str) -> bool:
         state = Checkpoint(self.work_dir, f"{self.name}-{key}").load()
         return bool(state and state.get("done"))
@@ -611,13 +616,19 @@ def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, 
         if progress:
             progress.stage(f"training {len(seeds)} members in {workers} processes")
             progress.start(steps_per_member * len(seeds))
-        while not all(f.done() for f in futures):
-            try:
-                info = queue.get(timeout=0.5)
-            except queue_module.Empty:
-                continue
-            if progress:
-                progress.advance(info)
+        try:
+            while not all(f.done() for f in futures):
+                try:
+                    info = queue.get(timeout=0.5)
+                except queue_module.Empty:
+                    continue
+                if progress:
+                    progress.advance(info)
+        except BaseException:  # Ctrl-C or SIGTERM: stop the members (they resume from their checkpoints)
+            for process in list(pool._processes.values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         results = [f.result() for f in futures]
     return [({k: torch.from_numpy(v) for k, v in state.items()}, history, reused, peak)
             for state, history, reused, peak in results]

@@ -23,6 +23,7 @@ class LakeRuns(OmniglotBackgroundProtocol):
     summary = "Lake et al.'s 20 official 20-way one-shot runs (400 trials; --runs PATH to override)"
     version = "1"
     Config = LakeRunsConfig
+    fixed_trials = True
 
     def runs_path(self) -> Path:
         return Path(self.config.runs).expanduser() if self.config.runs else data_root(self.data_root) / RUNS_FILE

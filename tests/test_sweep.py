@@ -1,0 +1,139 @@
+"""bench sweep: planning and resume, identical results here and on a real local Ray, failures
+reported while the other runs land, killed Ray workers retried, and Ctrl-C / SIGTERM leaving no
+process behind."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from fewshot_bench import sweep
+from fewshot_bench.cli import main
+from fewshot_bench.errors import UserError
+from fewshot_bench.records import load_records
+
+ray = pytest.importorskip("ray", reason="the ray extra: pip install -e '.[ray]'")
+
+TINY = ["--method", "conv_siamese", "--preset", "tiny", "--protocol", "omniglot20,lake_runs", "--no-progress"]
+
+
+def processes(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split() if int(p) != os.getpid()]
+
+
+def test_sweep_plans_the_grid_and_a_rerun_skips_stored_runs(data_root, tmp_path):
+    store = tmp_path / "store"
+    trainings = sweep.plan(["pixel_1nn"], [], ["omniglot20", "lake_runs"], "0", "0-1",
+                           {"metric": ["euclidean", "cosine"], "input_size": ["14", "28"]}, store)
+    assert len(trainings) == 4 and all(len(t.specs) == 2 for t in trainings)
+    assert {t.specs[1].trial_seeds for t in trainings} == {None}  # Lake's runs draw nothing
+    assert {tuple(t.specs[0].trial_seeds) for t in trainings} == {(0, 1)}
+    args = ["sweep", "--method", "pixel_1nn", "--protocol", "omniglot20,lake_runs", "--trial-seed", "0-1",
+            "--grid", "metric=euclidean,cosine", "--store", str(store), "--no-progress"]
+    assert main(args) == 0
+    assert len(load_records(store)) == 4
+    again = sweep.plan(["pixel_1nn"], [], ["omniglot20", "lake_runs"], "0", "0-1", {"metric": ["euclidean", "cosine"]},
+                       store)
+    assert all(not t.owed for t in again)  # resumed: nothing left to run
+    assert main(args) == 0 and len(load_records(store)) == 4
+    table = sweep.summary(again, store)
+    assert len(table) == 4 and set(table["setting"]) == {"metric=euclidean", "metric=cosine"}
+
+
+def test_sweep_spec_file_and_bad_input_are_one_line_errors(tmp_path):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text('method = "pixel_1nn"\nprotocol = ["lake_runs"]\nseeds = "0"\n[grid]\nmetric = ["l1", "dot"]\n')
+    assert sweep.read_spec(spec)["grid"] == {"metric": ["l1", "dot"]}
+    (tmp_path / "bad.toml").write_text("method = [\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        sweep.read_spec(tmp_path / "bad.toml")
+    with pytest.raises(UserError, match="metric must be one of"):
+        sweep.plan(["pixel_1nn"], [], ["lake_runs"], "0", None, {"metric": ["l3"]}, tmp_path / "store")
+    assert main(["sweep", "--method", "pixel_1nn", "--protocol", "lake_runs", "--address", "auto"]) == 2
+
+
+def test_ray_and_local_give_identical_records(data_root, tmp_path):
+    grid = ["--seeds", "0-1", "--grid", "adam_lr=1e-3,2e-3"]
+    assert main(["sweep", *TINY, *grid, "--store", str(tmp_path / "local")]) == 0
+    assert main(["sweep", *TINY, *grid, "--store", str(tmp_path / "ray"), "--on", "ray"]) == 0
+    key = lambda r: (r["protocol"], r["seed"], r["method_config"]["adam_lr"])  # noqa: E731
+    local = sorted(load_records(tmp_path / "local"), key=key)
+    remote = sorted(load_records(tmp_path / "ray"), key=key)
+    assert len(local) == len(remote) == 8
+    for a, b in zip(local, remote):
+        assert a["accuracy"] == b["accuracy"]
+        assert [d["predictions"] for d in a["draws"]] == [d["predictions"] for d in b["draws"]]
+        assert [d["score_chosen"] for d in a["draws"]] == [d["score_chosen"] for d in b["draws"]]
+    # the workers' checkpoints came back to the driver's store
+    assert sorted(p.name for p in (tmp_path / "ray/checkpoints").glob("*.pt")) == \
+        sorted(p.name for p in (tmp_path / "local/checkpoints").glob("*.pt"))
+
+
+@pytest.mark.parametrize("on", ["local", "ray"])
+def test_a_failing_run_is_reported_while_the_others_land(data_root, tmp_path, capsys, on):
+    # 100 alphabets per batch cannot be drawn from 30 (x4 turns is not used by sampling): that training fails
+    store = tmp_path / "store"
+    code = main(["sweep", *TINY, "--grid", "alphabets_per_batch=2,100", "--store", str(store), "--on", on])
+    assert code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "failed: conv_siamese (tiny) alphabets_per_batch=100 seed 0" in err and "1 of 2 trainings failed" in err
+    assert {r["method_config"]["alphabets_per_batch"] for r in load_records(store)} == {2}
+
+
+def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(data_root, tmp_path):
+    store = tmp_path / "store"
+    trainings = sweep.plan(["conv_siamese"], ["tiny"], ["omniglot20"], "0", None, {"epochs": ["6"]}, store)
+    killed = []
+
+    def kill_first_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            pids = processes("ray::_remote_training")
+            if pids:
+                time.sleep(1.0)  # mid-run
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=kill_first_worker, daemon=True)
+    thread.start()
+    with sweep.SweepProgress(None, len(trainings), 0, enabled=False) as progress:
+        sweep.run_ray(trainings, store, progress, None, retries=2)
+    thread.join(timeout=5)
+    assert killed, "no Ray worker was seen running the training"
+    assert trainings[0].error is None and len(load_records(store)) == 1
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_ray_sweep_leaves_no_process(data_root, tmp_path, how):
+    command = [sys.executable, "-m", "fewshot_bench.cli", "sweep", *TINY, "--grid", "epochs=40", "--seeds", "0-1",
+               "--store", str(tmp_path / "store"), "--on", "ray"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not processes("ray::_remote_training"):
+        time.sleep(0.2)
+    assert processes("ray::_remote_training"), "the sweep never started a Ray task"
+    proc.send_signal(how)
+    assert proc.wait(timeout=60) == 130
+    time.sleep(2)
+    assert processes("ray::") == [] and processes("raylet") == [] and processes("gcs_server") == []
+    assert not load_records(tmp_path / "store") if (tmp_path / "store").is_dir() else True
+
+
+def test_sigterm_stops_local_ensemble_workers(data_root, tmp_path):
+    command = [sys.executable, "-m", "fewshot_bench.cli", "run", "--method", "conv_siamese", "--preset", "tiny",
+               "--set", "members=2", "--set", "epochs=40", "--set", "patience=40", "--protocol", "omniglot20",
+               "--store", str(tmp_path / "store"), "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers := processes("multiprocessing.spawn")) < 2:
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the ensemble never started its member processes"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    time.sleep(1)
+    assert processes("multiprocessing.spawn") == []
