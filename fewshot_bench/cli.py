@@ -64,6 +64,9 @@ def make_parser() -> argparse.ArgumentParser:
     def data_root_arg(p):
         p.add_argument("--data-root", help="datasets folder (default: $FEWSHOT_BENCH_DATA, then a per-user cache)")
 
+    def store_arg(p):
+        p.add_argument("--store", help="results store folder (default: $FEWSHOT_BENCH_STORE, then ./runs)")
+
     def plugin_arg(p):
         p.add_argument("--plugin", action="append", metavar="FILE.py",
                        help="load methods/protocols from a Python file (repeatable)")
@@ -91,7 +94,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", help="lake_runs: folder or zip with Lake's run01..run20")
     p.add_argument("--seed", type=int, default=0, help="seeds weights, pairs, distortions (default 0)")
     p.add_argument("--trial-seed", help="trial draws: 3, 0-9 or 0,4,7 (default: the seed)")
-    p.add_argument("--store", help="results store folder (default: $FEWSHOT_BENCH_STORE, then ./runs)")
+    store_arg(p)
     p.add_argument("--json", action="store_true", help="print the run record as one JSON line on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     data_root_arg(p)
@@ -99,7 +102,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("table", help="CSV and Markdown tables from the stored run records")
-    p.add_argument("--store", help="results store folder (default: ./runs)")
+    store_arg(p)
     p.add_argument("--out", help="folder to write results.csv and results.md into")
     p.set_defaults(func=cmd_table)
 
@@ -109,7 +112,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trial-seed", help="trial draws (default: the seed)")
-    p.add_argument("--store", help="results store folder (default: ./runs)")
+    store_arg(p)
     p.add_argument("--gallery", metavar="PATH.png", help="draw the trials only one of the two gets right")
     p.add_argument("--limit", type=int, default=12, help="trials per side in the gallery (default 12)")
     data_root_arg(p)
@@ -123,11 +126,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", nargs="?", help="a run id (file name in the store, without .json)")
     p.add_argument("--method", help="the newest run of this method (with --protocol)")
     p.add_argument("--protocol", help="the newest run on this protocol")
+    p.add_argument("--preset", help="the newest run of this preset")
     p.add_argument("--gallery", metavar="PATH.png", help="failed trials: query | correct | chosen, most "
                                                          "confidently wrong first")
     p.add_argument("--curves", metavar="PATH.png", help="training loss and validation accuracy per epoch")
     p.add_argument("--limit", type=int, default=20, help="trials in the gallery (default 20)")
-    p.add_argument("--store", help="results store folder (default: ./runs)")
+    store_arg(p)
     data_root_arg(p)
     p.set_defaults(func=cmd_show)
 
@@ -136,7 +140,7 @@ def make_parser() -> argparse.ArgumentParser:
                                                            "(default results/report)")
     p.add_argument("--tables", default="results", help="folder holding tableN.md/.png (default results)")
     p.add_argument("--limit", type=int, default=12, help="failed trials per gallery (default 12)")
-    p.add_argument("--store", help="results store folder (default: ./runs)")
+    store_arg(p)
     data_root_arg(p)
     p.set_defaults(func=cmd_report)
 
@@ -146,8 +150,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("table", choices=["table1", "table2", "table3"])
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="preset family (default cpu)")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per learned method (default 1)")
-    p.add_argument("--store", help="results store folder (default: ./runs)")
+    store_arg(p)
     p.add_argument("--out", default="results", help="where the table files go (default results/)")
+    p.add_argument("--on", choices=["local", "ray"], default="local", help="run the missing runs here "
+                                                                        "(default) or as Ray tasks")
+    p.add_argument("--address", help="with --on ray: join this Ray cluster instead of starting one")
     data_root_arg(p)
     p.set_defaults(func=cmd_reproduce)
 
@@ -172,7 +179,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--on", choices=["local", "ray"], default="local", help="where runs execute (default local)")
     p.add_argument("--address", help="join this Ray cluster (auto or HOST:PORT) instead of starting one")
     p.add_argument("--retries", type=int, default=2, help="Ray: reruns of a training whose worker died (default 2)")
-    p.add_argument("--store", help="results store folder (default: ./runs)")
+    store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     data_root_arg(p)
     p.set_defaults(func=cmd_sweep)
@@ -377,8 +384,9 @@ def cmd_compare(args) -> None:
 
 # ------------------------------------------------------------------ show
 
-def find_record(store: Path, run_id: str | None, method: str | None, protocol: str | None) -> dict:
-    """A stored run by id, else the newest of ``method`` (and/or ``protocol``)."""
+def find_record(store: Path, run_id: str | None, method: str | None, protocol: str | None,
+                preset: str | None = None) -> dict:
+    """A stored run by id, else the newest of ``method`` (and/or ``protocol``, ``preset``)."""
     from .records import load_records
 
     records = load_records(store)
@@ -389,9 +397,11 @@ def find_record(store: Path, run_id: str | None, method: str | None, protocol: s
         return match[0]
     if not (method or protocol):
         raise UserError("name a run: RUN_ID, or --method and/or --protocol for the newest such run")
-    match = [r for r in records if (not method or r["method"] == method) and (not protocol or r["protocol"] == protocol)]
+    match = [r for r in records if (not method or r["method"] == method) and (not protocol or r["protocol"] == protocol)
+             and (not preset or r.get("preset") == preset)]
     if not match:
-        raise UserError(f"no run of {method or 'any method'} on {protocol or 'any protocol'} in {store}")
+        raise UserError(f"no run of {method or 'any method'}{f' ({preset})' if preset else ''} on "
+                        f"{protocol or 'any protocol'} in {store}")
     return match[-1]
 
 
@@ -400,7 +410,7 @@ def cmd_show(args) -> None:
     from .pictures import failure_gallery, learning_curves, source_for, verification_gallery
     from .records import store_dir
 
-    record = find_record(store_dir(args.store), args.run_id, args.method, args.protocol)
+    record = find_record(store_dir(args.store), args.run_id, args.method, args.protocol, args.preset)
     print_results([record])
     console.print(f"run {record['run_id']}", highlight=False)
     source = source_for(record, args.data_root)
@@ -457,7 +467,8 @@ def cmd_reproduce(args) -> None:
     command = f"bench reproduce {args.table} --preset {args.preset} --seeds {args.seeds}"
     with StageProgress(console) as progress:
         reproduce(args.table, args.preset, args.seeds, store_dir(args.store), Path(args.out),
-                          Path(args.data_root) if args.data_root else None, progress, command)
+                  Path(args.data_root) if args.data_root else None, progress, command, on=args.on,
+                  address=args.address)
     out.print((Path(args.out) / f"{args.table}.md").read_text(), highlight=False, soft_wrap=True)
     console.print(f"wrote {args.out}/{args.table}.csv, .md" + (", .png" if (Path(args.out) / f"{args.table}.png").exists() else ""))
 
@@ -482,8 +493,9 @@ def cmd_sweep(args) -> None:
     if args.on == "local" and args.address:
         raise UserError("--address joins a Ray cluster: add --on ray")
     store = store_dir(args.store)
-    trainings = plan(methods, presets, protocols, seeds, trial_seeds, grid, store,
-                     Path(args.data_root) if args.data_root else None)
+    from .data import data_root
+
+    trainings = plan(methods, presets, protocols, seeds, trial_seeds, grid, store, data_root(args.data_root).resolve())
     todo = [t for t in trainings if t.owed]
     console.print(f"sweep: {len(trainings)} trainings x {len(protocols)} protocols; {len(trainings) - len(todo)} "
                   f"already stored; running {len(todo)} {'here' if args.on == 'local' else 'on Ray'}")

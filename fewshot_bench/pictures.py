@@ -168,6 +168,10 @@ def learning_curves(records: list[dict], path: Path) -> Path:
             loss_ax.plot(h["epoch"] + 1, h["loss"], label=name)
             if h["validation_accuracy"].notna().any():
                 acc_ax.plot(h["epoch"] + 1, 100 * h["validation_accuracy"], label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="320 validation trials")
     acc_ax.legend(fontsize=7, loc="lower right")

@@ -144,11 +144,15 @@ class Lock:
 
 
 def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, data_root=None,
-              progress=None, command: str = "", poll: float = 5.0) -> pd.DataFrame:
-    """Run what is missing, then write the table. ``progress`` has stage/start/advance."""
+              progress=None, command: str = "", poll: float = 5.0, on: str = "local", address: str | None = None,
+              retries: int = 2) -> pd.DataFrame:
+    """Run what is missing (here, or ``on="ray"`` as the Ray tasks of ``bench sweep``), then write
+    the table. ``progress`` has stage/start/advance."""
     planned = specs(table, preset, seeds, data_root, store / "checkpoints")
     keys = [spec_key(spec) for _, spec in planned]
     start = time.perf_counter()
+    if on == "ray":
+        run_on_ray(planned, keys, store, address, retries)
     if progress:
         progress.stage(f"reproduce {table} ({len(planned)} runs)")
         progress.start(len(planned))
@@ -183,6 +187,29 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     compute = sum((training_seconds(by_key[k], records) if k in fits else 0) + by_key[k]["eval_seconds"] for k in keys)
     write_outputs(table, preset, seeds, table_frame, out_dir, time.perf_counter() - start, compute, command)
     return table_frame
+
+
+def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) -> None:
+    """The table's missing runs as sweep trainings (one per cell and seed, all its protocols), on Ray."""
+    from .sweep import SweepProgress, Training, run_ray
+
+    done = {record_key(r) for r in _records(store)}
+    trainings = {}
+    for key, (cell, spec) in zip(keys, planned):
+        t = trainings.setdefault((cell.row, spec.seed), Training(spec.method, spec.preset, spec.method_options,
+                                                                 spec.seed, [], [], []))
+        t.specs.append(spec), t.keys.append(key)
+        if key not in done:
+            t.owed.append(spec)
+    todo = [t for t in trainings.values() if t.owed]
+    for t in todo:
+        resources = build(t.specs[0])[0].resources()
+        t.cpus, t.gpus = resources["cpus"], resources["gpus"]
+    with SweepProgress(None, len(trainings), len(trainings) - len(todo), enabled=False) as progress:
+        run_ray(todo, store, progress, address, retries)
+    failed = [f"{t.name}: {t.error}" for t in todo if t.error]
+    if failed:
+        raise UserError(f"{len(failed)} runs failed on Ray ({'; '.join(failed)}); the others are stored")
 
 
 def _records(store: Path) -> list[dict]:

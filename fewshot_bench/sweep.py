@@ -114,16 +114,24 @@ def run_training(specs: list[RunSpec], threads: int) -> list[dict]:
     return [run(spec) for spec in specs]
 
 
-def _remote_training(specs: list[RunSpec], threads: int, checkpoints: dict[str, bytes]):
+def _remote_training(specs: list[RunSpec], threads: int, names: list[str], *contents: bytes):
     """On a Ray worker: train in a private folder seeded with the driver's checkpoints of the
-    method; return the records and every checkpoint written or changed there."""
+    method (``names`` and their ``contents``: top-level arguments, so Ray resolves them from its
+    object store); return the records and every checkpoint written or changed there."""
     with tempfile.TemporaryDirectory(prefix="fewshot-sweep-") as folder:
         work = Path(folder)
-        for name, content in checkpoints.items():
+        for name, content in zip(names, contents):
             (work / name).write_bytes(content)
         before = {p.name: p.stat().st_mtime_ns for p in work.iterdir()}
-        local = [RunSpec(**{**s.__dict__, "work_dir": work}) for s in specs]
+        # the driver's data root where this node has it too, else the node's own ($FEWSHOT_BENCH_DATA)
+        local = [RunSpec(**{**s.__dict__, "work_dir": work,
+                            "data_root": s.data_root if s.data_root and Path(s.data_root).is_dir() else None})
+                 for s in specs]
         records = run_training(local, threads)
+        import ray
+
+        for record in records:  # which node of the cluster ran it
+            record["environment"]["ray_node"] = ray.get_runtime_context().get_node_id()
         changed = {p.name: p.read_bytes() for p in work.iterdir()
                    if p.suffix == ".pt" and before.get(p.name) != p.stat().st_mtime_ns}
     return records, changed
@@ -192,8 +200,9 @@ def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, add
     times; Ctrl-C or SIGTERM cancels what is outstanding and, for a Ray started here, stops it."""
     ray = ray_module()
     started_here = address is None
+    # a Ray started here listens on the loopback address only
     ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             **({"num_cpus": os.cpu_count()} if started_here else {}))
+             **({"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"} if started_here else {}))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     pending = {}
     try:
@@ -204,7 +213,7 @@ def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, add
             for name, path in files.items():
                 shipped.setdefault(name, ray.put(path.read_bytes()))
             ref = remote.options(num_cpus=t.cpus, num_gpus=t.gpus, max_retries=retries).remote(
-                t.owed, t.cpus, {name: shipped[name] for name in files})
+                t.owed, t.cpus, list(files), *(shipped[name] for name in files))
             pending[ref] = t
         progress.counts["running"] = len(pending)
         progress.update("")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import pandas as pd
 
@@ -22,38 +23,76 @@ def cell(records: list[dict]) -> dict:
 
 
 @functools.lru_cache(maxsize=None)  # one method instance per (method, preset), not one per record
-def current_config(method: str, preset: str | None) -> str | None:
-    """Fingerprint of the method's preset as the code defines it now (None if unknown), so that
-    runs of the current preset keep the plain preset label beside runs of older versions."""
+def _current_config(method: str, preset: str | None) -> str | None:
     from .api import METHODS
     from .errors import UserError
-    from .training import fingerprint
 
     try:
         cls = METHODS.get(method)
-        return fingerprint(cls(cls.make_config(preset), preset=preset).config_dict())  # tuples hash as lists
+        return json.dumps(cls(cls.make_config(preset), preset=preset).config_dict(), default=list)
     except UserError:  # a method or preset this version no longer has
         return None
 
 
-def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
-    """Group records by (method, preset label, protocol); within a group keep the newest run per
-    seed. Runs of one preset with different configs (``--set`` overrides, an older version of
-    the preset) get separate rows, labelled with a short hash of their config; the preset's
-    current config keeps the plain label."""
-    from .training import fingerprint
+def current_config(method: str, preset: str | None) -> dict | None:
+    """The method's preset as the code defines it now (None if unknown), so that runs of the
+    current preset keep the plain preset label beside runs of other configs."""
+    text = _current_config(method, preset)
+    return None if text is None else json.loads(text)
 
-    configs: dict[tuple, set] = {}
-    for r in records:
-        configs.setdefault((r["method"], r.get("preset") or "-"), set()).add(fingerprint(r.get("method_config")))
+
+def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
+    """Group records by (method, preset label, protocol label); within a group keep the newest run
+    per seed. Runs of one preset with a config other than the preset's current one (``--set``
+    overrides, an older version of the preset) get separate rows, labelled by the options that
+    differ (``metric=cosine``), or by a short hash of their config when more than three do."""
     groups: dict[tuple, dict[int, dict]] = {}
     for r in records:  # oldest first, so newer runs overwrite
-        preset = r.get("preset") or "-"
-        config = fingerprint(r.get("method_config"))
-        if len(configs[(r["method"], preset)]) > 1 and config != current_config(r["method"], r.get("preset")):
-            preset = f"{preset} cfg {config[:6]}"
-        groups.setdefault((r["method"], preset, r["protocol"]), {})[r["seed"]] = r
+        groups.setdefault((r["method"], preset_label(r), protocol_label(r)), {})[r["seed"]] = r
     return {k: list(v.values()) for k, v in groups.items()}
+
+
+def preset_label(record: dict) -> str:
+    from .training import fingerprint
+
+    preset = record.get("preset") or "-"
+    config = json.loads(json.dumps(record.get("method_config") or {}, default=list))  # tuples as stored: lists
+    current = current_config(record["method"], record.get("preset"))
+    if current is None:
+        return f"{preset} cfg {fingerprint(config)[:6]}"
+    changed = {k: v for k, v in config.items() if current.get(k, v) != v}
+    if not changed:
+        return preset
+    options = _options(changed) if len(changed) <= 3 else f"cfg {fingerprint(config)[:6]}"
+    return options if preset == "-" else f"{preset} {options}"
+
+
+def _options(values: dict) -> str:
+    return ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items())
+
+
+def protocol_label(record: dict) -> str:
+    """The protocol's name, followed by its options that differ from the defaults: runs on other
+    drawers or trials are other columns, never mixed with the standard protocol's."""
+    changed = {k: v for k, v in (record.get("protocol_config") or {}).items()
+               if default_protocol_config(record["protocol"]).get(k, v) != v}
+    return f"{record['protocol']} ({_options(changed)})" if changed else record["protocol"]
+
+
+@functools.lru_cache(maxsize=None)
+def _default_protocol_config(protocol: str) -> str:
+    from .api import PROTOCOLS
+    from .errors import UserError
+
+    try:
+        cls = PROTOCOLS.get(protocol)
+        return json.dumps(cls(cls.make_config({})).config_dict(), default=list)
+    except UserError:  # a protocol this version no longer has: every option counts as its default
+        return "{}"
+
+
+def default_protocol_config(protocol: str) -> dict:
+    return json.loads(_default_protocol_config(protocol))
 
 
 def long_table(records: list[dict]) -> pd.DataFrame:

@@ -76,7 +76,7 @@ def test_table_writes_csv_and_markdown(data_root, tmp_path, capsys):
                      "--protocol-set", "sets_per_alphabet=1"]) == 0
     assert main(["table", "--store", store, "--out", str(tmp_path / "tables")]) == 0
     md = (tmp_path / "tables/results.md").read_text()
-    assert "| method | omniglot20 |" in md and "pixel_1nn" in md and "±" in md
+    assert "| method | omniglot20 (sets_per_alphabet=1) |" in md and "pixel_1nn" in md and "±" in md
     csv = (tmp_path / "tables/results.csv").read_text().splitlines()
     assert csv[0] == "method,preset,protocol,accuracy,ci95,seeds,trials,draws" and len(csv) == 3
 
@@ -118,21 +118,32 @@ def test_table_puts_lake_runs_beside_the_same_methods_draws():
 
 
 def test_runs_of_one_preset_with_different_configs_get_separate_rows():
+    from fewshot_bench.api import METHODS
     from fewshot_bench.tables import long_table
 
-    base = {"method": "conv_siamese", "preset": "cpu", "protocol": "omniglot20", "seed": 0, "ci95": 0.01,
-            "n_trials": 400, "trial_seeds": [0], "finished": "x"}
-    records = [{**base, "accuracy": 0.8, "method_config": {"input_size": 28}},
-               {**base, "accuracy": 0.9, "method_config": {"input_size": 56}}]
-    table = long_table(records)
-    assert len(table) == 2 and sorted(table["accuracy"]) == [80.0, 90.0]
-    assert all(p.startswith("cpu cfg ") for p in table["preset"])
-    # the preset as the code defines it now keeps the plain label
-    from fewshot_bench.api import METHODS
     cls = METHODS.get("conv_siamese")
     current = cls(cls.make_config("cpu"), preset="cpu").config_dict()
-    table = long_table(records + [{**base, "accuracy": 0.85, "method_config": current}])
-    assert sorted(table["preset"])[0] == "cpu" and sum(p.startswith("cpu cfg ") for p in table["preset"]) == 2
+    base = {"method": "conv_siamese", "preset": "cpu", "protocol": "omniglot20", "seed": 0, "ci95": 0.01,
+            "n_trials": 400, "trial_seeds": [0], "finished": "x"}
+    records = [{**base, "accuracy": 0.85, "method_config": current},
+               {**base, "accuracy": 0.8, "method_config": {**current, "input_size": 56}},
+               {**base, "accuracy": 0.9, "method_config": {**current, "input_size": 56, "epochs": 3, "way": 5,
+                                                            "members": 1}}]
+    table = long_table(records).set_index("preset")
+    assert table.loc["cpu", "accuracy"] == 85.0  # the preset as the code defines it now: the plain label
+    assert table.loc["cpu input_size=56", "accuracy"] == 80.0  # a few options: named
+    assert [p for p in table.index if p.startswith("cpu cfg ")] and len(table) == 3  # many: a config hash
+
+
+def test_runs_on_other_protocol_options_are_other_columns():
+    from fewshot_bench.tables import wide_table
+
+    base = {"method": "mhd", "preset": None, "seed": 0, "ci95": 0.01, "n_trials": 400, "trial_seeds": [0],
+            "finished": "x", "method_config": {}, "protocol": "omniglot20"}
+    wide = wide_table([{**base, "accuracy": 0.5, "protocol_config": {"drawers": [17, 18, 19, 20]}},
+                       {**base, "accuracy": 0.6, "protocol_config": {"drawers": [1, 2, 3, 4]}}])
+    assert wide.loc["mhd", "omniglot20"] == "50.0 ± 1.0"
+    assert wide.loc["mhd", "omniglot20 (drawers=1,2,3,4)"] == "60.0 ± 1.0"
 
 
 def test_table_with_two_paper_protocols_keeps_published_rows():

@@ -118,3 +118,16 @@ def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tm
     md = (out / "table2.md").read_text()
     assert "| lake_runs (%) |" in md and "Difficulty gap" in md and "Lake's 20" in md
     assert len(frame[frame["source"] == "our runs"]) == 2
+
+
+def test_reproduce_on_ray_runs_the_missing_runs_as_ray_tasks(data_root, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setattr(rep, "plan", lambda table, preset: (("omniglot20", "lake_runs"), [
+        rep.Cell("Tiny twin", "conv_siamese", "tiny")]))
+    monkeypatch.setattr(rep, "TRIAL_SEEDS", [0])
+    monkeypatch.setattr(rep, "run", lambda spec, progress=None: pytest.fail("ran here, not on Ray"))
+    rep.reproduce("table2", "cpu", 1, tmp_path / "store", tmp_path / "out", on="ray")
+    records = load_records(tmp_path / "store")
+    assert sorted(r["protocol"] for r in records) == ["lake_runs", "omniglot20"]
+    assert all("ray_node" in r["environment"] for r in records)
+    assert (tmp_path / "out/table2.md").is_file()

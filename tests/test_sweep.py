@@ -73,6 +73,17 @@ def test_ray_and_local_give_identical_records(data_root, tmp_path):
         sorted(p.name for p in (tmp_path / "local/checkpoints").glob("*.pt"))
 
 
+def test_a_ray_rerun_reuses_the_drivers_checkpoints_for_new_protocols(data_root, tmp_path):
+    store = str(tmp_path / "store")
+    base = ["sweep", "--method", "conv_siamese", "--preset", "tiny", "--no-progress", "--store", store, "--on", "ray"]
+    assert main([*base, "--protocol", "omniglot20"]) == 0
+    assert main([*base, "--protocol", "omniglot20,lake_runs"]) == 0  # only lake_runs is owed
+    records = {r["protocol"]: r for r in load_records(tmp_path / "store")}
+    assert len(records) == 2
+    assert records["lake_runs"]["training"]["reused_checkpoint"]  # shipped to the worker, not retrained
+    assert records["lake_runs"]["training"]["history"] == records["omniglot20"]["training"]["history"]
+
+
 @pytest.mark.parametrize("on", ["local", "ray"])
 def test_a_failing_run_is_reported_while_the_others_land(data_root, tmp_path, capsys, on):
     # 100 alphabets per batch cannot be drawn from 30 (x4 turns is not used by sampling): that training fails
