@@ -174,8 +174,9 @@ def _store_results(records: list[dict], checkpoints: dict[str, bytes], store: Pa
 
 def run_local(trainings: list[Training], store: Path, progress: SweepProgress) -> None:
     for t in trainings:
-        progress.update("running")
-        progress.counts["running"] -= 1
+        progress.counts["running"] = 1
+        progress.update("", last=f"{t.name}: training")
+        progress.counts["running"] = 0
         try:
             last = _store_results(run_training(t.owed, t.cpus), {}, store)
             progress.update("done", 1, f"{t.name}: {last}")
