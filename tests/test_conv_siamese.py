@@ -395,3 +395,28 @@ def test_validation_during_training_scores_one_view(monkeypatch):
     seen = []
     monkeypatch.setattr(twin, "evaluate_trial_sets", lambda method, sets: seen.append(len(method._views())) or {"accuracy": 0.5})
     assert m._validate(["a set"]) == 0.5 and seen == [1] and len(m._views()) == 8
+
+
+@pytest.mark.parametrize("metric", ["weighted_l1", "euclidean"])
+def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax(metric):
+    from fewshot_bench.twin import TwinConfig, TwinNet, trial_loss
+
+    torch.manual_seed(0)
+    model = TwinNet(TwinConfig(network="mlp", input_size=8, hidden=(16,), fc_units=6, metric=metric,
+                               objective="trials"))
+    h = torch.rand(3 * 5 + 4 * 2, 6, requires_grad=True)
+    shapes = [(3, 5), (4, 2)]
+
+    def reference(h):  # every query of every drawer against every other drawer's supports, from all pairs
+        loss, offset = 0.0, 0
+        for d, c in shapes:
+            e = h[offset:offset + d * c]
+            offset += d * c
+            logits = model.logits(e, e).view(d, c, d, c).permute(0, 2, 1, 3)
+            rows = logits[~torch.eye(d, dtype=torch.bool)].reshape(-1, c)
+            loss = loss + torch.nn.functional.cross_entropy(rows, torch.arange(c).repeat(d * (d - 1)))
+        return loss / len(shapes)
+
+    ours, expected = trial_loss(model, h, shapes), reference(h)
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(torch.autograd.grad(ours, h)[0], torch.autograd.grad(expected, h)[0])
