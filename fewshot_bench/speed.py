@@ -80,49 +80,86 @@ def mhd(root: Path, sets: int = 4, repeats: int = 3) -> dict:
 
 def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) -> dict:
     """conv_siamese training steps on real batches (sampling, rotations, distortions) against a
-    bare PyTorch loop of the same network, batch shape and loss on random tensors."""
+    bare PyTorch loop of the same network, batch shape and loss on random tensors, in fp32 and
+    (where oneDNN supports it) bf16; and the machine's own limit measured in the same run: the
+    step's achieved GFLOP/s (forward and backward, counted by torch's FlopCounterMode; the L1
+    head's cdist is not counted) against a large fp32 GEMM's on the same threads."""
     from .api import METHODS
+
+    cls = METHODS.get("conv_siamese")
+    base = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
+    precisions = ["fp32"] + (["bf16"] if use_bf16_auto() else [])
+    out = {"isa": torch.backends.cpu.get_cpu_capability(), "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+           "threads": torch.get_num_threads(), "images_per_step": None, "gemm_gflops": gemm_gflops()}
+    for precision in precisions:
+        result = _train_speed(cls, preset, steps, repeats, root, precision)
+        out["images_per_step"] = result.pop("images_per_step")
+        out[precision] = {**result, "fraction_of_gemm": result["step_gflops"] / out["gemm_gflops"]}
+    out["preset"], out["bf16_available"] = base.preset, "bf16" in precisions
+    return out
+
+
+def use_bf16_auto() -> bool:
+    from .twin import use_bf16
+
+    return use_bf16("auto", torch.device("cpu"))
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matrix multiply throughput on the current threads: the machine's practical peak."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    return 2 * n ** 3 / statistics.median(timed(lambda: torch.mm(a, b), repeats)) / 1e9
+
+
+def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
     from .imageset import to_tensor
     from .omniglot import background_set, omniglot
     from .training import CharacterIndex
-    from .twin import TwinNet, trial_loss, use_bf16
+    from .twin import TwinNet, trial_loss
 
-    cls = METHODS.get("conv_siamese")
-    method = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
+    method = cls(cls.make_config(preset, {"steps_per_epoch": steps, "precision": precision}), seed=0, preset=preset)
     cfg = method.config
-
     background = background_set(omniglot(root))
     data = to_tensor(background.images, cfg.input_size)[:, None]
     index = CharacterIndex(background)
     torch.manual_seed(0)
     method.model_ = TwinNet(cfg)
-    method.bf16_ = use_bf16(cfg.precision, torch.device("cpu"))
+    method.bf16_ = precision == "bf16"
     optimizer, scheduler = method._optimizer()
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
-
     d, c, a = cfg.drawers_per_character, cfg.way, cfg.alphabets_per_batch
     x = torch.rand(a * d * c, 1, cfg.input_size, cfg.input_size)
 
+    def step():
+        loss = trial_loss(method.model_, method._train_embed(x), [(d, c)] * a)  # same precision
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
     def bare():
         for _ in range(steps):
-            loss = trial_loss(method.model_, method._train_embed(x), [(d, c)] * a)  # same precision
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step()
 
     def pipeline():
         method._trials_epoch(data, index, optimizer, scheduler, rng, gen, 0)
 
     method.model_.train()
-    bare()  # warm-up
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()  # also the warm-up
     bare_t, pipe_t = [], []
     for _ in range(repeats):
         bare_t += timed(bare, 1)
         pipe_t += timed(pipeline, 1)
     images = steps * a * d * c
-    return {"images_per_step": a * d * c, "bf16": method.bf16_, "bare_images_per_s": images / statistics.median(bare_t),
+    return {"images_per_step": a * d * c, "bare_images_per_s": images / statistics.median(bare_t),
             "pipeline_images_per_s": images / statistics.median(pipe_t),
-            "ratio": statistics.median(bare_t) / statistics.median(pipe_t)}
+            "ratio": statistics.median(bare_t) / statistics.median(pipe_t),
+            "step_gflop": counter.get_total_flops() / 1e9,
+            "step_gflops": counter.get_total_flops() * steps / statistics.median(bare_t) / 1e9}
 
 
 def evaluate(root: Path, preset: str = "paper") -> dict:

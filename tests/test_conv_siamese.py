@@ -420,3 +420,13 @@ def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax
     ours, expected = trial_loss(model, h, shapes), reference(h)
     torch.testing.assert_close(ours, expected)
     torch.testing.assert_close(torch.autograd.grad(ours, h)[0], torch.autograd.grad(expected, h)[0])
+
+
+def test_speed_train_reports_throughput_flops_and_the_gemm_limit(data_root):
+    from fewshot_bench import speed
+
+    result = speed.train(data_root, preset="tiny", steps=2, repeats=1)
+    assert result["isa"] and result["gemm_gflops"] > 0 and result["images_per_step"] == 2 * 5 * 4
+    fp32 = result["fp32"]
+    assert fp32["bare_images_per_s"] > 0 and fp32["pipeline_images_per_s"] > 0 and fp32["step_gflop"] > 0
+    assert 0 < fp32["fraction_of_gemm"] == fp32["step_gflops"] / result["gemm_gflops"]
