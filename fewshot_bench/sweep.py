@@ -202,8 +202,12 @@ def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, add
     ray = ray_module()
     started_here = address is None
     # a Ray started here listens on the loopback address only
-    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             **({"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"} if started_here else {}))
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 **({"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"} if started_here else {}))
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"could not {'start Ray' if started_here else f'join the Ray cluster at {address}'} "
+                        f"({str(exc).strip().splitlines()[0]}); check `ray status --address {address or 'auto'}`") from None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     pending = {}
     try:
