@@ -476,6 +476,8 @@ def cmd_reproduce(args) -> None:
 # ------------------------------------------------------------------ sweep
 
 def cmd_sweep(args) -> None:
+    import pandas as pd
+
     from .records import store_dir
     from .sweep import SweepProgress, parse_grid, plan, read_spec, run_local, run_ray, summary
 
@@ -511,7 +513,7 @@ def cmd_sweep(args) -> None:
                          else "right")
     for r in frame.itertuples():
         method = r.method + ("" if r.preset == "-" else f" ({r.preset})")
-        validation = "" if pd_isna(r.validation) else f"{r.validation:.1f}%" + (" *" if r.selected else "")
+        validation = "" if pd.isna(r.validation) else f"{r.validation:.1f}%" + (" *" if r.selected else "")
         table.add_row(method, r.setting, r.protocol, str(r.seeds), f"{r.accuracy:.2f} ± {r.ci95:.2f}%", validation)
     out.print(table)
     if frame["selected"].any():
@@ -523,10 +525,6 @@ def cmd_sweep(args) -> None:
     if failed:
         raise UserError(f"{len(failed)} of {len(todo)} trainings failed (above); the other runs are stored, "
                         "and a rerun retries only the missing ones")
-
-
-def pd_isna(value) -> bool:
-    return value is None or value != value
 
 
 # ------------------------------------------------------------------ speed

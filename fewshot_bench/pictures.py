@@ -39,7 +39,7 @@ class ImageSource:
         if image_id.startswith("mnist/"):
             return self._mnist().images[int(image_id.split("/")[1])]
         if "/test/" in image_id or "/training/" in image_id:
-            return self._runs().image(image_id)
+            return self._runs.image(image_id)
         alphabet, character, drawer = image_id.split("/")
         try:
             return self._omniglot_rows[(alphabet, character, int(drawer))]
@@ -59,7 +59,7 @@ class ImageSource:
 
         return load_mnist(data_root(self.data_root))
 
-    @functools.lru_cache(maxsize=1)
+    @functools.cached_property
     def _runs(self):
         from .data import data_root
         from .lake import RUNS_FILE, RunFiles

@@ -20,7 +20,7 @@ from .errors import UserError
 from .published import TABLE2, TABLE2_TRIALS, TABLE3
 from .records import load_records, save_record, training_seconds, write_atomic
 from .runner import RunSpec, build, run
-from .stats import t_interval
+from . import tables
 from .training import fingerprint
 
 # Table 1: verification accuracy (%) by training pairs, without / with affine distortions x8
@@ -194,17 +194,11 @@ def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) ->
     from .sweep import SweepProgress, Training, run_ray
 
     done = {record_key(r) for r in _records(store)}
-    trainings = {}
+    groups = {}
     for key, (cell, spec) in zip(keys, planned):
-        t = trainings.setdefault((cell.row, spec.seed), Training(spec.method, spec.preset, spec.method_options,
-                                                                 spec.seed, [], [], []))
-        t.specs.append(spec), t.keys.append(key)
-        if key not in done:
-            t.owed.append(spec)
-    todo = [t for t in trainings.values() if t.owed]
-    for t in todo:
-        resources = build(t.specs[0])[0].resources()
-        t.cpus, t.gpus = resources["cpus"], resources["gpus"]
+        groups.setdefault((cell.row, spec.seed), []).append((spec, key))
+    trainings = [Training.of([s for s, _ in group], [k for _, k in group], done) for group in groups.values()]
+    todo = [t for t in trainings if t.owed]
     with SweepProgress(None, len(trainings), len(trainings) - len(todo), enabled=False) as progress:
         run_ray(todo, store, progress, address, retries)
     failed = [f"{t.name}: {t.error}" for t in todo if t.error]
@@ -260,12 +254,9 @@ def summarise(table, preset, planned, keys, records) -> pd.DataFrame:
 
 
 def _cell(runs: list[dict]) -> tuple[float, float, str]:
-    """Accuracy (%), 95% half-width and its unit: one run's CI over its trial sets, several
-    training seeds' t-interval."""
-    if len(runs) == 1:
-        return round(100 * runs[0]["accuracy"], 2), round(100 * runs[0]["ci95"], 2), runs[0]["ci_unit"]
-    mean, half = t_interval([r["accuracy"] for r in runs])
-    return round(100 * mean, 2), round(100 * half, 2), "training seeds"
+    """Accuracy (%), 95% half-width (``tables.cell``: one run's CI, several seeds' t-interval) and its unit."""
+    c = tables.cell(runs)
+    return round(c["accuracy"], 2), round(c["ci95"], 2), runs[0]["ci_unit"] if len(runs) == 1 else "training seeds"
 
 
 def write_outputs(table, preset, seeds, frame: pd.DataFrame, out_dir: Path, seconds: float, compute: float,

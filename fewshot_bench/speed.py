@@ -183,6 +183,7 @@ def sweep(root: Path, trainings: int = 8) -> dict:
     """The same sweep of ``trainings`` tiny conv_siamese runs (8 seeds, scored on omniglot20 and
     lake_runs) here in this process and on a local Ray started for it: wall times, their ratio
     (Ray's overhead, start-up included), and whether the records are identical."""
+    from .records import load_records
     from .sweep import SweepProgress, plan, run_local, run_ray
 
     times, records = {}, {}
@@ -195,7 +196,6 @@ def sweep(root: Path, trainings: int = 8) -> dict:
             with SweepProgress(None, len(todo), 0, enabled=False) as progress:
                 (run_local(todo, store, progress) if on == "local" else run_ray(todo, store, progress, None, 2))
             times[on] = time.perf_counter() - start
-            from .records import load_records
             records[on] = sorted(((r["protocol"], r["seed"], r["accuracy"], [d["predictions"] for d in r["draws"]])
                                   for r in load_records(store)), key=lambda x: x[:2])
     return {"trainings": trainings, "runs": len(records["local"]), "local_s": times["local"], "ray_s": times["ray"],

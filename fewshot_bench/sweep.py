@@ -45,6 +45,15 @@ class Training:
     gpus: int = 0
     error: str | None = field(default=None, repr=False)
 
+    @classmethod
+    def of(cls, specs: list[RunSpec], keys: list[str], done: set[str]) -> "Training":
+        """The training behind ``specs`` (one method, preset, options and seed; one spec per protocol),
+        owing the runs whose keys are not ``done``, reserving what its method's config needs."""
+        first = specs[0]
+        resources = build(first)[0].resources()
+        return cls(first.method, first.preset, dict(first.method_options), first.seed, specs, keys,
+                   [s for s, k in zip(specs, keys) if k not in done], resources["cpus"], resources["gpus"])
+
     @property
     def name(self) -> str:
         grid = " ".join(f"{k}={v}" for k, v in self.options.items())
@@ -97,10 +106,7 @@ def plan(methods, presets, protocols, seeds, trial_seeds, grid, store: Path, dat
                          None if fixed(p) or trial_seeds is None else parse_seeds(trial_seeds), data_root,
                          store / "checkpoints") for p in protocols]
         keys = [spec_key(s) for s in specs]  # builds each config: a bad preset or option fails here
-        resources = build(specs[0])[0].resources()
-        trainings.append(Training(method, preset, dict(options), seed, specs, keys,
-                                  [s for s, k in zip(specs, keys) if k not in done], resources["cpus"],
-                                  resources["gpus"]))
+        trainings.append(Training.of(specs, keys, done))
     return trainings
 
 
