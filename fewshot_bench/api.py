@@ -85,10 +85,12 @@ class Method:
         """Float images (Q, H, W) and (S, H, W) in [0, 1] -> scores (Q, S), higher = more alike."""
         raise NotImplementedError
 
-    def score_sets(self, sets: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    def score_sets(self, sets: list[tuple]) -> list[torch.Tensor]:
         """Several (queries, support) trial sets at once -> their score matrices. Override to
-        batch across sets (many small sets, as in MNIST 10-versus-1, cost a call each)."""
-        return [self.score(queries, support) for queries, support in sets]
+        batch across sets (many small sets, as in MNIST 10-versus-1, cost a call each). K-shot sets
+        come as (queries, support, support_class); a method that scores whole classes gives every
+        shot of a class that class's score (the evaluation takes the mean over a class's shots)."""
+        return [self.score(queries, support) for queries, support, *_ in sets]
 
     def score_pairs(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """(n, H, W) and (n, H, W) -> (n,) same-ness scores. Override with a batched version."""
@@ -104,6 +106,13 @@ class Method:
 
     def prepare(self, images) -> torch.Tensor:
         return to_tensor(images, self.input_size)
+
+
+def check_alphabets(background: ImageSet, heldout_alphabets) -> None:
+    """The firewall of alphabet splits: a method's training data holds no validation or test alphabet."""
+    leaked = background.alphabets & set(heldout_alphabets)
+    if leaked:
+        raise RuntimeError(f"held-out alphabets reached training data: {sorted(leaked)}")
 
 
 class Protocol:
@@ -129,6 +138,11 @@ class Protocol:
         raise NotImplementedError
 
     heldout_alphabets: frozenset = frozenset()
+
+    def check_background(self, background: ImageSet) -> None:
+        """The firewall the runner applies before ``fit``: raise if held-out data reached the
+        background. Protocols whose split is not by alphabet override it."""
+        check_alphabets(background, self.heldout_alphabets)
 
     def validation(self, seed: int = 0) -> list[TrialSet] | None:
         return None

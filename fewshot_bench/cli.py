@@ -147,7 +147,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="regenerate a table of Koch 2015 from real runs (resumable)",
                        description="Plan the runs a table needs, skip those already stored, run the rest "
                                    "and write results/TABLE.csv, .md and .png.")
-    p.add_argument("table", choices=["table1", "table2", "table3"])
+    p.add_argument("table", choices=["table1", "table2", "table3", "table4"])
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="preset family (default cpu)")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per learned method (default 1)")
     store_arg(p)
@@ -238,6 +238,7 @@ def fetch_missing(root: Path, base_url: str | None) -> None:
 def show_data(root: Path) -> None:
     from .data import load_mnist, load_omniglot, verify_mnist, verify_omniglot
     from .lake import RUNS_FILE, load_runs, verify_runs_file
+    from .vinyals import PARTS, read_split, verify_split
 
     table = Table(title=f"datasets under {root}", title_justify="left")
     table.add_column("dataset")
@@ -248,7 +249,9 @@ def show_data(root: Path) -> None:
                          f"{len(s):,} images"),
               ("mnist", lambda: load_mnist(root), verify_mnist, lambda s: f"{len(s):,} test images"),
               ("lake runs", lambda: load_runs(root / RUNS_FILE), lambda runs: verify_runs_file(runs, root / RUNS_FILE),
-               lambda runs: f"{len(runs)} runs, {sum(len(r.queries) for r in runs)} trials, SHA-256 as published"))
+               lambda runs: f"{len(runs)} runs, {sum(len(r.queries) for r in runs)} trials, SHA-256 as published"),
+              ("vinyals split", lambda: {part: read_split(root, part) for part in PARTS}, lambda _: verify_split(root),
+               lambda parts: ", ".join(f"{part} {len(classes):,}" for part, classes in parts.items()) + " classes"))
     problems = 0
     for name, load, verify, describe in checks:
         try:

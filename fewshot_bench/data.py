@@ -24,6 +24,8 @@ from .imageset import ImageSet
 from .records import write_atomic
 
 OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{}"
+VINYALS_URL = ("https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/"
+               "splits/vinyals/{}.txt")
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/{}",
     "http://yann.lecun.com/exdb/mnist/{}",
@@ -54,6 +56,17 @@ REMOTE_FILES = (
     RemoteFile("omniglot", "omniglot/all_runs.zip", (OMNIGLOT_URL.format("one-shot-classification/all_runs.zip"),),
                "e8996daecdf12afeeb4a53a179f06b19",
                "437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325"),
+    # Vinyals et al. 2016's class split as Snell et al. 2017 published it (one class per line)
+    *(RemoteFile("omniglot", f"omniglot/vinyals_split/{part}.txt", (VINYALS_URL.format(part),), md5, sha256)
+      for part, md5, sha256 in (
+          ("train", "433d1fcc2b20dcee2983ceb524586f7f",
+           "984522c194c30fb678ce53304a160a42faf5403ad4f9a67010f32dd3a35738e0"),
+          ("val", "78c535fa427b12b6596908376a0b3f34",
+           "11f99e54faee3e26f53d3231c1cceac5bf7b8730e9be31cb6dab256551dc0c1a"),
+          ("trainval", "888433268015439fd05fb6e9006ead50",
+           "5276ae50c755596d0bff7f2284e85625695549a85ee6e36b6491ad1e5d1cc26a"),
+          ("test", "43534e6d5f9e74acbb7de1b4874abad8",
+           "845264cc5c156180828ccf17915668b17ee21424d0170df6e7d81676aa5d1204"))),
 )
 
 OMNIGLOT_ZIPS = {

@@ -25,7 +25,10 @@ def evaluate_trial_sets(method, trial_sets, progress=None) -> dict:
     with torch.inference_mode():
         for first in range(0, len(trial_sets), SETS_PER_CALL):
             chunk = trial_sets[first:first + SETS_PER_CALL]
-            all_scores = method.score_sets([(method.prepare(ts.queries), method.prepare(ts.support)) for ts in chunk])
+            # K-shot sets carry their support's classes: methods that score classes (prototypes, MAML) use them
+            all_scores = method.score_sets([(method.prepare(ts.queries), method.prepare(ts.support))
+                                            + ((ts.support_class,) if ts.support_class is not None else ())
+                                            for ts in chunk])
             for ts, scores in zip(chunk, all_scores):
                 expected = (len(ts.queries), len(ts.support))
                 if tuple(scores.shape) != expected:

@@ -41,8 +41,10 @@ class ImageSource:
         if "/test/" in image_id or "/training/" in image_id:
             return self._runs.image(image_id)
         alphabet, character, drawer = image_id.split("/")
+        alphabet, _, degrees = alphabet.partition("@rot")  # a class of Vinyals' split: a rotated character
         try:
-            return self._omniglot_rows[(alphabet, character, int(drawer))]
+            image = self._omniglot_rows[(alphabet, character, int(drawer))]
+            return np.rot90(image, int(degrees) // 90) if degrees else image
         except KeyError:
             raise UserError(f"no Omniglot image {image_id} under the data root") from None
 

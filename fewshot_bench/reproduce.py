@@ -78,7 +78,11 @@ def plan(table: str, preset: str) -> tuple[tuple[str, ...], list[Cell]]:
             # the paper's MNIST network works on 35x35 images: cpu35 is the cpu preset at that size
             Cell("Convolutional Siamese Net", "conv_siamese", "cpu35" if preset == "cpu" else "mnist",
                  paper=TABLE3["Convolutional Siamese Net"])]
-    raise UserError(f"unknown table {table!r}; valid: table1, table2, table3")
+    if table == "table4":
+        from .table4 import plan as plan4
+
+        return plan4(preset)
+    raise UserError(f"unknown table {table!r}; valid: table1, table2, table3, table4")
 
 
 DRAWN = ("omniglot20", "mnist10")  # protocols whose trials are drawn: evaluated on TRIAL_SEEDS
@@ -89,9 +93,11 @@ def specs(table: str, preset: str, seeds: int, data_root, work_dir) -> list[tupl
     out = []
     for c in cells:
         for seed in range(seeds if c.learns else 1):
-            for protocol in protocols:  # the first fits, the others reuse the stored weights
-                out.append((c, RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()}, {},
-                                       seed, TRIAL_SEEDS if protocol in DRAWN else None, data_root, work_dir)))
+            for entry in protocols:  # the first fits, the others reuse the stored weights
+                protocol, options = (entry, {}) if isinstance(entry, str) else entry  # name or (name, options)
+                out.append((c, RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()},
+                                       dict(options), seed, TRIAL_SEEDS if protocol in DRAWN else None, data_root,
+                                       work_dir)))
     return out
 
 
@@ -180,6 +186,12 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
         if pending:
             time.sleep(poll)
     records = _records(store)
+    if table == "table4":
+        from . import table4
+
+        table_frame = table4.summarise(planned, keys, records)
+        table4.write(table_frame, out_dir, time.perf_counter() - start, command)
+        return table_frame
     table_frame = summarise(table, preset, planned, keys, records)
     by_key = {record_key(r): r for r in records}
     fits = {k for k, (_, spec) in zip(keys, planned) if spec.protocol == planned[0][1].protocol}

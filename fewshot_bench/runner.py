@@ -31,13 +31,6 @@ class RunSpec:
     work_dir: Path | None = None  # checkpoints of learning methods
 
 
-def check_background(background, heldout_alphabets) -> None:
-    """The firewall: a method's training data holds no validation or test alphabet."""
-    leaked = background.alphabets & set(heldout_alphabets)
-    if leaked:
-        raise RuntimeError(f"held-out alphabets reached training data: {sorted(leaked)}")
-
-
 def build(spec: RunSpec):
     method_cls = METHODS.get(spec.method)
     protocol_cls = PROTOCOLS.get(spec.protocol)
@@ -57,7 +50,7 @@ def run(spec: RunSpec, progress=None) -> dict:
     trial_seeds = spec.trial_seeds if spec.trial_seeds else [spec.seed]
     seed_everything(spec.seed)
     background = protocol.background()
-    check_background(background, protocol.heldout_alphabets)
+    protocol.check_background(background)
     validation = protocol.validation(spec.seed)
     method.progress = progress
     start = time.perf_counter()

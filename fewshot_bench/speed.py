@@ -100,7 +100,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
 
 
 def use_bf16_auto() -> bool:
-    from .twin import use_bf16
+    from .trainer import use_bf16
 
     return use_bf16("auto", torch.device("cpu"))
 
@@ -118,7 +118,8 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
     from .imageset import to_tensor
     from .omniglot import background_set, omniglot
     from .training import CharacterIndex
-    from .twin import TwinNet, trial_loss
+    from .networks import TwinNet
+    from .objectives import trial_loss
 
     method = cls(cls.make_config(preset, {"steps_per_epoch": steps, "precision": precision}), seed=0, preset=preset)
     cfg = method.config
@@ -165,7 +166,7 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
 def evaluate(root: Path, preset: str = "paper") -> dict:
     """Time the 400 omniglot20 trials with an (untrained) network: each image embedded once per set."""
     from .api import METHODS, PROTOCOLS
-    from .twin import TwinNet
+    from .networks import TwinNet
 
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset), seed=0, preset=preset)

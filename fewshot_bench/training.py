@@ -87,11 +87,18 @@ class CharacterIndex:
         meta = images.meta.assign(row=np.arange(len(images)))
         self.alphabets = sorted(meta["alphabet"].unique())
         self.table = {}  # alphabet -> array (characters, drawers) of row indices
+        self.labels = np.zeros(len(meta), dtype=np.int64)  # row -> class (alphabet, character), numbered 0..
+        self.n_classes = 0
         for alphabet in self.alphabets:
             sub = meta[meta["alphabet"] == alphabet]
             drawers = sorted(sub["drawer"].unique())
             grid = sub.pivot_table(index="character", columns="drawer", values="row", aggfunc="first")
-            self.table[alphabet] = grid.reindex(columns=drawers).to_numpy(dtype=np.int64)
+            self.table[alphabet] = grid = grid.reindex(columns=drawers).to_numpy(dtype=np.int64)
+            for character, rows in enumerate(grid):
+                self.labels[rows] = self.n_classes + character
+            self.n_classes += len(grid)
+        self.rotated = "rotation" in meta  # Vinyals' classes: the rotations are classes already
+        self.characters = [(a, c) for a in self.alphabets for c in range(len(self.table[a]))]  # in label order
 
 
 def balanced_pairs(index: CharacterIndex, n_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +123,13 @@ def balanced_pairs(index: CharacterIndex, n_pairs: int, rng: np.random.Generator
     return np.concatenate(rows)[order], np.concatenate(targets)[order]
 
 
-def trial_batch(index: CharacterIndex, alphabets: int, way: int, drawers: int, rng: np.random.Generator):
+def trial_batch(index: CharacterIndex, alphabets: int, way: int, drawers: int, rng: np.random.Generator,
+                across_alphabets: bool = False):
     """Rows for one batch of within-alphabet one-shot trials: ``alphabets`` groups, each a
-    (drawers, way) grid of rows (same column = same character)."""
+    (drawers, way) grid of rows (same column = same character). ``across_alphabets``: each group's
+    characters drawn from all alphabets (the episodes of Vinyals' benchmark)."""
+    if across_alphabets:
+        return [_any_characters(index, way, drawers, rng) for _ in range(alphabets)]
     chosen = rng.choice(len(index.alphabets), size=alphabets, replace=False)
     groups = []
     for a in chosen:
@@ -127,3 +138,13 @@ def trial_batch(index: CharacterIndex, alphabets: int, way: int, drawers: int, r
         draws = rng.choice(grid.shape[1], size=drawers, replace=False)
         groups.append(grid[np.ix_(chars, draws)].T)  # (drawers, way)
     return groups
+
+
+def _any_characters(index: CharacterIndex, way: int, drawers: int, rng: np.random.Generator) -> np.ndarray:
+    """One (drawers, way) grid of ``way`` characters drawn from all alphabets, each its own drawers."""
+    columns = []
+    for p in rng.choice(len(index.characters), size=way, replace=False):
+        alphabet, character = index.characters[p]
+        row = index.table[alphabet][character]
+        columns.append(row[rng.choice(len(row), size=drawers, replace=False)])
+    return np.stack(columns, 1)

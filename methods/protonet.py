@@ -11,8 +11,9 @@ from fewshot_bench.methods.conv_siamese import CPU_TWIN, TINY_PRESET as CONV_TIN
 from fewshot_bench.twin import TwinMethod
 
 # the conv_siamese cpu twin without the sigmoid fc layer and head: 2304 flat conv features
-CPU_PRESET = {**CPU_TWIN, "fc_units": 0, "metric": "euclidean", "epochs": 10, "patience": 10}
-TINY_PRESET = {**CONV_TINY, "fc_units": 0, "metric": "euclidean"}
+# K shots: the distance to the class's mean embedding (the prototype)
+CPU_PRESET = {**CPU_TWIN, "fc_units": 0, "metric": "euclidean", "epochs": 10, "patience": 10, "class_score": "prototypes"}
+TINY_PRESET = {**CONV_TINY, "fc_units": 0, "metric": "euclidean", "class_score": "prototypes"}
 
 
 @METHODS.register("protonet")

@@ -10,8 +10,8 @@ from fewshot_bench.api import METHODS
 from fewshot_bench.augment import AffineRanges, affine_matrices, distort, draw_affine
 from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet
-from fewshot_bench import twin
-from fewshot_bench.twin import TwinNet
+from fewshot_bench import trainer, twin
+from fewshot_bench.networks import TwinNet
 from fewshot_bench.training import CharacterIndex, EarlyStopping, balanced_pairs
 from helpers import glyph
 
@@ -393,13 +393,15 @@ def test_validation_during_training_scores_one_view(monkeypatch):
     m = tiny(test_symmetries=8)
     m.model_ = TwinNet(m.config)
     seen = []
-    monkeypatch.setattr(twin, "evaluate_trial_sets", lambda method, sets: seen.append(len(method._views())) or {"accuracy": 0.5})
+    monkeypatch.setattr(trainer, "evaluate_trial_sets", lambda method, sets: seen.append(len(method._views())) or {"accuracy": 0.5})
     assert m._validate(["a set"]) == 0.5 and seen == [1] and len(m._views()) == 8
 
 
 @pytest.mark.parametrize("metric", ["weighted_l1", "euclidean"])
 def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax(metric):
-    from fewshot_bench.twin import TwinConfig, TwinNet, trial_loss
+    from fewshot_bench.networks import TwinNet
+    from fewshot_bench.objectives import trial_loss
+    from fewshot_bench.twin import TwinConfig
 
     torch.manual_seed(0)
     model = TwinNet(TwinConfig(network="mlp", input_size=8, hidden=(16,), fc_units=6, metric=metric,

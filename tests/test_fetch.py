@@ -105,3 +105,14 @@ def test_official_sources_are_the_documented_ones():
     runs = next(r for r in data.REMOTE_FILES if r.name == "omniglot/all_runs.zip")
     assert runs.urls[0].endswith("brendenlake/omniglot/master/python/one-shot-classification/all_runs.zip")
     assert runs.sha256 == "437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325"
+
+
+def test_the_vinyals_split_comes_from_snells_repository_with_checksums(data_root):
+    from fewshot_bench.data import file_digest
+
+    split = [r for r in data.REMOTE_FILES if r.name.startswith("omniglot/vinyals_split/")]
+    assert sorted(r.name.rsplit("/", 1)[1] for r in split) == ["test.txt", "train.txt", "trainval.txt", "val.txt"]
+    for remote in split:
+        assert remote.urls[0].startswith("https://raw.githubusercontent.com/jakesnell/prototypical-networks/")
+        assert file_digest(data_root / remote.name) == remote.sha256
+        assert file_digest(data_root / remote.name, "md5") == remote.md5

@@ -4,6 +4,7 @@ import torch
 from scipy.spatial.distance import cdist
 
 from fewshot_bench.api import METHODS, TrialSet
+from fewshot_bench.errors import UserError
 from fewshot_bench.evaluation import evaluate_trial_sets
 from helpers import glyph
 
@@ -32,6 +33,10 @@ def test_every_registered_method_scores_a_tiny_trial_set(name, data_root):
     ts = tiny_trial_set()
     scores = method.score(method.prepare(ts.queries), method.prepare(ts.support))
     assert scores.shape == (5, 5) and torch.isfinite(scores).all()
+    if name == "maml":  # adapts to a support set of classes: it refuses pairs, in one line
+        with pytest.raises(UserError, match="scores trial sets, not pairs"):
+            method.score_pairs(method.prepare(ts.queries), method.prepare(ts.support))
+        return
     pairs = method.score_pairs(method.prepare(ts.queries), method.prepare(ts.support))
     assert pairs.shape == (5,) and torch.isfinite(pairs).all()
 

@@ -1,0 +1,29 @@
+"""Matching networks (Vinyals et al. 2016): a Conv-4 embedding (four blocks of 64 3x3 filters,
+batch norm, ReLU, 2x2 max-pooling: 64 features at 28x28) and an attention over the support set by
+cosine similarity, softmax-normalised and summed per class; trained on episodes drawn like the test
+episodes (classes from any alphabet, turned by 90-degree steps as new classes). Full-context
+embeddings (a bidirectional LSTM over the support, an attention LSTM for the query) are the
+option ``fce=true``; Vinyals et al. found them no help on Omniglot, so the presets leave them off.
+"""
+from fewshot_bench.api import METHODS
+from fewshot_bench.twin import TwinMethod
+
+# Conv-4 of Vinyals et al. and Snell et al.
+CONV4 = {"network": "conv", "input_size": 28, "channels": (64, 64, 64, 64), "kernels": (3, 3, 3, 3),
+         "padding": "same", "batch_norm": True, "pool_last": True, "fc_units": 0, "init": "default",
+         "train_drawers": tuple(range(1, 21)), "optimizer": "adam", "adam_lr": 1e-3, "precision": "auto",
+         "keep": "last", "distortions": 0, "rotations": True, "across_alphabets": True}
+# cpu: 20-way episodes of 1 shot and 3 queries per class, 4 episodes a step, 15 epochs x 200 steps
+CPU_PRESET = {**CONV4, "metric": "cosine", "objective": "matching", "class_score": "matching",
+              "way": 20, "shot": 1, "drawers_per_character": 4, "alphabets_per_batch": 4,
+              "steps_per_epoch": 200, "epochs": 15, "patience": 15}
+TINY_PRESET = {**CPU_PRESET, "input_size": 16, "channels": (8, 8), "kernels": (3, 3), "way": 5,
+               "drawers_per_character": 3, "alphabets_per_batch": 2, "steps_per_epoch": 3, "epochs": 2,
+               "patience": 2, "precision": "fp32"}
+
+
+@METHODS.register("matching_net")
+class MatchingNet(TwinMethod):
+    summary = "matching networks (Vinyals et al. 2016): Conv-4, cosine attention over the support"
+    presets = {"cpu": CPU_PRESET, "tiny": TINY_PRESET}
+    default_preset = "cpu"

@@ -1,0 +1,91 @@
+"""The modern Omniglot benchmark (Vinyals et al. 2016): N-way K-shot episodes over the test
+classes of Vinyals' split (characters x 4 rotations, 28x28), classes drawn from all test alphabets.
+
+Methods learn on the split's train classes (or trainval, as Snell et al. 2017 did: option
+``train_split``) and early-stop on episodes of the val classes; no test character, in any
+rotation, may reach training (the runner checks it through ``check_background``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fewshot_bench.api import PROTOCOLS, Protocol, TrialSet
+from fewshot_bench.config import require
+from fewshot_bench.omniglot import image_ids
+from fewshot_bench.vinyals import characters, class_set
+
+VALIDATION_EPISODES = 16  # 16 20-way one-shot episodes: 320 validation trials, as Koch's
+
+
+@dataclass(frozen=True)
+class VinyalsConfig:
+    way: int = 5
+    shot: int = 1
+    queries: int = 1  # per class and episode
+    episodes: int = 1000  # as the papers report
+    train_split: str = "train"  # "train" (val classes for early stopping) or "trainval" (Snell et al.)
+
+    def check(self):
+        require(self.way >= 2, f"way must be >= 2, got {self.way}")
+        require(self.shot >= 1, f"shot must be >= 1, got {self.shot}")
+        require(self.queries >= 1, f"queries must be >= 1, got {self.queries}")
+        require(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        require(self.shot + self.queries <= 20, f"shot + queries must be <= 20 (drawers per class), "
+                                                f"got {self.shot + self.queries}")
+        require(self.train_split in ("train", "trainval"),
+                f"train_split must be 'train' or 'trainval', got {self.train_split!r}")
+
+
+def episodes(images, n: int, way: int, shot: int, queries: int, rng: np.random.Generator, prefix: str):
+    """``n`` episodes of ``way`` classes drawn from all of ``images``' classes, each with ``shot``
+    support and ``queries`` query images per class (distinct drawers)."""
+    meta = images.meta
+    by_class = [np.sort(rows) for _, rows in sorted(meta.groupby("label").indices.items())]
+    sets = []
+    for e in range(n):
+        chosen = rng.choice(len(by_class), size=way, replace=False)
+        support, support_class, query, answer = [], [], [], []
+        for k, c in enumerate(chosen):
+            rows = rng.choice(by_class[c], size=shot + queries, replace=False)
+            support += rows[:shot].tolist()
+            support_class += [k] * shot
+            query += rows[shot:].tolist()
+            answer += [k] * queries
+        sets.append(TrialSet(images.images[query], images.images[support], np.array(answer), f"{prefix}{e + 1:04d}",
+                             support_class=np.array(support_class), query_ids=image_ids(meta, query),
+                             support_ids=image_ids(meta, support)))
+    return sets
+
+
+@PROTOCOLS.register("vinyals")
+class Vinyals(Protocol):
+    summary = "Vinyals 2016 split: N-way K-shot episodes over the test classes (rotations as classes, 28x28)"
+    version = "1"
+    Config = VinyalsConfig
+    ci_unit = "episodes"
+
+    def background(self):
+        return class_set(self.data_root, self.config.train_split)
+
+    def check_background(self, background) -> None:
+        """No test character (any rotation) in training; nor a val character when val early-stops."""
+        held = characters(class_set(self.data_root, "test"))
+        if self.config.train_split == "train":
+            held |= characters(class_set(self.data_root, "val"))
+        leaked = characters(background) & held
+        if leaked:
+            raise RuntimeError(f"{len(leaked)} held-out Vinyals characters reached training data, "
+                               f"e.g. {sorted(leaked)[:3]}")
+
+    def validation(self, seed: int = 0):
+        if self.config.train_split == "trainval":  # the val classes are training data then
+            return None
+        rng = np.random.default_rng([seed, 688])
+        return episodes(class_set(self.data_root, "val"), VALIDATION_EPISODES, 20, 1, 1, rng, "val")
+
+    def trial_sets(self, trial_seed: int):
+        c = self.config
+        rng = np.random.default_rng([trial_seed, c.way, c.shot, c.queries, 2016])
+        return episodes(class_set(self.data_root, "test"), c.episodes, c.way, c.shot, c.queries, rng, "episode")

@@ -1,0 +1,188 @@
+"""The Vinyals split benchmark, its methods (tiny presets) and Table 4."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fewshot_bench import reproduce as rep
+from fewshot_bench import vinyals
+from fewshot_bench.api import METHODS, PROTOCOLS, TrialSet
+from fewshot_bench.data import REMOTE_FILES
+from fewshot_bench.errors import UserError
+from fewshot_bench.evaluation import evaluate_trial_sets
+from fewshot_bench.networks import TwinNet
+from fewshot_bench.objectives import class_scores, maml_loss
+from fewshot_bench.records import load_records
+from fewshot_bench.runner import RunSpec, run
+
+NEW_METHODS = ("matching_net", "relation_net", "maml", "baseline")
+
+
+def protocol(**options):
+    cls = PROTOCOLS.get("vinyals")
+    return cls(cls.make_config({k: str(v) for k, v in options.items()}))
+
+
+def test_split_files_hold_the_published_classes(data_root):
+    assert vinyals.verify_split(data_root) == []
+    train = vinyals.read_split(data_root, "train")
+    assert len(train) == 4112 and train[0] == ("Angelic", "character01", 0)
+    # every character of a part comes in all four rotations
+    per_character = pd.Series([(a, c) for a, c, _ in train]).value_counts()
+    assert set(per_character) == {4}
+    sha = {r.name: r.sha256 for r in REMOTE_FILES}
+    assert sha["omniglot/vinyals_split/test.txt"].startswith("845264cc")  # as the data README publishes it
+    with pytest.raises(UserError, match="unknown Vinyals split part"):
+        vinyals.read_split(data_root, "dev")
+
+
+def test_rotations_are_classes_of_their_own(data_root):
+    images = vinyals.class_set(data_root, "train")
+    meta = images.meta
+    assert images.images.shape[1:] == (28, 28) and images.images.dtype == np.uint8
+    assert meta["label"].nunique() == 4112 and (meta.groupby("label").size() == 20).all()
+
+    def image(alphabet, drawer):
+        row = meta.index[(meta["alphabet"] == alphabet) & (meta["character"] == "character01")
+                         & (meta["drawer"] == drawer)][0]
+        return images.images[row], meta.loc[row, "label"]
+
+    upright, label0 = image("Angelic@rot000", 3)
+    turned, label90 = image("Angelic@rot090", 3)
+    assert label0 != label90 and np.array_equal(turned, np.rot90(upright))  # counter-clockwise, as PIL
+
+
+def test_no_test_character_reaches_training(data_root):
+    p = protocol()
+    background = p.background()
+    test = vinyals.characters(vinyals.class_set(data_root, "test"))
+    val = vinyals.characters(vinyals.class_set(data_root, "val"))
+    assert not (vinyals.characters(background) & (test | val))
+    p.check_background(background)  # the runner's firewall passes
+    # trainval holds the val classes, never the test ones
+    trainval = protocol(train_split="trainval")
+    assert vinyals.characters(trainval.background()) & val and trainval.validation() is None
+    trainval.check_background(trainval.background())
+    # a background with one test character in any rotation is refused
+    test_images = vinyals.class_set(data_root, "test")
+    leaking = type(background)(np.concatenate([background.images, test_images.images[:1]]),
+                               pd.concat([background.meta, test_images.meta.iloc[:1]], ignore_index=True))
+    with pytest.raises(RuntimeError, match="held-out Vinyals characters"):
+        p.check_background(leaking)
+    # the split's Gurmukhi is divided between train and test: an alphabet check would not do
+    assert "Gurmukhi" in {vinyals.base_alphabet(a) for a in background.alphabets}
+
+
+def test_episodes_have_their_shapes_and_are_seeded(data_root):
+    p = protocol(way=20, shot=5, queries=2, episodes=30)
+    sets = p.trial_sets(0)
+    assert len(sets) == 30
+    for ts in sets[:5]:
+        assert ts.queries.shape == (40, 28, 28) and ts.support.shape == (100, 28, 28)
+        assert np.bincount(ts.support_class).tolist() == [5] * 20 and np.bincount(ts.answer).tolist() == [2] * 20
+        assert len(set(ts.query_ids) | set(ts.support_ids)) == 140  # distinct images
+        classes = [i.rsplit("/", 1)[0] for i in ts.support_ids]
+        assert len(set(classes)) == 20
+        # a query's class is the class of its answer's supports
+        for q, a in zip(ts.query_ids, ts.answer):
+            assert q.rsplit("/", 1)[0] == classes[list(ts.support_class).index(a)]
+    again = p.trial_sets(0)
+    assert all(a.query_ids == b.query_ids and a.support_ids == b.support_ids for a, b in zip(sets, again))
+    assert sets[0].support_ids != p.trial_sets(1)[0].support_ids
+    test = {f"{vinyals.rotated_name(a, d)}/{c}" for a, c, d in vinyals.read_split(data_root, "test")}
+    assert {i.rsplit("/", 1)[0] for ts in sets for i in ts.support_ids + ts.query_ids} <= test
+    with pytest.raises(UserError, match="shot \\+ queries"):
+        protocol(shot=15, queries=10)
+
+
+def test_class_scores_are_prototypes_and_summed_attention():
+    torch.manual_seed(0)
+    cfg = METHODS.get("protonet").make_config("tiny")
+    model = TwinNet(cfg)
+    queries, support = torch.randn(3, 6), torch.randn(4, 6)
+    classes = torch.tensor([0, 1, 0, 1])
+    protos = torch.stack([support[[0, 2]].mean(0), support[[1, 3]].mean(0)])
+    torch.testing.assert_close(class_scores(model, queries, support, classes, "prototypes"),
+                               -torch.cdist(queries, protos).pow(2))
+    cos = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(support, dim=1).T
+    model.metric = "cosine"
+    attention = torch.softmax(cos, 1)
+    torch.testing.assert_close(class_scores(model, queries, support, classes, "matching").exp(),
+                               torch.stack([attention[:, [0, 2]].sum(1), attention[:, [1, 3]].sum(1)], 1))
+
+
+def test_pixel_1nn_k_shot_takes_the_nearest_shot():
+    method = METHODS.get("pixel_1nn")()
+    support = torch.zeros(4, 4, 4)
+    support[1] = 1.0  # class 0: one blank, one full image; class 1: two half images
+    support[2:, :2] = 1.0
+    query = torch.ones(1, 4, 4)
+    ts = TrialSet(query.numpy(), support.numpy(), np.array([0]), "k", support_class=np.array([0, 0, 1, 1]))
+    assert evaluate_trial_sets(method, [ts])["accuracy"] == 1.0  # the mean distance would pick class 1
+
+
+def test_maml_second_order_differs_from_first_order():
+    cls = METHODS.get("maml")
+    torch.manual_seed(0)
+    method = cls(cls.make_config("tiny"))
+    from fewshot_bench.networks import build_network
+
+    model = build_network(method.config)
+    x = torch.rand(2 * 5, 1, 16, 16)
+    grads = {}
+    for second in (True, False):
+        model.zero_grad()
+        maml_loss(model, x, [(2, 5)], 1, 2, 0.4, second).backward()
+        grads[second] = model.layers[0][0].weight.grad.clone()
+    assert not torch.allclose(grads[True], grads[False])
+
+
+@pytest.mark.parametrize("name", NEW_METHODS + ("protonet",))
+def test_each_method_trains_on_the_vinyals_split_and_scores_k_shot_episodes(name, data_root, tmp_path):
+    record = run(RunSpec(name, "vinyals", "tiny", {}, {"way": 5, "shot": 5, "episodes": 40}, 0, [0], None,
+                         tmp_path / "checkpoints"))
+    assert record["n_trials"] == 200 and 0.3 < record["accuracy"] <= 1.0  # chance 0.2
+    assert record["protocol_config"]["train_split"] == "train"
+    assert record["training"]["epochs"] == 2
+    assert record["draws"][0]["sets"][0]["support_class"] == sorted([0, 1, 2, 3, 4] * 5)
+
+
+def test_matching_net_full_context_embeddings_train(data_root, tmp_path):
+    record = run(RunSpec("matching_net", "vinyals", "tiny", {"fce": "true"}, {"episodes": 20}, 0, [0], None,
+                         tmp_path / "checkpoints"))
+    assert record["method_config"]["fce"] is True and record["n_trials"] == 100
+
+
+def test_maml_refuses_more_classes_than_it_has_outputs(data_root, tmp_path):
+    with pytest.raises(UserError, match="way=20"):
+        run(RunSpec("maml", "vinyals", "tiny", {"way": "5"}, {"way": 5, "episodes": 5}, 0, [0], None,
+                    tmp_path / "checkpoints"))  # its validation episodes are 20-way
+
+
+def test_table4_plans_every_method_on_both_backgrounds(data_root, tmp_path, monkeypatch):
+    protocols, cells = rep.plan("table4", "cpu")
+    assert [p for p, _ in protocols] == ["vinyals"] * 4 + ["omniglot20", "lake_runs"]
+    assert {c.method for c in cells} == {"pixel_1nn", "protonet", "matching_net", "maml", "relation_net",
+                                         "baseline", "conv_siamese"}
+    # a cheap table4: 1-NN and a tiny protonet, few episodes
+    from fewshot_bench import table4
+
+    monkeypatch.setattr(table4, "ROWS", (table4.ROWS[0], ("Prototypical networks", "protonet", "tiny",
+                                                           "Prototypical networks (Snell et al. 2017)")))
+    monkeypatch.setattr(table4, "COLUMNS", tuple((label, p, {**o, "episodes": 20} if p == "vinyals" else o)
+                                                 for label, p, o in table4.COLUMNS))
+    monkeypatch.setattr(rep, "TRIAL_SEEDS", [0])
+    out = tmp_path / "results"
+    frame = rep.reproduce("table4", "cpu", 1, tmp_path / "store", out, command="bench reproduce table4")
+    records = load_records(tmp_path / "store")
+    proto = [r for r in records if r["method"] == "protonet"]
+    assert len(proto) == 6
+    # one training per background: the first Vinyals column and omniglot20 fit, the rest reuse
+    fitted = sorted((r["protocol"], r["protocol_config"].get("way"), r["protocol_config"].get("shot"))
+                    for r in proto if not r["training"]["reused_checkpoint"])
+    assert fitted == [("omniglot20", 20, None), ("vinyals", 5, 1)]
+    row = frame[frame["method"] == "protonet"].iloc[0]
+    assert row["5w1s_paper"] == 98.8 and row["20w5s_paper"] == 98.9 and row["lake_runs_paper"] == 86.3
+    assert row["5w1s_diff"] == round(row["5w1s"] - 98.8, 2)
+    md = (out / "table4.md").read_text()
+    assert "| system | 5w1s |" in md and "Rank of the learned methods" in md and (out / "table4.png").is_file()
