@@ -49,6 +49,9 @@ class TwinNet(nn.Module):
         dim = cfg.fc_units or flat
         # alpha_j weights |h1_j - h2_j|, plus a bias; the Euclidean and cosine metrics have no parameters
         self.head = nn.Linear(dim, 1) if cfg.metric == "weighted_l1" else None
+        # cosine similarities times a learned scale (initialised at ``cosine_scale``; 0 = unscaled): a
+        # softmax over bare cosines in [-1, 1] cannot grow confident, and trains slowly
+        self.scale = nn.Parameter(torch.tensor(float(cfg.cosine_scale))) if getattr(cfg, "cosine_scale", 0) else None
         # the baseline: a classifier over all background classes, dropped at test time
         self.classifier = nn.Linear(dim, n_classes) if n_classes else None
         # full-context embeddings (Vinyals et al. 2016): the support set read by a bidirectional
@@ -123,7 +126,8 @@ class TwinNet(nn.Module):
         materialises the (A, B, F) difference tensor, so training steps run 2.4x faster.
         """
         if self.metric == "cosine":
-            return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(-1, -2)
+            cosine = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(-1, -2)
+            return cosine * self.scale if self.scale is not None else cosine
         if self.head is None:
             return -torch.cdist(a, b).pow(2)
         alpha = self.head.weight[0]

@@ -34,6 +34,7 @@ class TwinConfig:
     # matching networks' metric
     network: str = "conv"
     metric: str = "weighted_l1"
+    cosine_scale: float = 0.0  # metric cosine: a learned scale on the similarities, starting here (0 = none)
     pool_last: bool = False  # pool after the last conv block too (Conv-4: 28x28 -> 64 features)
     normalise: str = "none"  # "cl2n": features centred on the background mean, L2-normalised (SimpleShot)
     fce: bool = False  # matching networks' full-context embeddings
@@ -117,6 +118,7 @@ class TwinConfig:
                 f"metric must be 'weighted_l1', 'euclidean' or 'cosine', got {self.metric!r}")
         require(self.class_score in ("mean", "prototypes", "matching"),
                 f"class_score must be 'mean', 'prototypes' or 'matching', got {self.class_score!r}")
+        require(self.cosine_scale >= 0, f"cosine_scale must be >= 0, got {self.cosine_scale}")
         require(self.normalise in ("none", "cl2n"), f"normalise must be 'none' or 'cl2n', got {self.normalise!r}")
         require((self.network == "maml") == (self.objective == "maml"), "network=maml and objective=maml go together")
         require(self.objective != "relation" or self.network == "relation", "objective=relation needs network=relation")
@@ -182,7 +184,8 @@ class TwinMethod(TrainingLoop, Method):
     # stored runs of configs not using them stay valid
     LATER_OPTIONS = {"test_symmetries": 1, "keep": "best", "pool_last": False, "normalise": "none", "fce": False,
                      "fce_steps": 5, "shot": 1, "across_alphabets": False, "inner_steps": 1, "test_inner_steps": 3,
-                     "inner_lr": 0.4, "first_order": False, "class_score": "mean"}
+                     "inner_lr": 0.4, "first_order": False, "class_score": "mean",
+                     "cosine_scale": 0.0}
     # options that change how trained networks score, not how they train: left out of weight keys,
     # so that networks trained once serve every way of scoring them
     SCORING_OPTIONS = ("test_symmetries", "keep", "test_inner_steps", "class_score")

@@ -186,3 +186,14 @@ def test_table4_plans_every_method_on_both_backgrounds(data_root, tmp_path, monk
     assert row["5w1s_diff"] == round(row["5w1s"] - 98.8, 2)
     md = (out / "table4.md").read_text()
     assert "| system | 5w1s |" in md and "Rank of the learned methods" in md and (out / "table4.png").is_file()
+
+
+def test_matching_cosines_carry_a_learned_scale():
+    cfg = METHODS.get("matching_net").make_config("tiny")
+    model = TwinNet(cfg)
+    assert float(model.scale) == cfg.cosine_scale == 10.0 and model.scale.requires_grad
+    a, b = torch.randn(3, 5), torch.randn(4, 5)
+    bare = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
+    torch.testing.assert_close(model.logits(a, b), 10 * bare)
+    unscaled = TwinNet(METHODS.get("matching_net").make_config("tiny", {"cosine_scale": "0"}))
+    assert unscaled.scale is None and "scale" not in unscaled.state_dict()
