@@ -55,7 +55,9 @@ def summarise(planned, keys, records) -> pd.DataFrame:
     rows = {}
     for key, (cell, spec) in zip(keys, planned):
         label = label_of[(spec.protocol, tuple(sorted(spec.protocol_options.items())))]
-        rows.setdefault(cell.row, (cell, {}))[1].setdefault(label, []).append(by_key[key])
+        runs = rows.setdefault(cell.row, (cell, {}))[1]
+        if key in by_key:  # a run not (yet) stored leaves its cell empty
+            runs.setdefault(label, []).append(by_key[key])
     out = []
     for row, (cell, runs) in rows.items():
         paper = published[row]
@@ -63,14 +65,15 @@ def summarise(planned, keys, records) -> pd.DataFrame:
         figures["lake_runs"] = LAKE2019_RUNS.get(paper)
         entry = {"system": row, "method": cell.method, "preset": cell.preset or "-", "paper_row": paper or ""}
         for label, _, _ in COLUMNS:
-            mean, half, _ = _cell(runs[label])
+            mean, half = _cell(runs[label])[:2] if label in runs else (float("nan"), float("nan"))
             entry.update({label: mean, f"{label}_ci95": half, f"{label}_paper": figures.get(label)})
             if figures.get(label) is not None:
                 entry[f"{label}_diff"] = round(mean - figures[label], 2)
         # what training cost on each background (the first run of each fits, the others reuse its weights)
-        entry["train_s_vinyals"] = round(sum(training_seconds(r, records) for r in runs["5w1s"]) / len(runs["5w1s"]), 1)
-        entry["train_s_koch"] = round(sum(training_seconds(r, records) for r in runs["omniglot20"])
-                                      / len(runs["omniglot20"]), 1)
+        for background, label in (("vinyals", "5w1s"), ("koch", "omniglot20")):
+            fits = runs.get(label, [])
+            entry[f"train_s_{background}"] = (round(sum(training_seconds(r, records) for r in fits) / len(fits), 1)
+                                              if fits else float("nan"))
         entry["eval_s"] = round(sum(r["eval_seconds"] for label in runs for r in runs[label]), 1)
         out.append(entry)
     return pd.DataFrame(out)
@@ -104,10 +107,10 @@ def write(frame: pd.DataFrame, out_dir: Path, seconds: float, command: str) -> N
 
 
 def _cell_text(row, label: str) -> str:
-    text = f"{row[label]:.1f} ± {row[f'{label}_ci95']:.1f}"
+    text = "not run" if pd.isna(row[label]) else f"{row[label]:.1f} ± {row[f'{label}_ci95']:.1f}"
     paper = row.get(f"{label}_paper")
     if paper is not None and not pd.isna(paper):
-        far = " †" if abs(row[label] - paper) > FAR else ""
+        far = " †" if abs(row[label] - paper) > FAR else ""  # (False where not run)
         text += f" ({paper:.1f}){far}"
     return text
 
@@ -117,9 +120,12 @@ def notes(frame: pd.DataFrame) -> list[str]:
            for _, r in frame.iterrows() for label in VINYALS + ["lake_runs"]
            if not pd.isna(r.get(f"{label}_paper")) and abs(r[label] - r[f"{label}_paper"]) > FAR]
     learned = frame[frame["preset"] != "-"]
-    rank = lambda column: {s: k + 1 for k, s in enumerate(learned.sort_values(column, ascending=False)["system"])}
+    def rank(column):  # 1 = best; a cell not run has no rank
+        done = learned.dropna(subset=[column]).sort_values(column, ascending=False)
+        return {s: str(k + 1) for k, s in enumerate(done["system"])}
+
     modern, koch = rank("20w1s"), rank("omniglot20")
-    ranks = ", ".join(f"{s} {modern[s]}/{koch[s]}" for s in learned["system"])
+    ranks = ", ".join(f"{s} {modern.get(s, '-')}/{koch.get(s, '-')}" for s in learned["system"])
     return ["", "## Notes", "",
             f"- Rank of the learned methods on Vinyals 20w1s / on omniglot20: {ranks}.",
             "- Gap between the tasks (Vinyals 20w1s minus omniglot20, points): "
