@@ -191,7 +191,7 @@ def test_table4_plans_every_method_on_both_backgrounds(data_root, tmp_path, monk
 def test_matching_cosines_carry_a_learned_scale():
     cfg = METHODS.get("matching_net").make_config("tiny")
     model = TwinNet(cfg)
-    assert float(model.scale) == cfg.cosine_scale == 10.0 and model.scale.requires_grad
+    assert model.scale.item() == cfg.cosine_scale == 10.0 and model.scale.requires_grad
     a, b = torch.randn(3, 5), torch.randn(4, 5)
     bare = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
     torch.testing.assert_close(model.logits(a, b), 10 * bare)
