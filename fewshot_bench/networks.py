@@ -192,7 +192,6 @@ class RelationNet(nn.Module):
                                       conv_block(c, c, 3, padding=1, pool=side >= 4),
                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                       nn.Linear(c, 8), nn.ReLU(inplace=True), nn.Linear(8, 1))
-        self.register_buffer("feature_mean", None)
 
     def _maps(self, x):
         for layer in self.layers:
@@ -229,7 +228,6 @@ class MamlNet(nn.Module):
         self.layers = nn.ModuleList([conv_block(1 if i == 0 else 64, 64, 3, stride=2, padding=1, pool=False,
                                                 track_running_stats=False) for i in range(4)])
         self.out = nn.Linear(64, cfg.way)
-        self.register_buffer("feature_mean", None)
 
     def embed(self, x):
         for layer in self.layers:

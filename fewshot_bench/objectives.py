@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from .evaluation import class_means
+
 
 def pair_loss(model, a, b, same, loss: str = "bce", margin: float = 1.0) -> torch.Tensor:
     if loss == "bce":  # the paper: cross-entropy of the sigmoid head
@@ -25,12 +27,14 @@ def pair_loss(model, a, b, same, loss: str = "bce", margin: float = 1.0) -> torc
     return 0.5 * (same * d.pow(2) + (1 - same) * F.relu(margin - d).pow(2)).mean()
 
 
+def groups(x: torch.Tensor, shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
+    """Split a batch (N, ...) into its groups' rows, drawer-major (d * c rows each)."""
+    return x.split([d * c for d, c in shapes])
+
+
 def grids(h: torch.Tensor, shapes: list[tuple[int, int]]):
     """Split a batch of embeddings (N, F) into its groups' (drawers, characters, F) grids."""
-    offset = 0
-    for d, c in shapes:
-        yield h[offset:offset + d * c].view(d, c, -1)
-        offset += d * c
+    return [part.view(d, c, -1) for part, (d, c) in zip(groups(h, shapes), shapes)]
 
 
 def trial_loss(model, h: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -61,20 +65,15 @@ def class_scores(model, queries: torch.Tensor, support: torch.Tensor, support_cl
       embeddings first, where the network has them)
     - ``mean``: the mean of the per-shot scores (the twins)
     """
-    n_classes = int(support_class.max()) + 1
     if kind == "matching":
         if getattr(model, "fce", None) is not None:
             queries, support = model.fce(queries, support)
         attention = torch.softmax(model.logits(queries, support), dim=1)
-        per_class = torch.zeros(len(queries), n_classes, dtype=attention.dtype, device=attention.device)
-        return per_class.index_add_(1, support_class, attention).clamp_min(1e-12).log()
-    if kind == "prototypes":
-        sums = torch.zeros(n_classes, support.shape[1], dtype=support.dtype, device=support.device)
-        counts = torch.bincount(support_class, minlength=n_classes).to(support.dtype)
-        return model.logits(queries, sums.index_add_(0, support_class, support) / counts[:, None])
-    scores = model.logits(queries, support)
-    sums = torch.zeros(len(queries), n_classes, dtype=scores.dtype, device=scores.device)
-    return sums.index_add_(1, support_class, scores) / torch.bincount(support_class, minlength=n_classes)
+        shots = torch.bincount(support_class).to(attention.dtype)  # the sum over a class = its mean x shots
+        return (class_means(attention, support_class) * shots).clamp_min(1e-12).log()
+    if kind == "prototypes":  # the class means of the support's features, as rows
+        return model.logits(queries, class_means(support.T, support_class).T)
+    return class_means(model.logits(queries, support), support_class)
 
 
 def episode_loss(model, h: torch.Tensor, shapes, shot: int, kind: str) -> torch.Tensor:
@@ -109,11 +108,9 @@ def adapt(model, params: dict, support: torch.Tensor, labels: torch.Tensor, step
 
 def maml_loss(model, x: torch.Tensor, shapes, shot: int, steps: int, lr: float, second_order: bool) -> torch.Tensor:
     """Mean query loss over the groups as tasks, each after ``steps`` adaptation steps on its support."""
-    loss, offset = 0.0, 0
+    loss = 0.0
     params = dict(model.named_parameters())
-    for d, c in shapes:
-        images = x[offset:offset + d * c]
-        offset += d * c
+    for images, (d, c) in zip(groups(x, shapes), shapes):
         labels = torch.arange(c, device=x.device).repeat(d)  # rows are drawer-major: column = class
         support, queries = images[:shot * c], images[shot * c:]
         adapted = adapt(model, params, support, labels[:shot * c], steps, lr, second_order)

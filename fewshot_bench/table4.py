@@ -15,6 +15,7 @@ import torch
 from .errors import UserError
 from .published import LAKE2019_RUNS, TABLE4
 from .records import training_seconds, write_atomic
+from .reproduce import FAR, Cell, _cell, record_key  # reproduce imports this module only when asked for table4
 
 # (column, protocol, protocol options): the Vinyals settings first (the first fits on the Vinyals
 # train classes), then Koch's task (omniglot20 fits on the 30 background alphabets, lake_runs reuses)
@@ -32,23 +33,19 @@ ROWS = (("1-NN on pixels", "pixel_1nn", None, "1-NN on pixels (Vinyals et al. 20
 
 
 def plan(preset: str):
-    from .reproduce import Cell
-
     if preset != "cpu":
         raise UserError(f"table4 has a cpu preset family only, got --preset {preset}")
     protocols = tuple((protocol, options) for _, protocol, options in COLUMNS)
     cells = [Cell(row, method, p, learns=p is not None, paper=None) for row, method, p, _ in ROWS]
     return protocols, cells
 
+
 VINYALS = [label for label, protocol, _ in COLUMNS if protocol == "vinyals"]
-FAR = 3.0  # points from the paper beyond which a cell is marked and named in the notes
 
 
 def summarise(planned, keys, records) -> pd.DataFrame:
     """One row per method: each column's accuracy and 95% CI (``tables.cell``), the published
     figure beside each Vinyals column and Lake's runs, and the training time per background."""
-    from .reproduce import _cell, record_key
-
     by_key = {record_key(r): r for r in records}
     label_of = {(protocol, tuple(sorted(options.items()))): label for label, protocol, options in COLUMNS}
     published = {row: paper for row, _, _, paper in ROWS}

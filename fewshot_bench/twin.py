@@ -247,8 +247,15 @@ class TwinMethod(TrainingLoop, Method):
         kind = self.config.class_score
         if kind == "mean":
             return model.logits(queries, support)
-        classes = torch.as_tensor(support_class) if support_class is not None else torch.arange(len(support))
+        classes = self._classes(support, support_class)
         return class_scores(model, queries, support, classes.to(support.device), kind)[:, classes]
+
+    @staticmethod
+    def _classes(support, support_class) -> torch.Tensor:
+        """Each support image's class: as a K-shot set gives them, else one class per image."""
+        if support_class is None:
+            return torch.arange(len(support))
+        return torch.tensor(support_class, dtype=torch.long)
 
     def _adapted_scores(self, queries, support, support_class) -> torch.Tensor:
         """MAML at test: ``test_inner_steps`` first-order steps from the learned initialisation on
@@ -256,18 +263,17 @@ class TwinMethod(TrainingLoop, Method):
         own statistics, as Finn et al. evaluate)."""
         cfg = self.config
         model = self.model_
-        n_classes = int(max(support_class)) + 1 if support_class is not None else len(support)
-        if n_classes > cfg.way:
-            raise UserError(f"{self.name} has {cfg.way} outputs (way={cfg.way}) and cannot score episodes of "
-                            f"{n_classes} classes; train it with --set way={n_classes}")
         with torch.inference_mode(False), torch.enable_grad():  # the evaluation runs in inference mode
-            classes = (torch.tensor(support_class, dtype=torch.long) if support_class is not None
-                       else torch.arange(len(support)))
+            classes = self._classes(support, support_class)  # made here: no inference tensor reaches autograd
+            n_classes = int(classes.max()) + 1
+            if n_classes > cfg.way:
+                raise UserError(f"{self.name} has {cfg.way} outputs (way={cfg.way}) and cannot score episodes of "
+                                f"{n_classes} classes; train it with --set way={n_classes}")
             q, s = queries.clone()[:, None].to(self.device), support.clone()[:, None].to(self.device)
             params = {name: p.detach().requires_grad_() for name, p in model.named_parameters()}
             adapted = adapt(model, params, s, classes.to(self.device), cfg.test_inner_steps, cfg.inner_lr, False)
             with torch.no_grad():
-                logits = torch.func.functional_call(model, adapted, (q,))[:, :int(classes.max()) + 1]
+                logits = torch.func.functional_call(model, adapted, (q,))[:, :n_classes]
         return logits[:, classes].float().cpu()
 
     @torch.inference_mode()

@@ -67,14 +67,18 @@ def _class_set(root: str, part: str) -> ImageSet:
     images = omniglot(Path(root))
     meta = images.meta
     by_character = meta.groupby(["alphabet", "character"]).indices
-    small = to_tensor(images.images, SIZE).mul(255).round().to(torch.uint8).numpy()
-    out_images, out_meta = [], []
-    for label, (alphabet, character, degrees) in enumerate(read_split(Path(root), part)):
-        index = by_character.get((alphabet, character))
-        if index is None:
+    classes = read_split(Path(root), part)
+    rows = []  # each class's Omniglot rows, in drawer order
+    for alphabet, character, _ in classes:
+        if (alphabet, character) not in by_character:
             raise UserError(f"the Vinyals split names {alphabet}/{character}, which Omniglot under {root} lacks")
-        index = np.sort(index)
-        out_images.append(rotate(small[index], degrees))
+        rows.append(np.sort(by_character[(alphabet, character)]))
+    # each character downsampled once, however many of its rotations the part holds
+    characters = np.unique(np.concatenate(rows))
+    small = dict(zip(characters, to_tensor(images.images[characters], SIZE).mul(255).round().to(torch.uint8).numpy()))
+    out_images, out_meta = [], []
+    for label, ((alphabet, character, degrees), index) in enumerate(zip(classes, rows)):
+        out_images.append(rotate(np.stack([small[i] for i in index]), degrees))
         out_meta.append(pd.DataFrame({"split": f"vinyals_{part}", "alphabet": rotated_name(alphabet, degrees),
                                       "character": character, "drawer": meta["drawer"].to_numpy()[index],
                                       "label": label, "rotation": degrees}))
