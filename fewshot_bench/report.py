@@ -5,6 +5,7 @@ method on ``omniglot20``."""
 from __future__ import annotations
 
 import html
+import re
 import shutil
 import time
 from pathlib import Path
@@ -69,28 +70,30 @@ def _heatmap(records: list[dict], out: Path) -> list[str]:
             '<img src="heatmap.png" alt="heatmap of accuracy by method and alphabet">']
 
 
-def _omniglot20_runs(records: list[dict]) -> list[dict]:
-    """The newest seed-0 (else lowest-seed) omniglot20 run of each method and preset that keeps trial identities."""
+def _omniglot20_runs(records: list[dict]) -> list[tuple[str, dict]]:
+    """(name, run): the newest seed-0 (else lowest-seed) omniglot20 run that keeps trial identities, of
+    each method and preset label (an older config of a preset is a label of its own, as in the tables)."""
     chosen = []
     for (method, preset, protocol), runs in sorted(latest_per_seed(records).items()):
         runs = sorted((r for r in runs if r["draws"][0].get("sets")), key=lambda r: r["seed"])
         if protocol == "omniglot20" and runs:
-            chosen.append(runs[0])
+            chosen.append((method if preset == "-" else f"{method} ({preset})", runs[0]))
     return chosen
 
 
-def _slug(record: dict) -> str:
-    return f"{record['method']}-{record.get('preset') or 'default'}".replace("/", "_")
+def _slug(name: str) -> str:
+    """A file name for a run's name: ``maml (cpu (epochs=12))`` -> ``maml-cpu-epochs-12``."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")
 
 
 def _curves(records: list[dict], out: Path) -> list[str]:
     parts = ["<h2>Learning curves</h2><p class=note>Training loss and accuracy on the 320 validation trials "
              "per epoch, one line per ensemble member.</p>"]
-    for record in _omniglot20_runs(records):
+    for title, record in _omniglot20_runs(records):
         if (record.get("training") or {}).get("history"):
-            name = f"curves-{_slug(record)}.png"
+            name = f"curves-{_slug(title)}.png"
             learning_curves([record], out / name)
-            parts.append(f"<h3>{html.escape(record['method'])} ({html.escape(str(record.get('preset')))})</h3>"
+            parts.append(f"<h3>{html.escape(title)}</h3>"
                          f'<img src="{name}" alt="learning curves">')
     return parts
 
@@ -99,16 +102,15 @@ def _galleries(records: list[dict], out: Path, data_root, limit: int) -> list[st
     parts = [f"<h2>What each method gets wrong on omniglot20</h2><p class=note>The {limit} most confidently "
              "wrong trials of each method (query | correct support | chosen support, with scores), and its "
              "three hardest alphabets.</p>"]
-    for record in _omniglot20_runs(records):
+    for title, record in _omniglot20_runs(records):
         wrong = failures(record, limit)
         if wrong.empty:
             continue
-        name = f"gallery-{_slug(record)}.png"
+        name = f"gallery-{_slug(title)}.png"
         failure_gallery(record, wrong, source_for(record, data_root), out / name)
         hardest = per_alphabet(record).head(3)
         words = ", ".join(f"{a.replace('_', ' ')} {acc:.0f}%" for a, acc in hardest["accuracy"].items())
-        preset = f" ({record['preset']})" if record.get("preset") else ""
-        parts.append(f"<h3>{html.escape(record['method'] + preset)}: {100 * record['accuracy']:.1f}%</h3>"
+        parts.append(f"<h3>{html.escape(title)}: {100 * record['accuracy']:.1f}%</h3>"
                      f"<p class=note>hardest alphabets: {html.escape(words)}</p>"
                      f'<img src="{name}" alt="failed trials of {html.escape(record["method"])}">')
     return parts

@@ -1,6 +1,7 @@
 """Tables from run records: methods as rows, protocols as columns, ``acc ± ci95`` cells."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -61,10 +62,21 @@ def preset_label(record: dict) -> str:
     if current is None:
         return f"{preset} cfg {fingerprint(config)[:6]}"
     changed = {k: v for k, v in config.items() if current.get(k, v) != v}
+    # an option the record lacks was left out at its neutral value (stored before the option existed)
+    missing = {k: _default(record["method"], k) for k in current if k not in config}
+    changed.update({k: v for k, v in missing.items() if current[k] != v})
     if not changed:
         return preset
     options = _options(changed) if len(changed) <= 3 else f"cfg {fingerprint(config)[:6]}"
     return options if preset == "-" else f"{preset} {options}"
+
+
+def _default(method: str, option: str):
+    """The default of a method's config option (what a record that lacks it ran with)."""
+    from .api import METHODS
+
+    fields = {f.name: f.default for f in dataclasses.fields(METHODS.get(method).Config)}
+    return json.loads(json.dumps(fields.get(option, "default"), default=list))  # tuples as records store them: lists
 
 
 def _options(values: dict) -> str:

@@ -132,3 +132,17 @@ def test_report_renders_in_a_real_browser_with_every_image(data_root, tmp_path):
     assert int(attrs["data-images"]) >= 4  # heatmap, curves, two galleries
     assert json.loads(attrs["data-broken"].replace("&quot;", '"')) == []
     assert int(attrs["data-tables"]) >= 1
+
+
+def test_report_names_each_config_of_a_preset_apart(monkeypatch):
+    """Two configs of one preset (the current one and an older one) get a picture each, not one file
+    written twice."""
+    from fewshot_bench import report
+
+    run = {"draws": [{"sets": [{"group": "g"}]}], "seed": 0}
+    monkeypatch.setattr(report, "latest_per_seed", lambda records: {
+        ("maml", "cpu", "omniglot20"): [run], ("maml", "cpu (epochs=12)", "omniglot20"): [run],
+        ("mhd", "-", "omniglot20"): [run], ("maml", "cpu", "lake_runs"): [run]})
+    names = [name for name, _ in report._omniglot20_runs([])]
+    assert names == ["maml (cpu)", "maml (cpu (epochs=12))", "mhd"]
+    assert len({report._slug(n) for n in names}) == 3 and report._slug(names[1]) == "maml-cpu-epochs-12"
