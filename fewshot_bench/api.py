@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import build_config
-from .imageset import ImageSet, to_tensor
-from .registry import Registry
+from fewshot_bench.config import build_config
+from fewshot_bench.imageset import ImageSet, to_tensor
+from fewshot_bench.registry import Registry
 
 
 @dataclass
@@ -124,6 +124,9 @@ class Protocol:
     Config: type = EmptyConfig
     ci_unit: str = "trial sets"  # what the 95% CI resamples
     fixed_trials: bool = False  # True: one published set of trials, trial seeds draw nothing
+    # True: each trial seed draws the trials anew, and one draw swings by points (Koch's 400 trials),
+    # so tables evaluate a fitted method on 10 draws; episode protocols average 1,000 episodes instead
+    redrawn: bool = False
 
     def __init__(self, config=None, data_root: Path | None = None, **options):
         self.config = config if config is not None else self.make_config(options)
@@ -152,7 +155,7 @@ class Protocol:
 
     def evaluate(self, method: Method, trial_seed: int, progress=None) -> dict:
         """Score every trial set; see :func:`fewshot_bench.evaluation.evaluate_trial_sets`."""
-        from .evaluation import evaluate_trial_sets
+        from fewshot_bench.evaluation import evaluate_trial_sets
 
         return evaluate_trial_sets(method, self.trial_sets(trial_seed), progress)
 

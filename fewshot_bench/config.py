@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from .errors import UserError
+from fewshot_bench.errors import UserError
 
 
 def build_config(cls, presets: dict[str, dict], preset: str | None, overrides: dict[str, str] | None, owner: str):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import torch
 
-from .stats import set_interval
+from fewshot_bench.stats import set_interval
 
 
 SETS_PER_CALL = 64  # trial sets handed to Method.score_sets at once: batching without holding all

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import UserError
+from fewshot_bench.errors import UserError
 
 SCHEMA = 1
 

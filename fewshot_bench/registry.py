@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import UserError
+from fewshot_bench.errors import UserError
 
 
 class Registry:

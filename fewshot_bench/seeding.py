@@ -5,7 +5,7 @@ import re
 import numpy as np
 import torch
 
-from .errors import UserError
+from fewshot_bench.errors import UserError
 
 
 def seed_everything(seed: int) -> None:

@@ -6,7 +6,7 @@ the nearest class centroid of CL2N features (centred on the background's mean fe
 """
 from fewshot_bench.api import METHODS
 from fewshot_bench.methods.matching_net import CONV4
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.learning.method import TwinMethod
 
 # cpu: minibatches of 256 images, 12 x 300 steps
 CPU_PRESET = {**CONV4, "metric": "euclidean", "objective": "classes", "normalise": "cl2n",

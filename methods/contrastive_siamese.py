@@ -5,7 +5,7 @@ different pairs pushed beyond a margin m. Its ``cpu`` preset matches ``conv_siam
 loss, so the two losses are compared on identical trials."""
 from fewshot_bench.api import METHODS
 from fewshot_bench.methods.conv_siamese import CPU_PAIRS_PRESET, TINY_PRESET as CONV_TINY
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.learning.method import TwinMethod
 
 # 1024 sigmoid features: different characters start about 9 apart, so a margin of 8 is active
 CPU_PRESET = {**CPU_PAIRS_PRESET, "metric": "euclidean", "loss": "contrastive", "margin": 8.0}

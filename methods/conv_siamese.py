@@ -15,8 +15,8 @@ Presets:
 - ``tiny``: for tests.
 """
 from fewshot_bench.api import METHODS
-from fewshot_bench.splits import ALL_DRAWERS
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.data.splits import ALL_DRAWERS
+from fewshot_bench.learning.method import TwinMethod
 
 PAPER_PRESET = {}  # the dataclass defaults are the paper's settings
 MNIST_PRESET = {"input_size": 35, "channels": (64, 128, 128), "kernels": (5, 3, 3), "fc_units": 1024,

@@ -9,7 +9,7 @@ each batch's own statistics, in training and at test, as in their code.
 """
 from fewshot_bench.api import METHODS
 from fewshot_bench.methods.matching_net import CONV4
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.learning.method import TwinMethod
 
 # the paper's 20-way Omniglot setting: 5 inner steps of size 0.1 in training and at test, meta
 # batches of 16 tasks, one query per class, Adam 1e-3 (60,000 meta-steps: beyond a CPU)

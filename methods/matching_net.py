@@ -6,7 +6,7 @@ embeddings (a bidirectional LSTM over the support, an attention LSTM for the que
 option ``fce=true``; Vinyals et al. found them no help on Omniglot, so the presets leave them off.
 """
 from fewshot_bench.api import METHODS
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.learning.method import TwinMethod
 
 # Conv-4 of Vinyals et al. and Snell et al.
 CONV4 = {"network": "conv", "input_size": 28, "channels": (64, 64, 64, 64), "kernels": (3, 3, 3, 3),

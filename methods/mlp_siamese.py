@@ -11,8 +11,8 @@ Presets (the same twin, 28x28 inputs, 1024 hidden units, a 512-unit sigmoid embe
 """
 from fewshot_bench.api import METHODS
 from fewshot_bench.methods.conv_siamese import CPU_PRESET as CONV_CPU_PRESET
-from fewshot_bench.splits import ALL_DRAWERS
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.data.splits import ALL_DRAWERS
+from fewshot_bench.learning.method import TwinMethod
 
 MLP_TWIN = {"network": "mlp", "input_size": 28, "hidden": (1024,), "fc_units": 512, "init": "default"}
 CPU_PAIRS_PRESET = {

@@ -8,7 +8,7 @@ count as new alphabets, and Koch's affine distortions are applied to every image
 """
 from fewshot_bench.api import METHODS
 from fewshot_bench.methods.conv_siamese import CPU_TWIN, TINY_PRESET as CONV_TINY
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.learning.method import TwinMethod
 
 # the conv_siamese cpu twin without the sigmoid fc layer and head: 2304 flat conv features
 # K shots: the distance to the class's mean embedding (the prototype)

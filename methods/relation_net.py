@@ -5,7 +5,7 @@ that learns the comparison, trained to regress the relation score on 1 for the q
 """
 from fewshot_bench.api import METHODS
 from fewshot_bench.methods.matching_net import CONV4
-from fewshot_bench.twin import TwinMethod
+from fewshot_bench.learning.method import TwinMethod
 
 # cpu: 20-way episodes of 1 shot and 2 queries per class (800 relation pairs each), 4 a step
 CPU_PRESET = {**CONV4, "network": "relation", "metric": "euclidean", "objective": "relation",

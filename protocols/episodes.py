@@ -7,8 +7,8 @@ import numpy as np
 
 from fewshot_bench.api import PROTOCOLS, TrialSet
 from fewshot_bench.config import require
-from fewshot_bench.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
-from fewshot_bench.splits import TEST_ALPHABETS, TEST_DRAWERS
+from fewshot_bench.data.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
+from fewshot_bench.data.splits import TEST_ALPHABETS, TEST_DRAWERS
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fewshot_bench.api import PROTOCOLS
-from fewshot_bench.data import data_root
-from fewshot_bench.lake import RUNS_FILE, load_runs
-from fewshot_bench.omniglot import OmniglotBackgroundProtocol
+from fewshot_bench.data.datasets import data_root
+from fewshot_bench.data.lake import RUNS_FILE, load_runs
+from fewshot_bench.data.omniglot import OmniglotBackgroundProtocol
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import numpy as np
 
 from fewshot_bench.api import PROTOCOLS, TrialSet
 from fewshot_bench.config import require
-from fewshot_bench.data import data_root, load_mnist
-from fewshot_bench.omniglot import OmniglotBackgroundProtocol
+from fewshot_bench.data.datasets import data_root, load_mnist
+from fewshot_bench.data.omniglot import OmniglotBackgroundProtocol
 
 
 @functools.lru_cache(maxsize=2)
@@ -32,6 +32,7 @@ class Mnist10(OmniglotBackgroundProtocol):
     version = "1"
     Config = Mnist10Config
     ci_unit = "trials"
+    redrawn = True
 
     def trial_sets(self, trial_seed: int):
         mnist = _mnist(str(data_root(self.data_root)))

@@ -7,8 +7,8 @@ import numpy as np
 
 from fewshot_bench.api import PROTOCOLS
 from fewshot_bench.config import require
-from fewshot_bench.omniglot import OmniglotBackgroundProtocol, omniglot, within_alphabet_sets
-from fewshot_bench.splits import TEST_ALPHABETS, TEST_DRAWERS
+from fewshot_bench.data.omniglot import OmniglotBackgroundProtocol, omniglot, within_alphabet_sets
+from fewshot_bench.data.splits import TEST_ALPHABETS, TEST_DRAWERS
 
 @dataclass(frozen=True)
 class Omniglot20Config:
@@ -27,6 +27,7 @@ class Omniglot20Config:
 class Omniglot20(OmniglotBackgroundProtocol):
     summary = "Koch 2015 20-way within-alphabet one-shot, 10 test alphabets x 2 sets = 400 trials"
     version = "1"
+    redrawn = True
     Config = Omniglot20Config
 
     def trial_sets(self, trial_seed: int):

@@ -16,8 +16,8 @@ from fewshot_bench.api import PROTOCOLS, PairSet
 from fewshot_bench.config import require
 from fewshot_bench.evaluation import rounded, summarise
 from fewshot_bench.imageset import ImageSet
-from fewshot_bench.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
-from fewshot_bench.splits import (TEST_ALPHABETS, TEST_DRAWERS, TRAIN_DRAWERS,
+from fewshot_bench.data.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
+from fewshot_bench.data.splits import (TEST_ALPHABETS, TEST_DRAWERS, TRAIN_DRAWERS,
                                   VALIDATION_ALPHABETS, VALIDATION_DRAWERS)
 
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from fewshot_bench.api import PROTOCOLS, Protocol, TrialSet
 from fewshot_bench.config import require
-from fewshot_bench.omniglot import image_ids
-from fewshot_bench.vinyals import characters, class_set
+from fewshot_bench.data.omniglot import image_ids
+from fewshot_bench.data.vinyals_split import characters, class_set
 
 VALIDATION_EPISODES = 16  # 16 20-way one-shot episodes: 320 validation trials, as Koch's
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 
-from fewshot_bench.cli import main
+from fewshot_bench.cli.main import main
 
 
 def bench(*args, env=None, cwd=None):
@@ -94,7 +94,7 @@ def test_table_without_records_is_a_user_error(tmp_path):
 
 
 def test_table_shows_published_figures_marked_as_such(tmp_path):
-    from fewshot_bench.tables import wide_table
+    from fewshot_bench.tables.store import wide_table
 
     record = {"method": "pixel_1nn", "preset": None, "protocol": "omniglot20", "seed": 0, "accuracy": 0.15,
               "ci95": 0.03, "n_trials": 400, "trial_seeds": [0], "finished": "x"}
@@ -106,7 +106,7 @@ def test_table_shows_published_figures_marked_as_such(tmp_path):
 
 
 def test_table_puts_lake_runs_beside_the_same_methods_draws():
-    from fewshot_bench.tables import wide_table
+    from fewshot_bench.tables.store import wide_table
 
     base = {"method": "pixel_1nn", "preset": None, "seed": 0, "ci95": 0.01, "n_trials": 400,
             "trial_seeds": [0], "finished": "x", "method_config": {}}
@@ -119,7 +119,7 @@ def test_table_puts_lake_runs_beside_the_same_methods_draws():
 
 def test_runs_of_one_preset_with_different_configs_get_separate_rows():
     from fewshot_bench.api import METHODS
-    from fewshot_bench.tables import long_table
+    from fewshot_bench.tables.store import long_table
 
     cls = METHODS.get("conv_siamese")
     current = cls(cls.make_config("cpu"), preset="cpu").config_dict()
@@ -136,7 +136,7 @@ def test_runs_of_one_preset_with_different_configs_get_separate_rows():
 
 
 def test_runs_on_other_protocol_options_are_other_columns():
-    from fewshot_bench.tables import wide_table
+    from fewshot_bench.tables.store import wide_table
 
     base = {"method": "mhd", "preset": None, "seed": 0, "ci95": 0.01, "n_trials": 400, "trial_seeds": [0],
             "finished": "x", "method_config": {}, "protocol": "omniglot20"}
@@ -147,7 +147,7 @@ def test_runs_on_other_protocol_options_are_other_columns():
 
 
 def test_table_with_two_paper_protocols_keeps_published_rows():
-    from fewshot_bench.tables import wide_table
+    from fewshot_bench.tables.store import wide_table
 
     base = {"method": "pixel_1nn", "preset": None, "seed": 0, "accuracy": 0.2, "ci95": 0.01, "n_trials": 400,
             "trial_seeds": [0], "finished": "x", "method_config": {}}

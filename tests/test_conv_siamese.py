@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from fewshot_bench.api import METHODS
-from fewshot_bench.augment import AffineRanges, affine_matrices, distort, draw_affine
+from fewshot_bench.learning.augment import AffineRanges, affine_matrices, distort, draw_affine
 from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet
-from fewshot_bench import trainer, twin
-from fewshot_bench.networks import TwinNet
-from fewshot_bench.training import CharacterIndex, EarlyStopping, balanced_pairs
+from fewshot_bench.learning import checkpoints, trainer
+from fewshot_bench.learning import method as twin
+from fewshot_bench.learning.networks import TwinNet
+from fewshot_bench.learning.checkpoints import EarlyStopping
+from fewshot_bench.learning.sampling import CharacterIndex, balanced_pairs
 from helpers import glyph
 
 ConvSiamese = METHODS.get("conv_siamese")
@@ -314,7 +316,7 @@ def test_pair_steps_fixes_the_batches_of_a_pairs_epoch(pairs, distortions, steps
 
 def test_run_records_keep_the_training_history_and_its_cost_when_reused(tmp_path):
     from fewshot_bench.records import training_seconds
-    from fewshot_bench.runner import training_summary
+    from fewshot_bench.experiments.runner import training_summary
 
     bg = synthetic_background()
     m = tiny(epochs=2)
@@ -379,7 +381,7 @@ def test_keep_last_takes_the_final_epochs_weights_from_the_same_training(tmp_pat
     best = tiny(epochs=3, patience=3)
     best.work_dir = tmp_path
     best.fit(bg, val)
-    state = twin.Checkpoint(tmp_path, f"conv_siamese-{best.checkpoint_key_}").load()
+    state = checkpoints.Checkpoint(tmp_path, f"conv_siamese-{best.checkpoint_key_}").load()
     last = tiny(epochs=3, patience=3, keep="last", test_symmetries=8)
     last.work_dir = tmp_path
     last.fit(bg, val)
@@ -399,9 +401,9 @@ def test_validation_during_training_scores_one_view(monkeypatch):
 
 @pytest.mark.parametrize("metric", ["weighted_l1", "euclidean"])
 def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax(metric):
-    from fewshot_bench.networks import TwinNet
-    from fewshot_bench.objectives import trial_loss
-    from fewshot_bench.twin import TwinConfig
+    from fewshot_bench.learning.networks import TwinNet
+    from fewshot_bench.learning.objectives import trial_loss
+    from fewshot_bench.learning.method import TwinConfig
 
     torch.manual_seed(0)
     model = TwinNet(TwinConfig(network="mlp", input_size=8, hidden=(16,), fc_units=6, metric=metric,
@@ -425,7 +427,7 @@ def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax
 
 
 def test_speed_train_reports_throughput_flops_and_the_gemm_limit(data_root):
-    from fewshot_bench import speed
+    from fewshot_bench.experiments import speed
 
     result = speed.train(data_root, preset="tiny", steps=2, repeats=1)
     assert result["isa"] and result["gemm_gflops"] > 0 and result["images_per_step"] == 2 * 5 * 4

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from fewshot_bench import data
+from fewshot_bench.data import datasets as data
 from fewshot_bench.errors import UserError
 from helpers import glyph, idx_gz, omniglot_zip
 
@@ -114,7 +114,7 @@ def test_atomic_writes_honour_the_umask_like_a_plain_write(tmp_path, umask):
 
 
 def test_bench_data_shows_and_verifies_lakes_runs(data_root, capsys):
-    from fewshot_bench.cli import main
+    from fewshot_bench.cli.main import main
 
     assert main(["data", "--data-root", str(data_root)]) == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -125,8 +125,8 @@ def test_bench_data_flags_runs_that_are_not_lakes_file(data_root, tmp_path, caps
     import shutil
     import zipfile
 
-    from fewshot_bench.cli import main
-    from fewshot_bench.lake import load_runs, verify_runs_file
+    from fewshot_bench.cli.main import main
+    from fewshot_bench.data.lake import load_runs, verify_runs_file
 
     root = tmp_path / "data"
     shutil.copytree(data_root / "mnist", root / "mnist")

@@ -7,8 +7,8 @@ from functools import partial
 
 import pytest
 
-from fewshot_bench import data, fetch
-from fewshot_bench.cli import main
+from fewshot_bench.data import datasets as data, fetch
+from fewshot_bench.cli.main import main
 from fewshot_bench.errors import UserError
 
 
@@ -108,7 +108,7 @@ def test_official_sources_are_the_documented_ones():
 
 
 def test_the_vinyals_split_comes_from_snells_repository_with_checksums(data_root):
-    from fewshot_bench.data import file_digest
+    from fewshot_bench.data.datasets import file_digest
 
     split = [r for r in data.REMOTE_FILES if r.name.startswith("omniglot/vinyals_split/")]
     assert sorted(r.name.rsplit("/", 1)[1] for r in split) == ["test.txt", "train.txt", "trainval.txt", "val.txt"]

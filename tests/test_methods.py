@@ -24,7 +24,7 @@ def make(name):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_registered_method_scores_a_tiny_trial_set(name, data_root):
     """Registry-wide smoke test: fit on background data, finite (Q, S) scores."""
-    from fewshot_bench.omniglot import background_set, omniglot
+    from fewshot_bench.data.omniglot import background_set, omniglot
 
     method = make(name)
     background = background_set(omniglot())

@@ -7,9 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from fewshot_bench import failures
-from fewshot_bench.cli import main
-from fewshot_bench.omniglot import omniglot
+from fewshot_bench.pictures import failures
+from fewshot_bench.cli.main import main
+from fewshot_bench.data.omniglot import omniglot
 from fewshot_bench.records import load_records
 
 
@@ -66,7 +66,7 @@ def test_run_records_keep_trial_identities_that_match_the_pixels(data_root, tmp_
     assert (table["correct"] == (table["correct_support"].str.rsplit("/", n=1).str[0]
                                  == table["chosen_support"].str.rsplit("/", n=1).str[0])).all()
     # the recorded identities name the images that were scored: rescoring them gives the recorded scores
-    from fewshot_bench.pictures import ImageSource
+    from fewshot_bench.pictures.figures import ImageSource
     source = ImageSource()
     row = table.iloc[0]
     q, s = source(row["query"]).astype(float), source(row["correct_support"]).astype(float)
@@ -137,7 +137,7 @@ def test_report_renders_in_a_real_browser_with_every_image(data_root, tmp_path):
 def test_report_names_each_config_of_a_preset_apart(monkeypatch):
     """Two configs of one preset (the current one and an older one) get a picture each, not one file
     written twice."""
-    from fewshot_bench import report
+    from fewshot_bench.pictures import report
 
     run = {"draws": [{"sets": [{"group": "g"}]}], "seed": 0}
     monkeypatch.setattr(report, "latest_per_seed", lambda records: {

@@ -5,9 +5,9 @@ import pytest
 
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.errors import UserError
-from fewshot_bench.omniglot import omniglot
+from fewshot_bench.data.omniglot import omniglot
 from fewshot_bench.api import check_alphabets as check_background
-from fewshot_bench.splits import HELDOUT_ALPHABETS, TEST_ALPHABETS, VALIDATION_ALPHABETS
+from fewshot_bench.data.splits import HELDOUT_ALPHABETS, TEST_ALPHABETS, VALIDATION_ALPHABETS
 from helpers import lake_runs_folder
 
 

@@ -3,14 +3,16 @@ import threading
 import pandas as pd
 import pytest
 
-from fewshot_bench import reproduce as rep
+from fewshot_bench.experiments import reproduce as rep
+from fewshot_bench.tables import koch
+from fewshot_bench.tables.base import TABLES, Cell
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records
 
 
-def cheap_plan(table, preset):
-    return ("mnist10",), [rep.Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=26.5),
-                       rep.Cell("1-NN at 14 px", "pixel_1nn", options={"input_size": 14}, learns=False)]
+def cheap_plan(self, preset):
+    return ("mnist10",), [Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=26.5),
+                       Cell("1-NN at 14 px", "pixel_1nn", options={"input_size": 14}, learns=False)]
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def counted_runs(monkeypatch):
         calls.append((spec.method, dict(spec.method_options), spec.seed))
         return real(spec)
 
-    monkeypatch.setattr(rep, "plan", cheap_plan)
+    monkeypatch.setattr(koch.Table3, "plan", cheap_plan)
     monkeypatch.setattr(rep, "run", run)
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0, 1])
     return calls
@@ -71,22 +73,26 @@ def test_a_dead_owners_lock_is_taken_over(tmp_path):
     assert not path.exists()
 
 
+def plan(table, preset):
+    return TABLES.get(table)().plan(preset)
+
+
 def test_plans_match_the_papers_tables():
-    protocols, cells = rep.plan("table1", "cpu")
+    protocols, cells = plan("table1", "cpu")
     assert protocols == ("verification",) and len(cells) == 6
-    assert {(c.options["pairs"], c.options["distortions"]) for c in cells} == set(rep.TABLE1)
-    assert {c.options["pair_steps"] for c in cells} == {rep.CPU_TABLE1_STEPS}  # one budget for all cells
-    assert all("pair_steps" not in c.options for c in rep.plan("table1", "paper")[1])  # paper: full passes
-    protocols, cells = rep.plan("table2", "cpu")
+    assert {(c.options["pairs"], c.options["distortions"]) for c in cells} == set(koch.TABLE1)
+    assert {c.options["pair_steps"] for c in cells} == {koch.CPU_TABLE1_STEPS}  # one budget for all cells
+    assert all("pair_steps" not in c.options for c in plan("table1", "paper")[1])  # paper: full passes
+    protocols, cells = plan("table2", "cpu")
     assert protocols == ("omniglot20", "lake_runs")  # our draws beside Lake's runs
     assert {"pixel_1nn", "affine", "mlp_siamese", "conv_siamese"} <= {c.method for c in cells}
     # the MLP under the paper's pair recipe (its paper row) and under the conv twin's cpu trial recipe
     assert {(c.preset, c.paper) for c in cells if c.method == "mlp_siamese"} == {("cpu_pairs", 58.3), ("cpu", None)}
-    protocols, cells = rep.plan("table3", "paper")
+    protocols, cells = plan("table3", "paper")
     assert protocols == ("mnist10",) and cells[1].preset == "mnist"
-    assert rep.plan("table3", "cpu")[1][1].preset == "cpu35"  # the paper's 35x35 MNIST size
+    assert plan("table3", "cpu")[1][1].preset == "cpu35"  # the paper's 35x35 MNIST size
     with pytest.raises(UserError, match="unknown table"):
-        rep.plan("table9", "cpu")
+        plan("table9", "cpu")
 
 
 def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tmp_path, monkeypatch):
@@ -97,9 +103,9 @@ def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tm
         calls.append((spec.method, spec.protocol, spec.trial_seeds))
         return real(spec)
 
-    monkeypatch.setattr(rep, "plan", lambda table, preset: (("omniglot20", "lake_runs"), [
-        rep.Cell("1-Nearest Neighbor", "pixel_1nn", options={"input_size": 28}, learns=False, paper=21.7),
-        rep.Cell("Tiny twin (beyond the table)", "conv_siamese", "tiny")]))
+    monkeypatch.setattr(koch.Table2, "plan", lambda self, preset: (("omniglot20", "lake_runs"), [
+        Cell("1-Nearest Neighbor", "pixel_1nn", options={"input_size": 28}, learns=False, paper=21.7),
+        Cell("Tiny twin (beyond the table)", "conv_siamese", "tiny")]))
     monkeypatch.setattr(rep, "run", run)
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0, 1])
     out = tmp_path / "results"
@@ -122,8 +128,8 @@ def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tm
 
 def test_reproduce_on_ray_runs_the_missing_runs_as_ray_tasks(data_root, tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    monkeypatch.setattr(rep, "plan", lambda table, preset: (("omniglot20", "lake_runs"), [
-        rep.Cell("Tiny twin", "conv_siamese", "tiny")]))
+    monkeypatch.setattr(koch.Table2, "plan", lambda self, preset: (("omniglot20", "lake_runs"), [
+        Cell("Tiny twin", "conv_siamese", "tiny")]))
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0])
     monkeypatch.setattr(rep, "run", lambda spec, progress=None: pytest.fail("ran here, not on Ray"))
     rep.reproduce("table2", "cpu", 1, tmp_path / "store", tmp_path / "out", on="ray")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from fewshot_bench import sweep
-from fewshot_bench.cli import main
+from fewshot_bench.experiments import sweep
+from fewshot_bench.cli.main import main
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records
 

@@ -4,16 +4,18 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot_bench import reproduce as rep
-from fewshot_bench import vinyals
+from fewshot_bench.data import vinyals_split as vinyals
+from fewshot_bench.experiments import reproduce as rep
+from fewshot_bench.tables import table4
+from fewshot_bench.tables.base import TABLES
 from fewshot_bench.api import METHODS, PROTOCOLS, TrialSet
-from fewshot_bench.data import REMOTE_FILES
+from fewshot_bench.data.datasets import REMOTE_FILES
 from fewshot_bench.errors import UserError
 from fewshot_bench.evaluation import evaluate_trial_sets
-from fewshot_bench.networks import TwinNet
-from fewshot_bench.objectives import class_scores, maml_loss
+from fewshot_bench.learning.networks import TwinNet
+from fewshot_bench.learning.objectives import class_scores, maml_loss
 from fewshot_bench.records import load_records
-from fewshot_bench.runner import RunSpec, run
+from fewshot_bench.experiments.runner import RunSpec, run
 
 NEW_METHODS = ("matching_net", "relation_net", "maml", "baseline")
 
@@ -125,7 +127,7 @@ def test_maml_second_order_differs_from_first_order():
     cls = METHODS.get("maml")
     torch.manual_seed(0)
     method = cls(cls.make_config("tiny"))
-    from fewshot_bench.networks import build_network
+    from fewshot_bench.learning.networks import build_network
 
     model = build_network(method.config)
     x = torch.rand(2 * 5, 1, 16, 16)
@@ -160,13 +162,11 @@ def test_maml_refuses_more_classes_than_it_has_outputs(data_root, tmp_path):
 
 
 def test_table4_plans_every_method_on_both_backgrounds(data_root, tmp_path, monkeypatch):
-    protocols, cells = rep.plan("table4", "cpu")
+    protocols, cells = TABLES.get("table4")().plan("cpu")
     assert [p for p, _ in protocols] == ["vinyals"] * 4 + ["omniglot20", "lake_runs"]
     assert {c.method for c in cells} == {"pixel_1nn", "protonet", "matching_net", "maml", "relation_net",
                                          "baseline", "conv_siamese"}
     # a cheap table4: 1-NN and a tiny protonet, few episodes
-    from fewshot_bench import table4
-
     monkeypatch.setattr(table4, "ROWS", (table4.ROWS[0], ("Prototypical networks", "protonet", "tiny",
                                                            "Prototypical networks (Snell et al. 2017)")))
     monkeypatch.setattr(table4, "COLUMNS", tuple((label, p, {**o, "episodes": 20} if p == "vinyals" else o)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .errors import UserError
+from fewshot_bench.errors import UserError
 
 
 def trial_table(record: dict) -> pd.DataFrame:

@@ -7,9 +7,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .data import REMOTE_FILES, RemoteFile
-from .errors import UserError
-from .records import temp_beside
+from fewshot_bench.data.datasets import REMOTE_FILES, RemoteFile
+from fewshot_bench.errors import UserError
+from fewshot_bench.records import temp_beside
 
 
 def sources(remote: RemoteFile, base_url: str | None) -> tuple[str, ...]:

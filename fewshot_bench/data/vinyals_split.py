@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import _require, data_root
-from .errors import UserError
-from .imageset import ImageSet, to_tensor
+from fewshot_bench.data.datasets import _require, data_root
+from fewshot_bench.errors import UserError
+from fewshot_bench.imageset import ImageSet, to_tensor
 
 SPLIT_DIR = "omniglot/vinyals_split"
 PARTS = ("train", "val", "trainval", "test")
@@ -62,7 +62,7 @@ def rotate(images: np.ndarray, degrees: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _class_set(root: str, part: str) -> ImageSet:
-    from .omniglot import omniglot
+    from fewshot_bench.data.omniglot import omniglot
 
     images = omniglot(Path(root))
     meta = images.meta
@@ -98,7 +98,7 @@ def characters(images: ImageSet) -> set[tuple[str, str]]:
 
 def verify_split(root: Path | None) -> list[str]:
     """Problems with the split files: checksums, class counts, and test classes in train or val."""
-    from .data import REMOTE_FILES, file_digest
+    from fewshot_bench.data.datasets import REMOTE_FILES, file_digest
 
     problems = []
     published = {r.name: r.sha256 for r in REMOTE_FILES}

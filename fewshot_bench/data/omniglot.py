@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import Protocol, TrialSet
-from .data import data_root, load_omniglot
-from .imageset import ImageSet
-from .splits import HELDOUT_ALPHABETS, VALIDATION_ALPHABETS, VALIDATION_DRAWERS
+from fewshot_bench.api import Protocol, TrialSet
+from fewshot_bench.data.datasets import data_root, load_omniglot
+from fewshot_bench.imageset import ImageSet
+from fewshot_bench.data.splits import HELDOUT_ALPHABETS, VALIDATION_ALPHABETS, VALIDATION_DRAWERS
 
 
 @functools.lru_cache(maxsize=4)

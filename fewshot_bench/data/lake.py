@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from .api import TrialSet
-from .errors import UserError
+from fewshot_bench.api import TrialSet
+from fewshot_bench.errors import UserError
 
 RUNS_FILE = "omniglot/all_runs.zip"  # where `bench data fetch` puts the runs under the data root
 
@@ -90,7 +90,7 @@ def load_runs(path: Path) -> list[TrialSet]:
 
 def verify_runs_file(runs: list[TrialSet], path: Path) -> list[str]:
     """Problems with the data root's runs: their shape, and the zip's bytes against Lake's file."""
-    from .data import REMOTE_FILES, file_digest
+    from fewshot_bench.data.datasets import REMOTE_FILES, file_digest
 
     published = next(r.sha256 for r in REMOTE_FILES if r.name == RUNS_FILE)
     digest = file_digest(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from fewshot_bench.errors import UserError
 
 DPI = 100
 PANEL = 105  # pixels per image panel: Omniglot's native size; smaller images are centred in it
@@ -50,21 +50,21 @@ class ImageSource:
 
     @functools.cached_property
     def _omniglot_rows(self) -> dict:
-        from .omniglot import omniglot
+        from fewshot_bench.data.omniglot import omniglot
 
         images = omniglot(self.data_root)
         meta = images.meta
         return {key: images.images[i] for i, key in enumerate(zip(meta["alphabet"], meta["character"], meta["drawer"]))}
 
     def _mnist(self):
-        from .data import data_root, load_mnist
+        from fewshot_bench.data.datasets import data_root, load_mnist
 
         return load_mnist(data_root(self.data_root))
 
     @functools.cached_property
     def _runs(self):
-        from .data import data_root
-        from .lake import RUNS_FILE, RunFiles
+        from fewshot_bench.data.datasets import data_root
+        from fewshot_bench.data.lake import RUNS_FILE, RunFiles
 
         return RunFiles(Path(self.runs) if self.runs else data_root(self.data_root) / RUNS_FILE)
 
@@ -187,8 +187,8 @@ def learning_curves(records: list[dict], path: Path) -> Path:
 def alphabet_accuracy(records: list[dict]) -> pd.DataFrame:
     """Accuracy (%) per method (rows, with preset) and test alphabet (columns) over the store's
     ``omniglot20`` runs that keep trial identities (all seeds and draws pooled)."""
-    from .failures import trial_table
-    from .tables import latest_per_seed
+    from fewshot_bench.pictures.failures import trial_table
+    from fewshot_bench.tables.store import latest_per_seed
 
     rows = {}
     for (method, preset, protocol), runs in latest_per_seed(records).items():

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .api import METHODS, PROTOCOLS
-from .config import parse_assignments
-from .errors import UserError
-from .records import load_records, save_record, write_atomic
-from .reproduce import record_key, spec_key
-from .runner import RunSpec, build, run
-from .seeding import parse_seeds
-from .stats import t_interval
+from fewshot_bench.api import PROTOCOLS
+from fewshot_bench.config import parse_assignments
+from fewshot_bench.errors import UserError
+from fewshot_bench.records import load_records, save_record, write_atomic
+from fewshot_bench.experiments.runner import RunSpec, build, run, spec_key
+from fewshot_bench.keys import record_key
+from fewshot_bench.seeding import parse_seeds
+from fewshot_bench.stats import t_interval
 
 
 @dataclass

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import distort
-from .evaluation import evaluate_trial_sets
-from .networks import build_network, symmetry
-from .objectives import episode_loss, maml_loss, pair_loss, trial_loss
-from .training import CharacterIndex, Checkpoint, EarlyStopping, balanced_pairs, trial_batch
+from fewshot_bench.learning.augment import distort
+from fewshot_bench.evaluation import evaluate_trial_sets
+from fewshot_bench.learning.networks import build_network, symmetry
+from fewshot_bench.learning.objectives import episode_loss, maml_loss, pair_loss, trial_loss
+from fewshot_bench.learning.checkpoints import Checkpoint, EarlyStopping
+from fewshot_bench.learning.sampling import CharacterIndex, balanced_pairs, trial_batch
 
 EPISODE_OBJECTIVES = ("prototypes", "matching", "relation")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .failures import failures, per_alphabet
-from .pictures import failure_gallery, heatmap, learning_curves, source_for
-from .records import write_atomic
-from .tables import latest_per_seed, wide_table
+from fewshot_bench.pictures.failures import failures, per_alphabet
+from fewshot_bench.pictures.figures import failure_gallery, heatmap, learning_curves, source_for
+from fewshot_bench.records import write_atomic
+from fewshot_bench.tables.store import latest_per_seed, wide_table
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}

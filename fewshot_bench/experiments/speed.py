@@ -23,7 +23,7 @@ def timed(fn, repeats: int) -> list[float]:
 
 def load(root: Path, repeats: int = 5) -> dict:
     """Cold (decode both Omniglot zips into a fresh cache) and warm (read the cache) loads."""
-    from .data import load_omniglot
+    from fewshot_bench.data.datasets import load_omniglot
 
     old = os.environ.get("FEWSHOT_BENCH_CACHE")
     with tempfile.TemporaryDirectory() as cache:
@@ -43,7 +43,7 @@ def mhd(root: Path, sets: int = 4, repeats: int = 3) -> dict:
     """Our batched MHD against a straightforward per-pair scipy cdist loop, same trial sets."""
     from scipy.spatial.distance import cdist
 
-    from .api import METHODS, PROTOCOLS
+    from fewshot_bench.api import METHODS, PROTOCOLS
 
     trial_sets = PROTOCOLS.get("omniglot20")(data_root=root).trial_sets(0)[:sets]
     method = METHODS.get("mhd")()
@@ -84,7 +84,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
     (where oneDNN supports it) bf16; and the machine's own limit measured in the same run: the
     step's achieved GFLOP/s (forward and backward, counted by torch's FlopCounterMode; the L1
     head's cdist is not counted) against a large fp32 GEMM's on the same threads."""
-    from .api import METHODS
+    from fewshot_bench.api import METHODS
 
     cls = METHODS.get("conv_siamese")
     base = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
@@ -100,7 +100,7 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) ->
 
 
 def use_bf16_auto() -> bool:
-    from .trainer import use_bf16
+    from fewshot_bench.learning.trainer import use_bf16
 
     return use_bf16("auto", torch.device("cpu"))
 
@@ -115,11 +115,11 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
 def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .imageset import to_tensor
-    from .omniglot import background_set, omniglot
-    from .training import CharacterIndex
-    from .networks import TwinNet
-    from .objectives import trial_loss
+    from fewshot_bench.imageset import to_tensor
+    from fewshot_bench.data.omniglot import background_set, omniglot
+    from fewshot_bench.learning.sampling import CharacterIndex
+    from fewshot_bench.learning.networks import TwinNet
+    from fewshot_bench.learning.objectives import trial_loss
 
     method = cls(cls.make_config(preset, {"steps_per_epoch": steps, "precision": precision}), seed=0, preset=preset)
     cfg = method.config
@@ -165,8 +165,8 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
 
 def evaluate(root: Path, preset: str = "paper") -> dict:
     """Time the 400 omniglot20 trials with an (untrained) network: each image embedded once per set."""
-    from .api import METHODS, PROTOCOLS
-    from .networks import TwinNet
+    from fewshot_bench.api import METHODS, PROTOCOLS
+    from fewshot_bench.learning.networks import TwinNet
 
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset), seed=0, preset=preset)
@@ -184,8 +184,8 @@ def sweep(root: Path, trainings: int = 8) -> dict:
     """The same sweep of ``trainings`` tiny conv_siamese runs (8 seeds, scored on omniglot20 and
     lake_runs) here in this process and on a local Ray started for it: wall times, their ratio
     (Ray's overhead, start-up included), and whether the records are identical."""
-    from .records import load_records
-    from .sweep import SweepProgress, plan, run_local, run_ray
+    from fewshot_bench.records import load_records
+    from fewshot_bench.experiments.sweep import SweepProgress, plan, run_local, run_ray
 
     times, records = {}, {}
     with tempfile.TemporaryDirectory() as folder:

@@ -1,4 +1,5 @@
-"""Tables from run records: methods as rows, protocols as columns, ``acc ± ci95`` cells."""
+"""``bench table``: every run of the store as methods x protocols, ``acc ± ci95`` cells, runs of
+one preset with other configs labelled by what differs, and the paper's figures beside them."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,27 +8,14 @@ import json
 
 import pandas as pd
 
-from .published import PAPER_ROW, PAPER_TABLES
-from .stats import t_interval
-
-
-def cell(records: list[dict]) -> dict:
-    """One table cell from the runs of one (method, preset, protocol): a single run shows its
-    CI over trial sets; several training seeds show mean and t-interval over seeds."""
-    if len(records) == 1:
-        r = records[0]
-        return {"accuracy": 100 * r["accuracy"], "ci95": 100 * r["ci95"], "seeds": 1,
-                "trials": r["n_trials"], "draws": len(r["trial_seeds"])}
-    mean, half = t_interval([r["accuracy"] for r in records])
-    return {"accuracy": 100 * mean, "ci95": 100 * half, "seeds": len(records),
-            "trials": sum(r["n_trials"] for r in records), "draws": sum(len(r["trial_seeds"]) for r in records)}
+from fewshot_bench.api import METHODS, PROTOCOLS
+from fewshot_bench.errors import UserError
+from fewshot_bench.keys import fingerprint
+from fewshot_bench.tables.base import TABLES, cell
 
 
 @functools.lru_cache(maxsize=None)  # one method instance per (method, preset), not one per record
 def _current_config(method: str, preset: str | None) -> str | None:
-    from .api import METHODS
-    from .errors import UserError
-
     try:
         cls = METHODS.get(method)
         return json.dumps(cls(cls.make_config(preset), preset=preset).config_dict(), default=list)
@@ -54,8 +42,6 @@ def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def preset_label(record: dict) -> str:
-    from .training import fingerprint
-
     preset = record.get("preset") or "-"
     config = json.loads(json.dumps(record.get("method_config") or {}, default=list))  # tuples as stored: lists
     current = current_config(record["method"], record.get("preset"))
@@ -73,8 +59,6 @@ def preset_label(record: dict) -> str:
 
 def _default(method: str, option: str):
     """The default of a method's config option (what a record that lacks it ran with)."""
-    from .api import METHODS
-
     fields = {f.name: f.default for f in dataclasses.fields(METHODS.get(method).Config)}
     return json.loads(json.dumps(fields.get(option, "default"), default=list))  # tuples as records store them: lists
 
@@ -93,9 +77,6 @@ def protocol_label(record: dict) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _default_protocol_config(protocol: str) -> str:
-    from .api import PROTOCOLS
-    from .errors import UserError
-
     try:
         cls = PROTOCOLS.get(protocol)
         return json.dumps(cls(cls.make_config({})).config_dict(), default=list)
@@ -130,14 +111,16 @@ def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
     if not paper:
         return wide[sorted(wide.columns)]
     methods = dict(zip(long["row"], long["method"]))
-    ours = {PAPER_ROW.get(m) for m in long["method"]}
     order = []
-    for table, (protocols, figures) in PAPER_TABLES.items():
+    for _, table in TABLES.items():
+        if table.store_figures is None:
+            continue
+        column, protocols, figures, paper_row = table.store_figures
         present = [p for p in protocols if p in wide.columns]
         if not present:
             continue
-        column = f"{table} (Koch 2015)"
-        wide[column] = [f"{figures[PAPER_ROW[methods[r]]]:.1f}" if PAPER_ROW.get(methods.get(r)) in figures else ""
+        ours = {paper_row.get(m) for m in long["method"]}
+        wide[column] = [f"{figures[paper_row[methods[r]]]:.1f}" if paper_row.get(methods.get(r)) in figures else ""
                         for r in wide.index]
         for system, figure in figures.items():
             if system not in ours:

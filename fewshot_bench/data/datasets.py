@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .errors import UserError
-from .imageset import ImageSet
-from .records import write_atomic
+from fewshot_bench.errors import UserError
+from fewshot_bench.imageset import ImageSet
+from fewshot_bench.records import write_atomic
 
 OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{}"
 VINYALS_URL = ("https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/"

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .api import METHODS, PROTOCOLS
-from .records import SCHEMA, new_run_id
-from .seeding import seed_everything
-from .stats import set_interval, t_interval
+from fewshot_bench import __version__
+from fewshot_bench.api import METHODS, PROTOCOLS
+from fewshot_bench.keys import run_key
+from fewshot_bench.records import SCHEMA, new_run_id
+from fewshot_bench.seeding import seed_everything
+from fewshot_bench.stats import set_interval, t_interval
 
 
 @dataclass
@@ -39,6 +40,13 @@ def build(spec: RunSpec):
     method = method_cls(config, seed=spec.seed, preset=preset, work_dir=spec.work_dir)
     protocol = protocol_cls(protocol_cls.make_config(spec.protocol_options), data_root=spec.data_root)
     return method, protocol
+
+
+def spec_key(spec: RunSpec) -> str:
+    """The key of the run ``spec`` would make (:func:`fewshot_bench.keys.record_key` of its record)."""
+    method, protocol = build(spec)
+    return run_key(spec.method, method.preset, method.config_dict(), spec.protocol, protocol.config_dict(),
+                   spec.seed, spec.trial_seeds or [spec.seed])
 
 
 def run(spec: RunSpec, progress=None) -> dict:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .evaluation import class_means
+from fewshot_bench.evaluation import class_means
 
 
 def pair_loss(model, a, b, same, loss: str = "bce", margin: float = 1.0) -> torch.Tensor:

@@ -11,16 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
-from .api import Method
-from .errors import UserError
-from .config import require
-from .ensemble import train_in_processes
-from .imageset import to_tensor
-from .networks import NETWORKS, build_network, symmetry
-from .objectives import adapt, class_scores
-from .splits import TRAIN_DRAWERS
-from .trainer import EPISODE_OBJECTIVES, TrainingLoop
-from .training import CharacterIndex, Checkpoint, data_fingerprint, fingerprint
+from fewshot_bench.api import Method
+from fewshot_bench.errors import UserError
+from fewshot_bench.config import require
+from fewshot_bench.learning.ensemble import train_in_processes
+from fewshot_bench.imageset import to_tensor
+from fewshot_bench.learning.networks import NETWORKS, build_network, symmetry
+from fewshot_bench.learning.objectives import adapt, class_scores
+from fewshot_bench.data.splits import TRAIN_DRAWERS
+from fewshot_bench.learning.trainer import EPISODE_OBJECTIVES, TrainingLoop
+from fewshot_bench.keys import fingerprint
+from fewshot_bench.learning.checkpoints import Checkpoint, data_fingerprint
+from fewshot_bench.learning.sampling import CharacterIndex
 
 OBJECTIVES = ("pairs", "trials") + EPISODE_OBJECTIVES + ("maml", "classes")
 

@@ -1,0 +1,68 @@
+"""What the subcommands share: the two consoles, the common arguments, the results table."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)  # human output on stderr, so --json's stdout stays machine-readable
+out = Console()
+
+
+class RegistryNames:
+    """argparse choices read from a registry only when argparse needs them (checking the value, a
+    subcommand's --help), so ``bench --help`` imports no table, method or protocol."""
+
+    def __init__(self, module: str, registry: str):
+        self.module, self.registry = module, registry
+
+    def names(self) -> list[str]:
+        import importlib
+
+        return getattr(importlib.import_module(self.module), self.registry).names()
+
+    def __contains__(self, name) -> bool:
+        return name in self.names()
+
+    def __iter__(self):
+        return iter(self.names())
+
+
+def data_root_arg(p) -> None:
+    p.add_argument("--data-root", help="datasets folder (default: $FEWSHOT_BENCH_DATA, then a per-user cache)")
+
+
+def store_arg(p) -> None:
+    p.add_argument("--store", help="results store folder (default: $FEWSHOT_BENCH_STORE, then ./runs)")
+
+
+def plugin_arg(p) -> None:
+    p.add_argument("--plugin", action="append", metavar="FILE.py",
+                   help="load methods/protocols from a Python file (repeatable)")
+
+
+RESULT_COLUMNS = ("method", "protocol", "accuracy", "trials", "draws", "spread", "train s", "eval s")
+DROP_FIRST = ("spread", "draws", "train s", "eval s", "trials")  # when the console is narrow
+
+
+def print_results(records: list[dict]) -> None:
+    """The results table; names and accuracies are never cut or wrapped: on a narrow console
+    (80 columns, a pipe, a CI log) the other columns are dropped instead, least useful first."""
+    rows = [{"method": r["method"] + (f" ({r['preset']})" if r.get("preset") else ""), "protocol": r["protocol"],
+             "accuracy": f"{100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}%", "trials": str(r["n_trials"]),
+             "draws": str(len(r["trial_seeds"])), "spread": f"{100 * r['draw_std']:.2f}",
+             "train s": f"{r['train_seconds']:.1f}", "eval s": f"{r['eval_seconds']:.1f}"} for r in records]
+    columns = list(RESULT_COLUMNS)
+    for drop in (None, *DROP_FIRST):
+        if drop:
+            columns.remove(drop)
+        table = Table(title="results", title_justify="left")
+        for col in columns:
+            table.add_column(col, justify="left" if col in ("method", "protocol") else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+        if natural <= console.width:
+            break
+    console.print(table)
+    spread = "; spread = std of accuracy over draws" if "spread" in columns else ""
+    console.print(f"[dim]accuracy ± 95% CI over {records[0]['ci_unit']}{spread}[/]")

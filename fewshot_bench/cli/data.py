@@ -1,0 +1,77 @@
+"""``bench data``: what datasets are present and verified; ``bench data fetch`` downloads the missing ones."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from fewshot_bench.cli.common import data_root_arg, console, out
+from fewshot_bench.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("data", help="show and verify the datasets; `bench data fetch` downloads missing ones")
+    p.add_argument("action", nargs="?", choices=["show", "fetch"], default="show")
+    data_root_arg(p)
+    p.add_argument("--base-url", help="download from this mirror (files under their data-root paths)")
+    p.set_defaults(func=command)
+
+
+def command(args) -> None:
+    from fewshot_bench.data.datasets import data_root
+
+    root = data_root(args.data_root)
+    if args.action == "fetch":
+        fetch_missing(root, args.base_url)
+    show_data(root)
+
+
+def fetch_missing(root: Path, base_url: str | None) -> None:
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from fewshot_bench.data.fetch import download, missing_files
+
+    todo = missing_files(root)
+    if not todo:
+        console.print(f"all datasets present under {root}")
+        return
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console) as bar:
+        for remote in todo:
+            task = bar.add_task(f"fetch {remote.name}", total=None)
+            download(remote, root, base_url, on_bytes=lambda n, t=task: bar.advance(t, n))
+            console.print(f"downloaded {root / remote.name} (MD5 ok)")
+
+
+def show_data(root: Path) -> None:
+    from fewshot_bench.data.datasets import load_mnist, load_omniglot, verify_mnist, verify_omniglot
+    from fewshot_bench.data.lake import RUNS_FILE, load_runs, verify_runs_file
+    from fewshot_bench.data.vinyals_split import PARTS, read_split, verify_split
+
+    table = Table(title=f"datasets under {root}", title_justify="left")
+    table.add_column("dataset")
+    table.add_column("status")
+    table.add_column("content")
+    checks = (("omniglot", lambda: load_omniglot(root), verify_omniglot,
+               lambda s: f"{s.meta['alphabet'].nunique()} alphabets, {s.meta['label'].nunique()} characters, "
+                         f"{len(s):,} images"),
+              ("mnist", lambda: load_mnist(root), verify_mnist, lambda s: f"{len(s):,} test images"),
+              ("lake runs", lambda: load_runs(root / RUNS_FILE), lambda runs: verify_runs_file(runs, root / RUNS_FILE),
+               lambda runs: f"{len(runs)} runs, {sum(len(r.queries) for r in runs)} trials, SHA-256 as published"),
+              ("vinyals split", lambda: {part: read_split(root, part) for part in PARTS}, lambda _: verify_split(root),
+               lambda parts: ", ".join(f"{part} {len(classes):,}" for part, classes in parts.items()) + " classes"))
+    problems = 0
+    for name, load, verify, describe in checks:
+        try:
+            images = load()
+        except UserError as exc:
+            table.add_row(name, "[red]missing or unreadable[/]", str(exc))
+            problems += 1
+            continue
+        issues = verify(images)
+        problems += bool(issues)
+        table.add_row(name, "[red]unexpected content[/]" if issues else "[green]verified[/]",
+                      "; ".join(issues) or describe(images))
+    out.print(table)
+    if problems:
+        raise UserError(f"{problems} dataset(s) missing or wrong under {root}; "
+                        f"run `bench data fetch --data-root {root}`")

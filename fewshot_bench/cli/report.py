@@ -1,0 +1,29 @@
+"""``bench report``: the store as one static HTML page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fewshot_bench.cli.common import console, data_root_arg, store_arg
+from fewshot_bench.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("report", help="a static HTML page of the store: tables, heatmap, curves, galleries")
+    p.add_argument("--out", default="results/report", help="folder for index.html and its images "
+                                                           "(default results/report)")
+    p.add_argument("--tables", default="results", help="folder holding tableN.md/.png (default results)")
+    p.add_argument("--limit", type=int, default=12, help="failed trials per gallery (default 12)")
+    store_arg(p)
+    data_root_arg(p)
+    p.set_defaults(func=command)
+
+
+def command(args) -> None:
+    from fewshot_bench.records import load_records, store_dir
+    from fewshot_bench.pictures.report import write_report
+
+    records = load_records(store_dir(args.store))
+    if not records:
+        raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")
+    path = write_report(records, Path(args.out), Path(args.tables), args.data_root, args.limit)
+    console.print(f"wrote {path}")

@@ -1,0 +1,40 @@
+"""``bench reproduce TABLE``: regenerate a table from real runs, resumably."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fewshot_bench.cli.common import RegistryNames, data_root_arg, store_arg, console, out
+from fewshot_bench.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("reproduce", help="regenerate a table of Koch 2015 from real runs (resumable)",
+                       description="Plan the runs a table needs, skip those already stored, run the rest "
+                                   "and write results/TABLE.csv, .md and .png.")
+    p.add_argument("table", choices=RegistryNames("fewshot_bench.tables.base", "TABLES"), metavar="TABLE",
+                   help="the table to regenerate: %(choices)s")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="preset family (default cpu)")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per learned method (default 1)")
+    store_arg(p)
+    p.add_argument("--out", default="results", help="where the table files go (default results/)")
+    p.add_argument("--on", choices=["local", "ray"], default="local", help="run the missing runs here "
+                                                                        "(default) or as Ray tasks")
+    p.add_argument("--address", help="with --on ray: join this Ray cluster instead of starting one")
+    data_root_arg(p)
+    p.set_defaults(func=command)
+
+
+def command(args) -> None:
+    from fewshot_bench.progress import StageProgress
+    from fewshot_bench.records import store_dir
+    from fewshot_bench.experiments.reproduce import reproduce
+
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    command = f"bench reproduce {args.table} --preset {args.preset} --seeds {args.seeds}"
+    with StageProgress(console) as progress:
+        reproduce(args.table, args.preset, args.seeds, store_dir(args.store), Path(args.out),
+                  Path(args.data_root) if args.data_root else None, progress, command, on=args.on,
+                  address=args.address)
+    out.print((Path(args.out) / f"{args.table}.md").read_text(), highlight=False, soft_wrap=True)
+    console.print(f"wrote {args.out}/{args.table}.csv, .md" + (", .png" if (Path(args.out) / f"{args.table}.png").exists() else ""))

@@ -1,0 +1,59 @@
+"""``bench run``: fit a method, evaluate it on a protocol's trial draws, store and print the record."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fewshot_bench.cli.common import console, data_root_arg, plugin_arg, print_results, store_arg
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("run", help="fit a method and evaluate it on a protocol",
+                       description="Fit a method once (--seed), evaluate it on one or more trial draws "
+                                   "(--trial-seed), print the result and store a run record.")
+    p.add_argument("--method", required=True, help="method name (see `bench list`)")
+    p.add_argument("--protocol", required=True, help="protocol name (see `bench list`)")
+    p.add_argument("--preset", help="named method config (e.g. cpu, paper)")
+    p.add_argument("--set", dest="method_options", action="append", metavar="KEY=VALUE",
+                   help="override a method config value (repeatable)")
+    p.add_argument("--protocol-set", dest="protocol_options", action="append", metavar="KEY=VALUE",
+                   help="override a protocol config value (repeatable)")
+    p.add_argument("--runs", help="lake_runs: folder or zip with Lake's run01..run20")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights, pairs, distortions (default 0)")
+    p.add_argument("--trial-seed", help="trial draws: 3, 0-9 or 0,4,7 (default: the seed)")
+    store_arg(p)
+    p.add_argument("--json", action="store_true", help="print the run record as one JSON line on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    data_root_arg(p)
+    plugin_arg(p)
+    p.set_defaults(func=command)
+
+
+def command(args) -> None:
+    record = execute(args, args.method, show_progress=not args.no_progress)
+    print_results([record])
+    if args.json:
+        print(json.dumps(record, separators=(",", ":")))
+
+
+def execute(args, method: str, show_progress: bool = True) -> dict:
+    from fewshot_bench.config import parse_assignments
+    from fewshot_bench.progress import StageProgress
+    from fewshot_bench.records import save_record, store_dir
+    from fewshot_bench.experiments.runner import RunSpec, run
+    from fewshot_bench.seeding import parse_seeds
+
+    protocol_options = parse_assignments(getattr(args, "protocol_options", None))
+    if getattr(args, "runs", None):
+        protocol_options["runs"] = args.runs
+    store = store_dir(args.store)
+    spec = RunSpec(method=method, protocol=args.protocol, preset=getattr(args, "preset", None),
+                   method_options=parse_assignments(getattr(args, "method_options", None)),
+                   protocol_options=protocol_options, seed=args.seed,
+                   trial_seeds=parse_seeds(args.trial_seed) if args.trial_seed is not None else None,
+                   data_root=Path(args.data_root) if args.data_root else None, work_dir=store / "checkpoints")
+    with StageProgress(console, enabled=show_progress) as progress:
+        record = run(spec, progress)
+    path = save_record(record, store)
+    console.print(f"run record: {path}", highlight=False)
+    return record

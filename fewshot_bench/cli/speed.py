@@ -1,0 +1,23 @@
+"""``bench speed``: the project's benchmarks."""
+from __future__ import annotations
+
+from fewshot_bench.cli.common import data_root_arg, out
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("speed", help="benchmarks: data loading, mhd vs scipy, training throughput, evaluation, "
+                                     "sweep here vs on Ray")
+    p.add_argument("name", choices=["load", "mhd", "train", "eval", "sweep"])
+    p.add_argument("--preset", help="conv_siamese preset for train (default cpu) and eval (default paper)")
+    data_root_arg(p)
+    p.set_defaults(func=command)
+
+
+def command(args) -> None:
+    from fewshot_bench.experiments import speed
+    from fewshot_bench.data.datasets import data_root
+
+    root = data_root(args.data_root)
+    kwargs = {"preset": args.preset} if args.preset and args.name in ("train", "eval") else {}
+    result = getattr(speed, {"eval": "evaluate"}.get(args.name, args.name))(root, **kwargs)
+    out.print_json(data=result)

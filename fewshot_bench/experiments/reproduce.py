@@ -1,0 +1,135 @@
+"""``bench reproduce TABLE``: plan the runs a table needs (``tables.TABLES``), skip the ones already
+stored, run the rest, and write results/TABLE.{csv,md,png} beside the paper's figures.
+
+Runs are keyed by what determines them (method, preset, full config, protocol and its
+config, seed, trial seeds), so an interrupted reproduce resumes where it stopped; a lock
+file per run key keeps two reproduces sharing a store from running the same run twice.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from fewshot_bench.api import PROTOCOLS
+from fewshot_bench.errors import UserError
+from fewshot_bench.experiments.runner import RunSpec, run, spec_key
+from fewshot_bench.experiments.sweep import SweepProgress, Training, run_ray
+from fewshot_bench.keys import record_key
+from fewshot_bench.records import load_records, save_record
+from fewshot_bench.tables.base import TABLES, Cell, PlannedRun, Provenance
+
+TRIAL_SEEDS = list(range(10))  # the draws of a protocol whose trials are drawn anew (Protocol.redrawn)
+
+
+def specs(table: str, preset: str, seeds: int, data_root, work_dir) -> list[tuple[Cell, RunSpec]]:
+    protocols, cells = TABLES.get(table)().plan(preset)
+    out = []
+    for c in cells:
+        for seed in range(seeds if c.learns else 1):
+            for entry in protocols:  # the first fits, the others reuse the stored weights
+                protocol, options = (entry, {}) if isinstance(entry, str) else entry  # name or (name, options)
+                trial_seeds = TRIAL_SEEDS if PROTOCOLS.get(protocol).redrawn else None
+                out.append((c, RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()},
+                                       dict(options), seed, trial_seeds, data_root, work_dir)))
+    return out
+
+
+class Lock:
+    """An exclusive lock file naming its owner's pid; a dead owner's lock is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                return True
+            except FileExistsError:
+                if self._owner_alive():
+                    return False
+                self.path.unlink(missing_ok=True)
+        return False
+
+    def _owner_alive(self) -> bool:
+        try:
+            os.kill(int(self.path.read_text() or 0), 0)
+            return True
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            return False
+        except PermissionError:
+            return True
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, data_root=None,
+              progress=None, command: str = "", poll: float = 5.0, on: str = "local", address: str | None = None,
+              retries: int = 2) -> pd.DataFrame:
+    """Run what is missing (here, or ``on="ray"`` as the Ray tasks of ``bench sweep``), then write
+    the table. ``progress`` has stage/start/advance."""
+    maker = TABLES.get(table)()
+    planned = specs(table, preset, seeds, data_root, store / "checkpoints")
+    keys = [spec_key(spec) for _, spec in planned]
+    start = time.perf_counter()
+    if on == "ray":
+        run_on_ray(planned, keys, store, address, retries)
+    if progress:
+        progress.stage(f"reproduce {table} ({len(planned)} runs)")
+        progress.start(len(planned))
+    pending = list(zip(keys, planned))
+    while pending:
+        done = {record_key(r) for r in _records(store)}
+        waiting = []
+        for key, (cell, spec) in pending:
+            if key in done:
+                if progress:
+                    progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: stored")
+                continue
+            lock = Lock(store / "locks" / f"{key}.lock")
+            if not lock.acquire():  # another reproduce is running it: come back later
+                waiting.append((key, (cell, spec)))
+                continue
+            try:
+                if key not in {record_key(r) for r in _records(store)}:
+                    save_record(run(spec), store)
+            finally:
+                lock.release()
+            if progress:
+                progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: ran")
+        pending = waiting
+        if pending:
+            time.sleep(poll)
+    records = _records(store)
+    by_key = {record_key(r): r for r in records}
+    runs = [PlannedRun(cell, spec.protocol, spec.protocol_options, spec.seed, by_key.get(key))
+            for key, (cell, spec) in zip(keys, planned)]
+    frame = maker.summarise(runs, records)
+    maker.write(frame, runs, records, out_dir, Provenance(command, preset, seeds, time.perf_counter() - start))
+    return frame
+
+
+def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) -> None:
+    """The table's missing runs as sweep trainings (one per cell and seed, all its protocols), on Ray."""
+    done = {record_key(r) for r in _records(store)}
+    groups = {}
+    for key, (cell, spec) in zip(keys, planned):
+        groups.setdefault((cell.row, spec.seed), []).append((spec, key))
+    trainings = [Training.of([s for s, _ in group], [k for _, k in group], done) for group in groups.values()]
+    todo = [t for t in trainings if t.owed]
+    with SweepProgress(None, len(trainings), len(trainings) - len(todo), enabled=False) as progress:
+        run_ray(todo, store, progress, address, retries)
+    failed = [f"{t.name}: {t.error}" for t in todo if t.error]
+    if failed:
+        raise UserError(f"{len(failed)} runs failed on Ray ({'; '.join(failed)}); the others are stored")
+
+
+def _records(store: Path) -> list[dict]:
+    return load_records(store) if store.is_dir() else []

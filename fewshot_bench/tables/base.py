@@ -1,0 +1,126 @@
+"""What every table of results shares: the ``TABLES`` registry, a table's contract (which cells
+to run on which protocols, how to summarise and write them), and the cell statistics.
+
+A table is one module in ``tables/`` with a registered :class:`Table` subclass; ``bench
+reproduce`` and the CLI's choices read the registry, so adding a table touches nothing else.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fewshot_bench.registry import Registry
+from fewshot_bench.stats import t_interval
+
+FAR = 3.0  # points from the paper beyond which a cell is marked and explained in results/README.md
+
+
+@dataclass
+class Cell:
+    """One row of a table: a method (preset and options) that is run on each of the table's protocols."""
+
+    row: str  # the system, as the table names it
+    method: str
+    preset: str | None = None
+    options: dict = field(default_factory=dict)
+    learns: bool = True
+    paper: float | None = None
+
+
+@dataclass
+class PlannedRun:
+    """One run a table needs, with its record once stored (None while it is not)."""
+
+    cell: Cell
+    protocol: str
+    protocol_options: dict
+    seed: int
+    record: dict | None = None
+
+
+@dataclass
+class Provenance:
+    """How a table was made, for its header."""
+
+    command: str
+    preset: str
+    seeds: int
+    seconds: float  # wall time of this reproduce
+
+
+class Table:
+    """A table of results. Subclasses set ``summary`` and implement the three steps."""
+
+    name: str = "?"  # set by the registry
+    summary: str = ""
+
+    def plan(self, preset: str) -> tuple[tuple, list[Cell]]:
+        """The protocols (names, or (name, options) pairs) and the cells of this table for a preset
+        family. Every cell runs on each protocol: the first fits the method, the others reuse its weights."""
+        raise NotImplementedError
+
+    def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
+        """One row per system from the planned runs (``records``: the whole store, to find what a
+        reused checkpoint's training cost)."""
+        raise NotImplementedError
+
+    def write(self, frame: pd.DataFrame, runs: list[PlannedRun], records: list[dict], out_dir: Path,
+              about: Provenance) -> None:
+        """``<name>.csv``, ``.md`` and (with matplotlib) ``.png`` in ``out_dir``."""
+        raise NotImplementedError
+
+    # what ``bench table`` shows of a table beside our runs: (column title, protocols, figures, our method ->
+    # the published row it reproduces); None for a table that adds no paper column there
+    store_figures: tuple | None = None
+
+
+TABLES = Registry("table", "fewshot_bench.tables", "fewshot_bench.tables", Table)
+
+
+# ------------------------------------------------------------------ cells
+
+def cell(records: list[dict]) -> dict:
+    """One table cell from the runs of one (method, preset, protocol): a single run shows its
+    CI over trial sets; several training seeds show mean and t-interval over seeds."""
+    if len(records) == 1:
+        r = records[0]
+        return {"accuracy": 100 * r["accuracy"], "ci95": 100 * r["ci95"], "seeds": 1,
+                "trials": r["n_trials"], "draws": len(r["trial_seeds"])}
+    mean, half = t_interval([r["accuracy"] for r in records])
+    return {"accuracy": 100 * mean, "ci95": 100 * half, "seeds": len(records),
+            "trials": sum(r["n_trials"] for r in records), "draws": sum(len(r["trial_seeds"]) for r in records)}
+
+
+def rounded_cell(runs: list[dict]) -> tuple[float, float, str]:
+    """Accuracy (%), 95% half-width (:func:`cell`) rounded for a table, and what the interval is over."""
+    c = cell(runs)
+    return round(c["accuracy"], 2), round(c["ci95"], 2), runs[0]["ci_unit"] if len(runs) == 1 else "training seeds"
+
+
+def machine_line() -> str:
+    return f"- machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def num(value, fmt: str) -> str:
+    return "" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def plus_minus(row, mean: str, half: str) -> str:
+    return "" if pd.isna(row.get(mean)) else f"{row[mean]:.1f} ± {row[half]:.1f}"
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or None without matplotlib (``pip install .[plot]``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
