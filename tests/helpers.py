@@ -29,15 +29,15 @@ def png_bytes(ink: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def omniglot_zip(path: Path, top: str, alphabets: dict[str, int], drawers: int = 20) -> Path:
-    """A zip in the official layout: top/<Alphabet>/characterNN/XXXX_YY.png."""
+def omniglot_zip(path: Path, top: str, alphabets: dict[str, int], drawers: int = 20, size: int = 105) -> Path:
+    """A zip in the official layout: top/<Alphabet>/characterNN/XXXX_YY.png (``size`` pixels square)."""
     with zipfile.ZipFile(path, "w") as zf:
         code = 1
         for a, (alphabet, n_chars) in enumerate(alphabets.items()):
             for c in range(1, n_chars + 1):
                 for d in range(1, drawers + 1):
                     zf.writestr(f"{top}/{alphabet}/character{c:02d}/{code:04d}_{d:02d}.png",
-                                png_bytes(glyph(a * 1000 + c * 20 + d)))
+                                png_bytes(glyph(a * 1000 + c * 20 + d, size)))
                 code += 1
     return path
 

@@ -1,10 +1,11 @@
+import argparse
 import json
 import os
 import subprocess
 import sys
 
 
-from fewshot_bench.cli.main import main
+from fewshot_bench.cli.main import main, make_parser
 
 
 def bench(*args, env=None, cwd=None):
@@ -13,11 +14,17 @@ def bench(*args, env=None, cwd=None):
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
 
 
-def test_help_lists_the_commands():
+COMMANDS = {"list", "data", "run", "table", "compare", "show", "report", "reproduce", "sweep", "speed"}
+
+
+def test_help_lists_every_subcommand_with_its_help():
+    subcommands = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subcommands.choices) == COMMANDS
     out = bench("--help")
     assert out.returncode == 0
-    for command in ("list", "data", "run", "table", "compare"):
-        assert command in out.stdout
+    listing = out.stdout.split("examples:")[0]  # the epilog's examples name commands too: not counted
+    for action in subcommands._choices_actions:
+        assert action.help and action.dest in listing and " ".join(action.help.split()[:3]) in " ".join(listing.split())
 
 
 def test_list_shows_methods_and_protocols_with_descriptions(capsys):

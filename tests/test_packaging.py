@@ -17,7 +17,7 @@ def test_wheel_maps_methods_and_protocols_under_fewshot_bench(tmp_path):
     assert "fewshot_bench/protocols/omniglot20.py" in names
     assert not any(n.startswith(("methods/", "protocols/", "tests/")) for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "bench = fewshot_bench.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "bench = fewshot_bench.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
     # the installed wheel (not this checkout) registers every built-in
     target = tmp_path / "site"

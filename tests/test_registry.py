@@ -57,7 +57,9 @@ def test_entry_point_plugins_load_and_broken_ones_are_reported(monkeypatch):
         registry.get("bad_plugin")
 
 
-def test_plugin_file_registers_its_method(tmp_path):
+def test_plugin_file_registers_its_method(tmp_path, monkeypatch):
+    METHODS.names()  # built-ins loaded; the plugin below lands in a copy that the test's end drops
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
     path = tmp_path / "my_method.py"
     path.write_text(
         "import torch\n"
@@ -69,6 +71,10 @@ def test_plugin_file_registers_its_method(tmp_path):
         "        return -torch.cdist(q.flatten(1), s.flatten(1))\n")
     load_plugin_file(path)
     assert "file_plugin_test" in METHODS.names()
+
+
+def test_a_test_plugin_does_not_outlive_its_test():
+    assert "file_plugin_test" not in METHODS.names()
 
 
 def test_broken_plugin_file_is_one_user_error(tmp_path):

@@ -1,4 +1,2 @@
-"""The ``bench`` command: one module per subcommand (``cli/<name>.py``), assembled in ``main``."""
-from fewshot_bench.cli.main import main
-
-__all__ = ["main"]
+"""The ``bench`` command: ``main`` assembles the parser from one module per subcommand
+(``cli/<name>.py``, each with ``add_parser`` and ``command``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet
 
 
@@ -58,6 +59,9 @@ def trial_batch(index: CharacterIndex, alphabets: int, way: int, drawers: int, r
     (drawers, way) grid of rows (same column = same character). ``across_alphabets``: each group's
     characters drawn from all alphabets (the episodes of Vinyals' benchmark)."""
     if across_alphabets:
+        if way > len(index.characters):
+            raise UserError(f"way={way} needs {way} background classes; the background has "
+                            f"{len(index.characters)}: lower the method's way (--set way=N)")
         return [_any_characters(index, way, drawers, rng) for _ in range(alphabets)]
     chosen = rng.choice(len(index.alphabets), size=alphabets, replace=False)
     groups = []
