@@ -4,11 +4,11 @@ that learns the comparison, trained to regress the relation score on 1 for the q
 (Sung et al. sum them in K-shot models trained for that K; one model here serves every K).
 """
 from fewshot_bench.api import METHODS
-from fewshot_bench.methods.matching_net import CONV4
-from fewshot_bench.learning.method import TwinMethod
+from fewshot_bench.learning.method import EpisodicMethod
+from fewshot_bench.methods.matching_net import LITERATURE
 
 # cpu: 20-way episodes of 1 shot and 2 queries per class (800 relation pairs each), 4 a step
-CPU_PRESET = {**CONV4, "network": "relation", "metric": "euclidean", "objective": "relation",
+CPU_PRESET = {**LITERATURE, "across_alphabets": True, "network": "relation", "metric": "euclidean", "objective": "relation",
               "class_score": "prototypes", "way": 20, "shot": 1, "drawers_per_character": 3,
               "alphabets_per_batch": 4, "steps_per_epoch": 200, "epochs": 10, "patience": 10}
 TINY_PRESET = {**CPU_PRESET, "input_size": 16, "way": 5, "alphabets_per_batch": 2, "steps_per_epoch": 15, "epochs": 2,
@@ -16,7 +16,7 @@ TINY_PRESET = {**CPU_PRESET, "input_size": 16, "way": 5, "alphabets_per_batch": 
 
 
 @METHODS.register("relation_net")
-class RelationNet(TwinMethod):
+class RelationNet(EpisodicMethod):
     summary = "relation networks (Sung et al. 2018): a learned relation module on conv feature maps"
     presets = {"cpu": CPU_PRESET, "tiny": TINY_PRESET}
     default_preset = "cpu"

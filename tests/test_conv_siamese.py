@@ -118,7 +118,7 @@ def test_balanced_pairs_are_half_same_and_equal_per_alphabet():
 def test_paper_schedule_decays_lr_and_ramps_momentum():
     m = tiny(objective="pairs", optimizer="sgd", lr="0.1", momentum="0.9", momentum_ramp_epochs=10, lr_decay=0.01)
     m.model_ = TwinNet(m.config)
-    opt, _ = m._optimizer()
+    opt, _ = m._optimizer(steps_per_epoch=1)
     m._set_epoch_schedule(opt, 0)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1) and opt.param_groups[0]["momentum"] == pytest.approx(0.5)
     m._set_epoch_schedule(opt, 5)
@@ -165,15 +165,22 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     interrupted = tiny(epochs=3, patience=3)
     interrupted.work_dir = tmp_path / "resumed"
     calls = {"n": 0}
-    original = interrupted._trials_epoch
+    original = interrupted.objective_for
 
-    def fail_in_second_epoch(*args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Interrupt
-        return original(*args)
+    def interrupting(index):  # the objective's second epoch raises
+        objective = original(index)
+        epoch = objective.losses
 
-    interrupted._trials_epoch = fail_in_second_epoch
+        def fail_in_second_epoch(*args):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise Interrupt
+            return epoch(*args)
+
+        objective.losses = fail_in_second_epoch
+        return objective
+
+    interrupted.objective_for = interrupting
     with pytest.raises(Interrupt):
         interrupted.fit(bg)
     resumed = tiny(epochs=3, patience=3)
@@ -254,7 +261,7 @@ def test_bf16_training_runs_and_scores_in_float32(tmp_path):
     x = torch.as_tensor(bg.images[:5], dtype=torch.float32)
     scores = m.score(m.prepare(x.numpy()), m.prepare(x.numpy()))
     assert scores.dtype == torch.float32 and scores.shape == (5, 5)
-    assert m._train_embed(torch.rand(4, 1, 16, 16)).dtype == torch.float32  # the loss sees float32
+    assert m.train_embed(torch.rand(4, 1, 16, 16)).dtype == torch.float32  # the loss sees float32
 
 
 def test_ensemble_members_train_in_processes_like_in_one_process(tmp_path, monkeypatch):
@@ -310,8 +317,10 @@ def test_pair_steps_fixes_the_batches_of_a_pairs_epoch(pairs, distortions, steps
     original = m._step
     m._step = lambda loss, *a: (batches.append(1), original(loss, *a))
     m.fit(bg)
-    assert len(batches) == steps and m._steps_per_epoch() == steps
-    assert tiny(objective="pairs", pairs=640, batch_size=32, distortions=8)._steps_per_epoch() == 640 * 9 // 32
+    index = CharacterIndex(bg)
+    assert len(batches) == steps and m.objective_for(index).steps_per_epoch() == steps
+    full_pass = tiny(objective="pairs", pairs=640, batch_size=32, distortions=8)
+    assert full_pass.objective_for(index).steps_per_epoch() == 640 * 9 // 32
 
 
 def test_run_records_keep_the_training_history_and_its_cost_when_reused(tmp_path):
@@ -403,7 +412,7 @@ def test_validation_during_training_scores_one_view(monkeypatch):
 def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax(metric):
     from fewshot_bench.learning.networks import TwinNet
     from fewshot_bench.learning.objectives import trial_loss
-    from fewshot_bench.learning.method import TwinConfig
+    from fewshot_bench.learning.configs import TwinConfig
 
     torch.manual_seed(0)
     model = TwinNet(TwinConfig(network="mlp", input_size=8, hidden=(16,), fc_units=6, metric=metric,

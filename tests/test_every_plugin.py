@@ -109,3 +109,36 @@ def test_episodes_wider_than_the_background_are_one_user_error(tmp_path):
     method = cls(cls.make_config("tiny"), seed=0, preset="tiny", work_dir=tmp_path)
     with pytest.raises(UserError, match="way=20 needs 20 background classes; the background has 12"):
         method.fit(synthetic_background(alphabets=2, characters=6))
+
+
+def test_a_new_loss_is_an_objective_class_and_a_method_naming_its_family(background, monkeypatch, tmp_path):
+    """What the README's 'A learned method with a new loss' says: no core file changes."""
+    import torch.nn.functional as F
+
+    from fewshot_bench.learning import objectives
+    from fewshot_bench.learning.method import EpisodicMethod
+    from fewshot_bench.learning.networks import CONV4
+
+    class Hinge(objectives.Episodes):  # a multiclass hinge on prototype scores
+        def loss(self, x, shapes):
+            loss = 0.0
+            for grid in objectives.grids(self.method.train_embed(x), shapes):
+                support, queries = grid[0], grid[1:].reshape(-1, grid.shape[-1])
+                scores = self.method.model_.logits(queries, support)
+                target = torch.arange(grid.shape[1]).repeat(grid.shape[0] - 1)
+                loss = loss + F.multi_margin_loss(scores, target)
+            return loss / len(shapes)
+
+    monkeypatch.setitem(objectives.OBJECTIVES, "hinge", Hinge)
+    Hinge.name = "hinge"
+
+    class HingeNet(EpisodicMethod):
+        name = "hinge_net"
+        presets = {"tiny": {**CONV4, "input_size": 16, "channels": (8, 8), "kernels": (3, 3), "objective": "hinge",
+                            "metric": "euclidean", "way": 5, "drawers_per_character": 3, "alphabets_per_batch": 2,
+                            "steps_per_epoch": 3, "epochs": 2, "patience": 2}}
+
+    method = HingeNet(HingeNet.make_config("tiny"), preset="tiny", work_dir=tmp_path).fit(background)
+    assert [h["epoch"] for h in method.history_] == [0, 1] and all(np.isfinite(h["loss"]) for h in method.history_)
+    ts = trial_set()
+    assert method.score(method.prepare(ts.queries), method.prepare(ts.support)).shape == (5, 5)

@@ -129,13 +129,13 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
     torch.manual_seed(0)
     method.model_ = TwinNet(cfg)
     method.bf16_ = precision == "bf16"
-    optimizer, scheduler = method._optimizer()
+    optimizer, scheduler = method._optimizer(cfg.steps_per_epoch)
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
     d, c, a = cfg.drawers_per_character, cfg.way, cfg.alphabets_per_batch
     x = torch.rand(a * d * c, 1, cfg.input_size, cfg.input_size)
 
     def step():
-        loss = trial_loss(method.model_, method._train_embed(x), [(d, c)] * a)  # same precision
+        loss = trial_loss(method.model_, method.train_embed(x), [(d, c)] * a)  # same precision
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -144,8 +144,12 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
         for _ in range(steps):
             step()
 
-    def pipeline():
-        method._trials_epoch(data, index, optimizer, scheduler, rng, gen, 0)
+    objective = method.objective_for(index)
+
+    def pipeline():  # an epoch as the trainer runs it: batches drawn, distorted, stepped
+        losses = []
+        for loss in objective.losses(data, rng, gen):
+            method._step(loss, optimizer, scheduler, losses)
 
     method.model_.train()
     counter = FlopCounterMode(display=False)

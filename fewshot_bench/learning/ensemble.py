@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import queue as queue_module
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import torch
 
@@ -25,11 +26,24 @@ class _QueueProgress:
         self.queue.put(f"member {self.member + 1} {self.label}: {info or ''}")
 
 
-def _train_member(cls, config, preset, work_dir, seed, key, data, index, validation, threads, queue, member):
+@dataclass
+class Member:
+    """What a worker process needs to rebuild one member of an ensemble."""
+
+    cls: type
+    config: object
+    preset: str | None
+    work_dir: object
+    seed: int
+    key: str  # its checkpoint
+    number: int  # its place in the ensemble, for progress lines
+
+
+def _train_member(member: Member, data, index, validation, threads: int, queue):
     torch.set_num_threads(threads)
-    method = cls(config, seed=seed, preset=preset, work_dir=work_dir)
-    method.progress = _QueueProgress(queue, member)
-    state, history, reused = method.train(torch.from_numpy(data), index, key, validation)
+    method = member.cls(member.config, seed=member.seed, preset=member.preset, work_dir=member.work_dir)
+    method.progress = _QueueProgress(queue, member.number)
+    state, history, reused = method.train(torch.from_numpy(data), index, member.key, validation)
     return {k: v.numpy() for k, v in state.items()}, history, reused, peak_rss_mib()
 
 
@@ -43,18 +57,22 @@ def peak_rss_mib() -> float | None:
         return None
 
 
-def train_in_processes(cls, config, preset, work_dir, seeds, keys, data, index, validation, workers, progress,
-                       steps_per_member: int):
-    """Train ensemble members side by side, ``workers`` spawned processes sharing the threads."""
+def train_in_processes(method, seeds: list[int], keys: list[str], data, index, validation, workers: int):
+    """Train the members of ``method``'s ensemble (one per seed and checkpoint key) side by side,
+    ``workers`` spawned processes sharing the threads; returns what ``TrainingLoop.train`` returns
+    for each, and its worker's peak memory."""
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("spawn")
+    progress = method.progress
+    steps = method.objective_for(index).steps_per_epoch() * method.config.epochs
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         queue = manager.Queue()
-        futures = [pool.submit(_train_member, cls, config, preset, work_dir, seed, key, data.numpy(), index,
-                               validation, threads, queue, k) for k, (seed, key) in enumerate(zip(seeds, keys))]
+        futures = [pool.submit(_train_member, Member(type(method), method.config, method.preset, method.work_dir,
+                                                     seed, key, k), data.numpy(), index, validation, threads, queue)
+                   for k, (seed, key) in enumerate(zip(seeds, keys))]
         if progress:
             progress.stage(f"training {len(seeds)} members in {workers} processes")
-            progress.start(steps_per_member * len(seeds))
+            progress.start(steps * len(seeds))
         try:
             while not all(f.done() for f in futures):
                 try:

@@ -58,7 +58,7 @@ class TwinNet(nn.Module):
         # LSTM, each query by an LSTM attending over it for ``fce_steps`` steps
         self.fce = FullContext(dim, cfg.fce_steps) if getattr(cfg, "fce", False) else None
         # features are centred on the background's mean and L2-normalised (SimpleShot's CL2N)
-        self.register_buffer("feature_mean", torch.zeros(dim) if cfg.normalise == "cl2n" else None)
+        self.register_buffer("feature_mean", torch.zeros(dim) if getattr(cfg, "normalise", "") == "cl2n" else None)
         if cfg.init == "paper":
             self._paper_init()
         if self.conv:
@@ -240,6 +240,11 @@ class MamlNet(nn.Module):
     def layer_groups(self):
         return [list(self.parameters())]
 
+
+# Conv-4 of Vinyals et al. 2016 and Snell et al. 2017 as TwinNet options: four blocks of 64 3x3
+# filters, batch norm, ReLU and 2x2 max-pooling (64 features at 28x28), no fc layer
+CONV4 = {"network": "conv", "input_size": 28, "channels": (64, 64, 64, 64), "kernels": (3, 3, 3, 3),
+         "padding": "same", "batch_norm": True, "pool_last": True, "fc_units": 0, "init": "default"}
 
 NETWORKS = {"conv": TwinNet, "mlp": TwinNet, "relation": RelationNet, "maml": MamlNet}
 

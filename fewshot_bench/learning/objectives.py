@@ -1,22 +1,32 @@
-"""What the learned methods minimise. Episodic objectives read a batch as groups, each a grid of
-embeddings (drawers, characters, F): the same column is the same character, and the first ``shot``
-drawers are the support, the others the queries.
+"""What the learned methods minimise, and how each step's batch is drawn for it.
 
-- pair BCE (Koch) and the contrastive loss (Hadsell et al. 2006) on same/different pairs
-- trial softmax: every drawer the support for every other drawer's queries (the cpu twins)
-- prototypes (Snell et al. 2017): softmax over negative squared distances to class means
-- matching (Vinyals et al. 2016): cosine attention over the support, summed per class
-- relation (Sung et al. 2018): the relation score regressed on 1 (same class) or 0 (MSE)
-- classes (the baseline): cross-entropy of a classifier over all background classes
-- MAML (Finn et al. 2017): the query loss after gradient steps on the support
+An objective is a small registered class (``OBJECTIVES``, by the name a config's ``objective``
+gives): ``losses`` yields one loss per training step of an epoch, drawing its own batches from the
+background. Episodic objectives read a batch as groups, each a grid of embeddings (drawers,
+characters, F): the same column is the same character, and the first ``shot`` drawers are the
+support, the others the queries.
+
+- ``pairs``: pair BCE (Koch) or the contrastive loss (Hadsell et al. 2006) on same/different pairs
+- ``trials``: trial softmax, every drawer the support for every other drawer's queries (the cpu twins)
+- ``prototypes`` (Snell et al. 2017): softmax over negative squared distances to class means
+- ``matching`` (Vinyals et al. 2016): cosine attention over the support, summed per class
+- ``relation`` (Sung et al. 2018): the relation score regressed on 1 (same class) or 0 (MSE)
+- ``maml`` (Finn et al. 2017): the query loss after gradient steps on the support
+- ``classes`` (the baseline): cross-entropy of a classifier over all background classes
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from fewshot_bench.evaluation import class_means
+from fewshot_bench.learning.augment import distort
+from fewshot_bench.learning.networks import symmetry
+from fewshot_bench.learning.sampling import CharacterIndex, balanced_pairs, trial_batch
 
 
 def pair_loss(model, a, b, same, loss: str = "bce", margin: float = 1.0) -> torch.Tensor:
@@ -116,3 +126,166 @@ def maml_loss(model, x: torch.Tensor, shapes, shot: int, steps: int, lr: float, 
         adapted = adapt(model, params, support, labels[:shot * c], steps, lr, second_order)
         loss = loss + F.cross_entropy(functional_call(model, adapted, (queries,))[:, :c], labels[shot * c:])
     return loss / len(shapes)
+
+
+# ------------------------------------------------------------------ the objectives as classes
+
+OBJECTIVES: dict[str, type["Objective"]] = {}
+
+
+def objective(name: str):
+    """Class decorator: register an objective under the name configs give it."""
+    def wrap(cls):
+        cls.name = name
+        OBJECTIVES[name] = cls
+        return cls
+    return wrap
+
+
+class Objective:
+    """What one training minimises. ``method`` is the method being trained: its ``config``, its
+    network ``model_`` and ``train_embed`` (the forward pass under the training precision)."""
+
+    name = "?"
+    bf16 = True  # whether the forward pass may run under bf16 autocast
+
+    def __init__(self, method, index: CharacterIndex):
+        self.method, self.config, self.index = method, method.config, index
+
+    def n_classes(self) -> int:
+        """Outputs of a classifier the network needs for this objective (0: none)."""
+        return 0
+
+    def prepare(self, rng: np.random.Generator) -> None:
+        """Draw what stays fixed for the whole training (Koch's pairs); before any resume."""
+
+    def steps_per_epoch(self) -> int:
+        return self.config.steps_per_epoch
+
+    def losses(self, data: torch.Tensor, rng: np.random.Generator, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        """One epoch: a loss per step, on batches of ``data`` (N, 1, H, W) drawn with ``rng``/``gen``."""
+        raise NotImplementedError
+
+
+@objective("pairs")
+class Pairs(Objective):
+    """Koch's balanced same/different pairs, each seen as drawn and ``distortions`` times distorted."""
+
+    def prepare(self, rng):
+        self.rows, self.targets = balanced_pairs(self.index, self.config.pairs, rng)
+
+    def steps_per_epoch(self):
+        cfg = self.config
+        return cfg.pair_steps or -(-cfg.pairs * (1 + cfg.distortions) // cfg.batch_size)
+
+    def losses(self, data, rng, gen):
+        cfg, model = self.config, self.method.model_
+        copies = 1 + cfg.distortions
+        pool = len(self.rows) * copies
+        views = cfg.pair_steps * cfg.batch_size or pool
+        order = np.concatenate([rng.permutation(pool) for _ in range(-(-views // pool))])[:views]
+        for start in range(0, len(order), cfg.batch_size):
+            sel = order[start:start + cfg.batch_size]
+            pair, copy = sel % len(self.rows), sel // len(self.rows)
+            x = data[torch.as_tensor(self.rows[pair].reshape(-1))].float()  # (2B, 1, H, W)
+            distorted = torch.as_tensor(np.repeat(copy > 0, 2))
+            if distorted.any():
+                x[distorted] = distort(x[distorted], gen)
+            h = self.method.train_embed(x).view(len(sel), 2, -1)
+            yield pair_loss(model, h[:, 0], h[:, 1], torch.as_tensor(self.targets[pair], device=h.device),
+                            cfg.loss, cfg.margin)
+
+
+class Grids(Objective):
+    """Steps of ``alphabets_per_batch`` grids of ``way`` characters by ``drawers_per_character``
+    drawers, within one alphabet (or across all: ``across_alphabets``); a turned or mirrored
+    alphabet counts as a new alphabet; Koch's distortions on every image."""
+
+    def losses(self, data, rng, gen):
+        cfg = self.config
+        for _ in range(cfg.steps_per_epoch):
+            groups = trial_batch(self.index, cfg.alphabets_per_batch, cfg.way, cfg.drawers_per_character, rng,
+                                 getattr(cfg, "across_alphabets", False))
+            x = data[torch.as_tensor(np.concatenate([g.ravel() for g in groups]))].float()
+            if cfg.rotations or cfg.reflections:
+                x = torch.cat([self._symmetry(part, rng) for part in torch.split(x, [g.size for g in groups])])
+            if cfg.distortions:
+                x = distort(x, gen)
+            yield self.loss(x, [g.shape for g in groups])
+
+    def _symmetry(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """One random symmetry (turn and/or mirror, as configured) for all images of an alphabet."""
+        turns = int(rng.integers(4)) if self.config.rotations else 0
+        mirror = bool(rng.integers(2)) if self.config.reflections else False
+        return symmetry(images, turns + 4 * mirror)
+
+    def loss(self, x: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@objective("trials")
+class Trials(Grids):
+    def loss(self, x, shapes):
+        return trial_loss(self.method.model_, self.method.train_embed(x), shapes)
+
+
+class Episodes(Grids):
+    """Grids as episodes: ``shot`` support drawers, the others queries, scored as ``name`` says."""
+
+    def loss(self, x, shapes):
+        return episode_loss(self.method.model_, self.method.train_embed(x), shapes, self.config.shot, self.name)
+
+
+@objective("prototypes")
+class Prototypes(Episodes):
+    """Snell et al. 2017: a softmax over the metric against each class's mean embedding."""
+
+
+@objective("matching")
+class Matching(Episodes):
+    """Vinyals et al. 2016: the log of the cosine attention summed over each class's shots."""
+
+
+@objective("relation")
+class Relation(Episodes):
+    """Sung et al. 2018: relation scores regressed on one-hot targets with the squared error."""
+
+
+@objective("maml")
+class Maml(Grids):
+    """Grids as tasks; the loss differentiates through the adaptation steps (in fp32: the double
+    backward of second-order MAML has no bf16 kernels worth it)."""
+
+    bf16 = False
+
+    def loss(self, x, shapes):
+        cfg = self.config
+        return maml_loss(self.method.model_, x, shapes, cfg.shot, cfg.inner_steps, cfg.inner_lr, not cfg.first_order)
+
+
+@objective("classes")
+class Classes(Objective):
+    """Minibatches of ``batch_size`` background images under a classifier over all their classes;
+    a turned image (``rotations``) is a class of its own, as a turned alphabet is for the trials,
+    unless the background holds turns as classes already (Vinyals' split)."""
+
+    def turned_classes(self) -> bool:
+        return self.config.rotations and not self.index.rotated
+
+    def n_classes(self):
+        return self.index.n_classes * (4 if self.turned_classes() else 1)
+
+    def losses(self, data, rng, gen):
+        cfg, index = self.config, self.index
+        for _ in range(cfg.steps_per_epoch):
+            rows = rng.integers(len(index.labels), size=cfg.batch_size)
+            x = data[torch.as_tensor(rows)].float()
+            labels = torch.as_tensor(index.labels[rows])
+            if self.turned_classes():
+                turns = torch.as_tensor(rng.integers(4, size=len(rows)))
+                x = torch.stack([symmetry(image, int(k)) for image, k in zip(x, turns)])
+                labels = labels + index.n_classes * turns
+            if cfg.distortions:
+                x = distort(x, gen)
+            logits = self.method.model_.classifier(self.method.train_embed(x))
+            yield F.cross_entropy(logits, labels.to(logits.device))

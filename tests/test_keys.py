@@ -1,0 +1,43 @@
+"""Stored runs and trained weights stay valid: every preset keys (``config_dict``, what records
+store and run keys hash; ``training_config``, what checkpoint keys hash) as it did when the golden
+file was written by the code before the families had configs of their own."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from fewshot_bench.api import METHODS
+from fewshot_bench.learning.configs import EpisodeConfig, MetricConfig
+from fewshot_bench.learning.legacy_keys import FORMER_DEFAULTS, key_dict
+
+GOLDEN = json.loads((Path(__file__).parent / "data" / "preset_configs.json").read_text())
+
+
+def as_stored(value):
+    return json.loads(json.dumps(value, default=list))  # tuples as records store them: lists
+
+
+@pytest.mark.parametrize("entry", sorted(GOLDEN))
+def test_presets_key_as_they_did_before_the_split(entry):
+    name, preset = entry.split("/")
+    cls = METHODS.get(name)
+    method = cls(cls.make_config(preset), preset=preset)
+    assert as_stored(method.config_dict()) == GOLDEN[entry]["config_dict"]
+    if "training_config" in GOLDEN[entry]:
+        assert as_stored(method.training_config()) == GOLDEN[entry]["training_config"]
+
+
+def test_an_option_added_after_the_split_is_keyed_only_when_it_is_set():
+    @dataclasses.dataclass
+    class Newer(MetricConfig):
+        temperature: float = 1.0
+
+    assert "temperature" not in key_dict(Newer(), {})
+    assert key_dict(Newer(temperature=2.0), {})["temperature"] == 2.0
+    assert key_dict(Newer(), {}) == key_dict(MetricConfig(), {})
+
+
+def test_every_family_keys_every_former_field():
+    keyed = key_dict(EpisodeConfig(objective="trials"), {"optimizer": "adam"})
+    assert set(keyed) <= set(FORMER_DEFAULTS) and keyed["optimizer"] == "adam" and keyed["loss"] == "bce"
