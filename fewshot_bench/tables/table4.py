@@ -54,65 +54,6 @@ ROWS = (("1-NN on pixels", "pixel_1nn", None, "1-NN on pixels (Vinyals et al. 20
 VINYALS = [label for label, protocol, _ in COLUMNS if protocol == "vinyals"]
 
 
-def summarise(planned: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
-    """One row per method: each column's accuracy and 95% CI (``rounded_cell``), the published
-    figure beside each Vinyals column and Lake's runs, and the training time per background."""
-    label_of = {(protocol, tuple(sorted(options.items()))): label for label, protocol, options in COLUMNS}
-    published = {row: paper for row, _, _, paper in ROWS}
-    rows = {}
-    for run in planned:
-        label = label_of[(run.protocol, tuple(sorted(run.protocol_options.items())))]
-        runs = rows.setdefault(run.cell.row, (run.cell, {}))[1]
-        if run.record is not None:  # a run not (yet) stored leaves its cell empty
-            runs.setdefault(label, []).append(run.record)
-    out = []
-    for row, (cell, runs) in rows.items():
-        paper = published[row]
-        figures = dict(zip(VINYALS, TABLE4.get(paper, (None,) * 4)))
-        figures["lake_runs"] = LAKE2019_RUNS.get(paper)
-        entry = {"system": row, "method": cell.method, "preset": cell.preset or "-", "paper_row": paper or ""}
-        for label, _, _ in COLUMNS:
-            mean, half = rounded_cell(runs[label])[:2] if label in runs else (float("nan"), float("nan"))
-            entry.update({label: mean, f"{label}_ci95": half, f"{label}_paper": figures.get(label)})
-            if figures.get(label) is not None:
-                entry[f"{label}_diff"] = round(mean - figures[label], 2)
-        # what training cost on each background (the first run of each fits, the others reuse its weights)
-        for background, label in (("vinyals", "5w1s"), ("koch", "omniglot20")):
-            fits = runs.get(label, [])
-            entry[f"train_s_{background}"] = (round(sum(training_seconds(r, records) for r in fits) / len(fits), 1)
-                                              if fits else float("nan"))
-        entry["eval_s"] = round(sum(r["eval_seconds"] for label in runs for r in runs[label]), 1)
-        out.append(entry)
-    return pd.DataFrame(out)
-
-
-def write(frame: pd.DataFrame, out_dir: Path, seconds: float, command: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out_dir / "table4.csv", index=False)
-    compute = frame["train_s_vinyals"].sum() + frame["train_s_koch"].sum() + frame["eval_s"].sum()
-    lines = ["# table4: the few-shot literature's methods on Vinyals' benchmark and on Koch's task", "",
-             f"- command: `{command}`",
-             machine_line(),
-             f"- time: {compute:.0f} s of training and evaluation in the runs below (as recorded; each training "
-             f"counted once); this reproduce took {seconds:.0f} s (stored runs are reused)",
-             "- cells: ours mean ± 95% CI (over 1,000 episodes for the Vinyals columns, over trial sets for "
-             "omniglot20 and over the 20 runs for lake_runs), then the published figure in brackets; "
-             f"† = more than {FAR:.0f} points from it",
-             "- Vinyals columns: `vinyals` protocol, N-way K-shot episodes over the split's 1,692 test classes "
-             "(rotations as classes, 28x28, 1 query per class), trained on the 4,112 train classes and "
-             "early-stopped (where a preset does) on 320 trials of the val classes; omniglot20 (trial seeds 0-9) and "
-             "lake_runs: Koch's 20-way within-alphabet task, trained on the 30 background alphabets",
-             "", "| system | 5w1s | 5w5s | 20w1s | 20w5s | omniglot20 | lake_runs | train s (Vinyals / Koch) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for _, r in frame.iterrows():
-        cells = [r["system"]] + [_cell_text(r, label) for label, _, _ in COLUMNS]
-        cells.append(f"{r['train_s_vinyals']:.0f} / {r['train_s_koch']:.0f}" if r["preset"] != "-" else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += notes(frame)
-    write_atomic(out_dir / "table4.md", "\n".join(lines) + "\n")
-    plot(frame, out_dir / "table4.png")
-
-
 def _cell_text(row, label: str) -> str:
     text = "not run" if pd.isna(row[label]) else f"{row[label]:.1f} ± {row[f'{label}_ci95']:.1f}"
     paper = row.get(f"{label}_paper")
@@ -120,57 +61,6 @@ def _cell_text(row, label: str) -> str:
         far = " †" if abs(row[label] - paper) > FAR else ""  # (False where not run)
         text += f" ({paper:.1f}){far}"
     return text
-
-
-def notes(frame: pd.DataFrame) -> list[str]:
-    far = [f"{r['system']} {label} {r[label] - r[f'{label}_paper']:+.1f}"
-           for _, r in frame.iterrows() for label in VINYALS + ["lake_runs"]
-           if not pd.isna(r.get(f"{label}_paper")) and abs(r[label] - r[f"{label}_paper"]) > FAR]
-    learned = frame[frame["preset"] != "-"]
-    def rank(column):  # 1 = best; a cell not run has no rank
-        done = learned.dropna(subset=[column]).sort_values(column, ascending=False)
-        return {s: str(k + 1) for k, s in enumerate(done["system"])}
-
-    modern, koch = rank("20w1s"), rank("omniglot20")
-    ranks = ", ".join(f"{s} {modern.get(s, '-')}/{koch.get(s, '-')}" for s in learned["system"])
-    return ["", "## Notes", "",
-            f"- Rank of the learned methods on Vinyals 20w1s / on omniglot20: {ranks}.",
-            "- Gap between the tasks (Vinyals 20w1s minus omniglot20, points): "
-            + ", ".join(f"{r['system']} {r['20w1s'] - r['omniglot20']:+.1f}" for _, r in frame.iterrows()) + ".",
-            f"- Cells more than {FAR:.0f} points from their paper: " + ("; ".join(far) or "none")
-            + ". The published models trained for hours on a GPU (e.g. MAML 60,000 meta-steps, prototypical "
-              "networks 60-way episodes until validation stopped); the cpu presets train for minutes on "
-              "2 cores (see results/README.md).",
-            "- The published lake_runs figure (Lake et al. 2019, prototypical networks 13.7% error) was recalled, "
-            "not checked against the paper here; the baseline row has no published Omniglot figure in "
-            "Chen et al. 2019 or SimpleShot (they report other datasets)."]
-
-
-def plot(frame: pd.DataFrame, path: Path) -> bool:
-    """Grouped bars: each method's accuracy on every column, published figures as black ticks."""
-    plt = pyplot()
-    if plt is None:
-        return False
-    labels = [label for label, _, _ in COLUMNS]
-    width = 0.8 / len(frame)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for k, (_, r) in enumerate(frame.iterrows()):
-        x = [i - 0.4 + (k + 0.5) * width for i in range(len(labels))]
-        ax.bar(x, [r[label] for label in labels], width, yerr=[r[f"{label}_ci95"] for label in labels],
-               label=r["system"])
-        papers = [(xi, r.get(f"{label}_paper")) for xi, label in zip(x, labels)]
-        papers = [(xi, p) for xi, p in papers if p is not None and not pd.isna(p)]
-        if papers:
-            ax.scatter(*zip(*papers), marker="_", color="black", s=60, zorder=3)
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("table4: ours (bars, 95% CI) and published figures (black ticks)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 @TABLES.register("table4")
@@ -184,8 +74,110 @@ class Table4(Table):
         cells = [Cell(row, method, p, learns=p is not None, paper=None) for row, method, p, _ in ROWS]
         return protocols, cells
 
-    def summarise(self, runs, records):
-        return summarise(runs, records)
+    def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
+        """One row per method: each column's accuracy and 95% CI (``rounded_cell``), the published
+        figure beside each Vinyals column and Lake's runs, and the training time per background."""
+        label_of = {(protocol, tuple(sorted(options.items()))): label for label, protocol, options in COLUMNS}
+        published = {row: paper for row, _, _, paper in ROWS}
+        rows = {}
+        for run in runs:
+            label = label_of[(run.protocol, tuple(sorted(run.protocol_options.items())))]
+            cells = rows.setdefault(run.cell.row, (run.cell, {}))[1]
+            if run.record is not None:  # a run not (yet) stored leaves its cell empty
+                cells.setdefault(label, []).append(run.record)
+        out = []
+        for row, (cell, by_label) in rows.items():
+            paper = published[row]
+            figures = dict(zip(VINYALS, TABLE4.get(paper, (None,) * 4)))
+            figures["lake_runs"] = LAKE2019_RUNS.get(paper)
+            entry = {"system": row, "method": cell.method, "preset": cell.preset or "-", "paper_row": paper or ""}
+            for label, _, _ in COLUMNS:
+                mean, half = rounded_cell(by_label[label])[:2] if label in by_label else (float("nan"), float("nan"))
+                entry.update({label: mean, f"{label}_ci95": half, f"{label}_paper": figures.get(label)})
+                if figures.get(label) is not None:
+                    entry[f"{label}_diff"] = round(mean - figures[label], 2)
+            # what training cost on each background (the first run of each fits, the others reuse its weights)
+            for background, label in (("vinyals", "5w1s"), ("koch", "omniglot20")):
+                fits = by_label.get(label, [])
+                entry[f"train_s_{background}"] = (round(sum(training_seconds(r, records) for r in fits) / len(fits), 1)
+                                                  if fits else float("nan"))
+            entry["eval_s"] = round(sum(r["eval_seconds"] for label in by_label for r in by_label[label]), 1)
+            out.append(entry)
+        return pd.DataFrame(out)
 
     def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
-        write(frame, out_dir, about.seconds, about.command)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out_dir / "table4.csv", index=False)
+        compute = frame["train_s_vinyals"].sum() + frame["train_s_koch"].sum() + frame["eval_s"].sum()
+        lines = ["# table4: the few-shot literature's methods on Vinyals' benchmark and on Koch's task", "",
+                 f"- command: `{about.command}`",
+                 machine_line(),
+                 f"- time: {compute:.0f} s of training and evaluation in the runs below (as recorded; each training "
+                 f"counted once); this reproduce took {about.seconds:.0f} s (stored runs are reused)",
+                 "- cells: ours mean ± 95% CI (over 1,000 episodes for the Vinyals columns, over trial sets for "
+                 "omniglot20 and over the 20 runs for lake_runs), then the published figure in brackets; "
+                 f"† = more than {FAR:.0f} points from it",
+                 "- Vinyals columns: `vinyals` protocol, N-way K-shot episodes over the split's 1,692 test classes "
+                 "(rotations as classes, 28x28, 1 query per class), trained on the 4,112 train classes and "
+                 "early-stopped (where a preset does) on 320 trials of the val classes; omniglot20 (trial seeds 0-9) and "
+                 "lake_runs: Koch's 20-way within-alphabet task, trained on the 30 background alphabets",
+                 "", "| system | 5w1s | 5w5s | 20w1s | 20w5s | omniglot20 | lake_runs | train s (Vinyals / Koch) |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for _, r in frame.iterrows():
+            cells = [r["system"]] + [_cell_text(r, label) for label, _, _ in COLUMNS]
+            cells.append(f"{r['train_s_vinyals']:.0f} / {r['train_s_koch']:.0f}" if r["preset"] != "-" else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += self.notes(frame)
+        write_atomic(out_dir / "table4.md", "\n".join(lines) + "\n")
+        self.plot(frame, out_dir / "table4.png")
+
+
+    def notes(self, frame: pd.DataFrame) -> list[str]:
+        far = [f"{r['system']} {label} {r[label] - r[f'{label}_paper']:+.1f}"
+               for _, r in frame.iterrows() for label in VINYALS + ["lake_runs"]
+               if not pd.isna(r.get(f"{label}_paper")) and abs(r[label] - r[f"{label}_paper"]) > FAR]
+        learned = frame[frame["preset"] != "-"]
+        def rank(column):  # 1 = best; a cell not run has no rank
+            done = learned.dropna(subset=[column]).sort_values(column, ascending=False)
+            return {s: str(k + 1) for k, s in enumerate(done["system"])}
+
+        modern, koch = rank("20w1s"), rank("omniglot20")
+        ranks = ", ".join(f"{s} {modern.get(s, '-')}/{koch.get(s, '-')}" for s in learned["system"])
+        return ["", "## Notes", "",
+                f"- Rank of the learned methods on Vinyals 20w1s / on omniglot20: {ranks}.",
+                "- Gap between the tasks (Vinyals 20w1s minus omniglot20, points): "
+                + ", ".join(f"{r['system']} {r['20w1s'] - r['omniglot20']:+.1f}" for _, r in frame.iterrows()) + ".",
+                f"- Cells more than {FAR:.0f} points from their paper: " + ("; ".join(far) or "none")
+                + ". The published models trained for hours on a GPU (e.g. MAML 60,000 meta-steps, prototypical "
+                  "networks 60-way episodes until validation stopped); the cpu presets train for minutes on "
+                  "2 cores (see results/README.md).",
+                "- The published lake_runs figure (Lake et al. 2019, prototypical networks 13.7% error) was recalled, "
+                "not checked against the paper here; the baseline row has no published Omniglot figure in "
+                "Chen et al. 2019 or SimpleShot (they report other datasets)."]
+
+
+    def plot(self, frame: pd.DataFrame, path: Path) -> bool:
+        """Grouped bars: each method's accuracy on every column, published figures as black ticks."""
+        plt = pyplot()
+        if plt is None:
+            return False
+        labels = [label for label, _, _ in COLUMNS]
+        width = 0.8 / len(frame)
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        for k, (_, r) in enumerate(frame.iterrows()):
+            x = [i - 0.4 + (k + 0.5) * width for i in range(len(labels))]
+            ax.bar(x, [r[label] for label in labels], width, yerr=[r[f"{label}_ci95"] for label in labels],
+                   label=r["system"])
+            papers = [(xi, r.get(f"{label}_paper")) for xi, label in zip(x, labels)]
+            papers = [(xi, p) for xi, p in papers if p is not None and not pd.isna(p)]
+            if papers:
+                ax.scatter(*zip(*papers), marker="_", color="black", s=60, zorder=3)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title("table4: ours (bars, 95% CI) and published figures (black ticks)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
