@@ -1,3 +1,20 @@
-"""fewshot-bench: Koch et al. 2015 one-shot benchmarks and a harness to compare methods."""
+"""fewshot-bench: Koch et al. 2015 one-shot benchmarks and a harness to compare methods.
+
+The package in floors; imports point down only (tests/test_layout.py):
+
+- core (this folder): ``api`` (Method, Protocol, TrialSet, the registries), ``registry``,
+  ``config``, ``errors``, ``imageset``, ``evaluation``, ``stats``, ``records`` (the store),
+  ``keys``, ``seeding``, ``progress``
+- ``data``: the datasets, their caches and downloads, Lake's runs, the Vinyals split, splits
+- ``learning``: networks, objectives, samplers, augmentation, the training loop, ensembles, the
+  learned-method families
+- ``tables``: the TABLES registry and one module per table family; ``bench table``'s view
+- ``experiments``: one run, sweeps (here or on Ray), ``bench reproduce``, benchmarks
+- ``pictures``: galleries, curves, heatmaps, the HTML report
+- ``cli``: ``bench``, one module per subcommand
+
+``methods/`` and ``protocols/`` (installed as ``fewshot_bench.methods`` and
+``fewshot_bench.protocols``) stand beside the core and import only from the floors below them.
+"""
 
 __version__ = "0.1.0"
