@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fewshot_bench.config import build_config
+from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet, to_tensor
 from fewshot_bench.registry import Registry
 
@@ -62,6 +63,7 @@ class Method:
     Config: type = EmptyConfig
     presets: dict[str, dict] = {}
     default_preset: str | None = None
+    takes_colour: bool = False  # whether it scores colour images (N, 3, H, W); else grey ones only
 
     def __init__(self, config=None, seed: int = 0, preset: str | None = None, work_dir: Path | None = None):
         self.config = config if config is not None else self.make_config(preset or self.default_preset)
@@ -105,6 +107,8 @@ class Method:
         return {"cpus": 1, "gpus": 0}
 
     def prepare(self, images) -> torch.Tensor:
+        if np.ndim(images) == 4 and not self.takes_colour:
+            raise UserError(f"method {self.name} works on grey images only; run it with --protocol-set channels=1")
         return to_tensor(images, self.input_size)
 
 
@@ -161,6 +165,10 @@ class Protocol:
 
     def config_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.config).items()}
+
+    def provenance(self) -> dict | None:
+        """What the run record should keep about the data beyond the config (a folder's split)."""
+        return None
 
 
 METHODS = Registry("method", "fewshot_bench.methods", "fewshot_bench.methods", Method)

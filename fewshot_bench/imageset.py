@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 @dataclass
 class ImageSet:
-    """``images``: (N, H, W) uint8 with ink = 1, background = 0.
+    """``images``: (N, H, W) uint8 with ink = 1 (or 0-255), background = 0; colour: (N, 3, H, W).
 
     ``meta``: one row per image; Omniglot has columns split, alphabet, character,
     drawer and ``label`` (a global character id), MNIST has ``label`` (the digit).
@@ -40,8 +40,14 @@ class ImageSet:
         return to_tensor(self.images, size)
 
 
+def as_batch(images: torch.Tensor) -> torch.Tensor:
+    """Images as a network takes them: grey (N, H, W) -> (N, 1, H, W); colour (N, C, H, W) as they are."""
+    return images[:, None] if images.dim() == 3 else images
+
+
 def to_tensor(images, size: int | None = None) -> torch.Tensor:
-    """uint8/float images (N, H, W) -> float32 tensor (N, size, size) in [0, 1].
+    """uint8/float images (N, H, W) -> float32 tensor (N, size, size) in [0, 1]; colour images
+    (N, C, H, W) -> (N, C, size, size).
 
     Downsizing uses area averaging (keeps thin strokes visible); upsizing is bilinear
     (Koch upsampled 28x28 MNIST to 35x35).
@@ -53,4 +59,6 @@ def to_tensor(images, size: int | None = None) -> torch.Tensor:
         return x.contiguous()
     mode = "area" if size < x.shape[-1] else "bilinear"
     kwargs = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(x[:, None], size=(size, size), mode=mode, **kwargs)[:, 0].contiguous()
+    batch = x if x.dim() == 4 else x[:, None]  # colour images come as (N, C, H, W)
+    out = F.interpolate(batch, size=(size, size), mode=mode, **kwargs)
+    return (out if x.dim() == 4 else out[:, 0]).contiguous()

@@ -28,6 +28,7 @@ class PixelConfig:
 
 @METHODS.register("pixel_1nn")
 class Pixel1NN(Method):
+    takes_colour = True
     summary = "1-nearest neighbour on raw pixels (Euclidean distance; --set metric=l1|cosine|dot)"
     Config = PixelConfig
 

@@ -53,6 +53,7 @@ def descend(query: np.ndarray, support: np.ndarray, root, metrics) -> np.ndarray
 
 @METHODS.register("tree_metric")
 class TreeMetric(Method):
+    takes_colour = True
     summary = "hierarchical metric classifier: queries descend an agglomerative tree of support embeddings"
     Config = TreeMetricConfig
     presets = {"cpu": {}, "tiny": {"base_preset": "tiny"}}

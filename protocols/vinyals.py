@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fewshot_bench.api import PROTOCOLS, Protocol, TrialSet
+from fewshot_bench.api import PROTOCOLS, Protocol
 from fewshot_bench.config import require
-from fewshot_bench.data.omniglot import image_ids
+from fewshot_bench.data.episodes import draw_episodes, episode_rng
 from fewshot_bench.data.vinyals_split import characters, class_set
 
 VALIDATION_EPISODES = 16  # 16 20-way one-shot episodes: 320 validation trials, as Koch's
@@ -36,27 +36,6 @@ class VinyalsConfig:
                                                 f"got {self.shot + self.queries}")
         require(self.train_split in ("train", "trainval"),
                 f"train_split must be 'train' or 'trainval', got {self.train_split!r}")
-
-
-def episodes(images, n: int, way: int, shot: int, queries: int, rng: np.random.Generator, prefix: str):
-    """``n`` episodes of ``way`` classes drawn from all of ``images``' classes, each with ``shot``
-    support and ``queries`` query images per class (distinct drawers)."""
-    meta = images.meta
-    by_class = [np.sort(rows) for _, rows in sorted(meta.groupby("label").indices.items())]
-    sets = []
-    for e in range(n):
-        chosen = rng.choice(len(by_class), size=way, replace=False)
-        support, support_class, query, answer = [], [], [], []
-        for k, c in enumerate(chosen):
-            rows = rng.choice(by_class[c], size=shot + queries, replace=False)
-            support += rows[:shot].tolist()
-            support_class += [k] * shot
-            query += rows[shot:].tolist()
-            answer += [k] * queries
-        sets.append(TrialSet(images.images[query], images.images[support], np.array(answer), f"{prefix}{e + 1:04d}",
-                             support_class=np.array(support_class), query_ids=image_ids(meta, query),
-                             support_ids=image_ids(meta, support)))
-    return sets
 
 
 @PROTOCOLS.register("vinyals")
@@ -83,9 +62,9 @@ class Vinyals(Protocol):
         if self.config.train_split == "trainval":  # the val classes are training data then
             return None
         rng = np.random.default_rng([seed, 688])
-        return episodes(class_set(self.data_root, "val"), VALIDATION_EPISODES, 20, 1, 1, rng, "val")
+        return draw_episodes(class_set(self.data_root, "val"), VALIDATION_EPISODES, 20, 1, 1, rng, "val")
 
     def trial_sets(self, trial_seed: int):
         c = self.config
-        rng = np.random.default_rng([trial_seed, c.way, c.shot, c.queries, 2016])
-        return episodes(class_set(self.data_root, "test"), c.episodes, c.way, c.shot, c.queries, rng, "episode")
+        rng = episode_rng(trial_seed, c.way, c.shot, c.queries)
+        return draw_episodes(class_set(self.data_root, "test"), c.episodes, c.way, c.shot, c.queries, rng, "episode")

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from fewshot_bench.api import METHODS, PROTOCOLS, TrialSet
 from fewshot_bench.data.splits import TEST_ALPHABETS, VALIDATION_ALPHABETS
@@ -74,6 +75,10 @@ def synthetic_root(tmp_path_factory):
     idx_gz(root / "mnist/t10k-images-idx3-ubyte.gz", digits)
     idx_gz(root / "mnist/t10k-labels-idx1-ubyte.gz", np.arange(60) % 10)
     lake_runs_folder(root / "lake_runs")
+    for c in range(10):  # a user's folder of class folders
+        (root / "my_images" / f"class{c}").mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(glyph(5000 + 10 * c + k, SIZE) * 255).save(root / "my_images" / f"class{c}" / f"{k}.png")
     classes = {"train": [f"Synthetic_A/character0{c}/rot{r:03d}" for c in range(1, 6) for r in (0, 90)],
                "val": [f"Synthetic_B/character0{c}/rot{r:03d}" for c in range(1, 6) for r in (0, 90, 180, 270)],
                "test": [f"{a}/character0{c}/rot000" for a in TEST_ALPHABETS[:2] for c in range(1, 6)]}
@@ -87,7 +92,8 @@ def synthetic_root(tmp_path_factory):
 # here runs with its defaults
 SMOKE_OPTIONS = {"omniglot20": {"way": 5}, "episodes": {"way": 3, "episodes": 4},
                  "verification": {"pairs": 40, "threshold_pairs": 20}, "mnist10": {"trials": 10},
-                 "vinyals": {"way": 3, "episodes": 4}, "lake_runs": {"runs": "{root}/lake_runs"}}
+                 "vinyals": {"way": 3, "episodes": 4}, "lake_runs": {"runs": "{root}/lake_runs"},
+                 "folder": {"root": "{root}/my_images", "way": 2, "episodes": 4}}
 
 
 @pytest.mark.parametrize("name", PROTOCOLS.names())

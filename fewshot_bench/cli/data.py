@@ -10,8 +10,18 @@ from fewshot_bench.errors import UserError
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("data", help="show and verify the datasets; `bench data fetch` downloads missing ones")
-    p.add_argument("action", nargs="?", choices=["show", "fetch"], default="show")
+    p = subparsers.add_parser("data", help="show and verify the datasets; `bench data fetch` downloads missing ones; "
+                                          "`bench data check PATH` describes your own folder of images",
+                              description="show: the datasets under the data root, verified by content. fetch: "
+                                          "download what is missing from the official sources. check PATH: a folder "
+                                          "of class folders (root/class/* or root/group/class/*) as the folder "
+                                          "protocol would see it: classes, images, sizes, modes, the split, problems.")
+    p.add_argument("action", nargs="?", choices=["show", "fetch", "check"], default="show",
+                   help="show (default), fetch, or check PATH")
+    p.add_argument("path", nargs="?", help="check: the folder to describe")
+    p.add_argument("--way", type=int, default=5, help="check: the episodes' way to check the test part against")
+    p.add_argument("--shot", type=int, default=1, help="check: support images per class")
+    p.add_argument("--queries", type=int, default=1, help="check: query images per class")
     data_root_arg(p)
     p.add_argument("--base-url", help="download from this mirror (files under their data-root paths)")
     p.set_defaults(func=command)
@@ -20,6 +30,10 @@ def add_parser(subparsers) -> None:
 def command(args) -> None:
     from fewshot_bench.data.datasets import data_root
 
+    if args.action == "check":
+        return check_folder(args)
+    if args.path:
+        raise UserError(f"{args.path!r}: only `bench data check PATH` takes a path; the data root is --data-root")
     root = data_root(args.data_root)
     if args.action == "fetch":
         fetch_missing(root, args.base_url)
@@ -75,3 +89,30 @@ def show_data(root: Path) -> None:
     if problems:
         raise UserError(f"{problems} dataset(s) missing or wrong under {root}; "
                         f"run `bench data fetch --data-root {root}`")
+
+
+def check_folder(args) -> None:
+    from fewshot_bench.data.folders import describe
+
+    if not args.path:
+        raise UserError("bench data check needs the folder: bench data check PATH")
+    info = describe(Path(args.path), way=args.way, shot=args.shot, queries=args.queries)
+    table = Table(title=f"{info['root']} as a few-shot dataset", title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    low, median, high = info["images_per_class"]
+    table.add_row("layout", info["layout"] + (f", {info['groups']} groups" if info["groups"] else ""))
+    table.add_row("classes", f"{info['classes']:,}")
+    table.add_row("images", f"{info['images']:,}; per class {low}-{high}, median {median:g}")
+    table.add_row("sizes", ", ".join(f"{size} ({n})" for size, n in list(info["sizes"].items())[:5])
+                  + f"  (of {info['sampled']} sampled)")
+    table.add_row("modes", ", ".join(f"{mode} ({n})" for mode, n in info["modes"].items()))
+    table.add_row("split (0.6/0.2/0.2, seed 0)", ", ".join(f"{part} {n}" for part, n in info["split"].items())
+                  + " classes")
+    out.print(table)
+    for problem in info["problems"]:
+        out.print(f"problem: {problem}", highlight=False, markup=False)
+    if info["problems"]:
+        raise UserError(f"{len(info['problems'])} problem(s) in {info['root']} (above)")
+    out.print(f"ready: bench run --method pixel_1nn --protocol folder --protocol-set root={info['root']}",
+              highlight=False, markup=False, soft_wrap=True)

@@ -39,7 +39,7 @@ def command(args) -> None:
 def execute(args, method: str, show_progress: bool = True) -> dict:
     from fewshot_bench.config import parse_assignments
     from fewshot_bench.progress import StageProgress
-    from fewshot_bench.records import save_record, store_dir
+    from fewshot_bench.records import save_record, store_dir, write_atomic
     from fewshot_bench.experiments.runner import RunSpec, run
     from fewshot_bench.seeding import parse_seeds
 
@@ -56,4 +56,9 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
         record = run(spec, progress)
     path = save_record(record, store)
     console.print(f"run record: {path}", highlight=False)
+    split = (record.get("protocol_data") or {}).get("split")
+    if split is not None:  # a folder's split: the classes each part held, beside the record
+        split_path = store / "splits" / f"{record['run_id']}.json"
+        write_atomic(split_path, json.dumps(split, indent=1) + "\n")
+        console.print(f"split: {split_path}", highlight=False)
     return record

@@ -17,7 +17,7 @@ import torch
 
 from fewshot_bench.api import Method
 from fewshot_bench.errors import UserError
-from fewshot_bench.imageset import to_tensor
+from fewshot_bench.imageset import as_batch, to_tensor
 from fewshot_bench.keys import fingerprint
 from fewshot_bench.learning.checkpoints import Checkpoint, data_fingerprint
 from fewshot_bench.learning.configs import ClassifierConfig, MamlConfig, MetricConfig, TrainingConfig, TwinConfig
@@ -33,6 +33,7 @@ class NetworkMethod(TrainingLoop, Method):
     """A network trained on the background; a family sets ``Config``, a method its presets."""
 
     Config = TrainingConfig
+    takes_colour = True  # the first layer follows the images' channels
     progress = None  # set by the runner: a StageProgress
     # the values fields this family's config no longer has always had in its stored keys (legacy_keys.py)
     former_values: dict = {}
@@ -65,7 +66,7 @@ class NetworkMethod(TrainingLoop, Method):
     @torch.inference_mode()
     def _embed(self, model, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
         model.eval()
-        return torch.cat([model.test_features(model.embed(images[i:i + batch, None].to(self.device)))
+        return torch.cat([model.test_features(model.embed(as_batch(images[i:i + batch]).to(self.device)))
                           for i in range(0, len(images), batch)])
 
     @torch.inference_mode()
@@ -127,7 +128,7 @@ class NetworkMethod(TrainingLoop, Method):
         seeds = [self.seed] if cfg.members == 1 else [100 * self.seed + k for k in range(cfg.members)]
         keys = [fingerprint(self.name, self.training_config(), data_key, seed, validation_key) for seed in seeds]
         self.checkpoint_key_ = keys[0]
-        data = to_tensor(background.images, cfg.input_size)[:, None]
+        data = as_batch(to_tensor(background.images, cfg.input_size))
         index = CharacterIndex(background)
         workers = min(cfg.members, max(1, torch.get_num_threads()), os.cpu_count() or 1)
         # finished members are only loaded: no processes to spawn for that
@@ -139,7 +140,7 @@ class NetworkMethod(TrainingLoop, Method):
         n_classes = self.objective_for(index).n_classes()
         self.models_ = []
         for state, *_ in results:
-            model = build_network(cfg, n_classes).to(self.device)
+            model = build_network(cfg, n_classes, data.shape[1]).to(self.device)
             model.load_state_dict(state)
             self.finish_model(model, data)
             self.models_.append(model)
@@ -225,7 +226,7 @@ class ClassifierMethod(NetworkMethod):
 
     def finish_model(self, model, data):
         if self.config.normalise == "cl2n":  # SimpleShot's centring: the mean feature of the background images
-            model.feature_mean = self._embed(model, data[:, 0]).mean(0)
+            model.feature_mean = self._embed(model, data).mean(0)
 
 
 class MamlMethod(NetworkMethod):
@@ -251,7 +252,7 @@ class MamlMethod(NetworkMethod):
             if n_classes > cfg.way:
                 raise UserError(f"{self.name} has {cfg.way} outputs (way={cfg.way}) and cannot score episodes of "
                                 f"{n_classes} classes; train it with --set way={n_classes}")
-            q, s = queries.clone()[:, None].to(self.device), support.clone()[:, None].to(self.device)
+            q, s = as_batch(queries.clone()).to(self.device), as_batch(support.clone()).to(self.device)
             params = {name: p.detach().requires_grad_() for name, p in model.named_parameters()}
             adapted = adapt(model, params, s, classes.to(self.device), cfg.test_inner_steps, cfg.inner_lr, False)
             with torch.no_grad():

@@ -38,13 +38,13 @@ def conv_block(c_in: int, c_out: int, k: int, stride: int = 1, padding: int = 0,
 class TwinNet(nn.Module):
     """Twin embedding (conv or MLP stack, optional fully connected sigmoid layer) and the metric."""
 
-    def __init__(self, cfg, n_classes: int = 0):
+    def __init__(self, cfg, n_classes: int = 0, in_channels: int = 1):
         super().__init__()
         self.metric = cfg.metric
         self.conv = cfg.network == "conv"
-        self.layers = nn.ModuleList(self._conv_layers(cfg) if self.conv else self._mlp_layers(cfg))
+        self.layers = nn.ModuleList(self._conv_layers(cfg, in_channels) if self.conv else self._mlp_layers(cfg, in_channels))
         with torch.no_grad():
-            flat = self._features(torch.zeros(1, 1, cfg.input_size, cfg.input_size)).shape[1]
+            flat = self._features(torch.zeros(1, in_channels, cfg.input_size, cfg.input_size)).shape[1]
         self.fc = nn.Linear(flat, cfg.fc_units) if cfg.fc_units else None
         dim = cfg.fc_units or flat
         # alpha_j weights |h1_j - h2_j|, plus a bias; the Euclidean and cosine metrics have no parameters
@@ -65,8 +65,8 @@ class TwinNet(nn.Module):
             self.to(memory_format=torch.channels_last)
 
     @staticmethod
-    def _conv_layers(cfg):
-        layers, c_in = [], 1
+    def _conv_layers(cfg, in_channels: int):
+        layers, c_in = [], in_channels
         strides = cfg.strides or (1,) * len(cfg.channels)
         for i, (c_out, k, stride) in enumerate(zip(cfg.channels, cfg.kernels, strides)):
             # 'same' padding (k // 2) keeps maps large; with stride 2 it halves them exactly. The
@@ -77,8 +77,8 @@ class TwinNet(nn.Module):
         return layers
 
     @staticmethod
-    def _mlp_layers(cfg):
-        layers, n_in = [], cfg.input_size ** 2
+    def _mlp_layers(cfg, in_channels: int):
+        layers, n_in = [], in_channels * cfg.input_size ** 2
         for i, n_out in enumerate(cfg.hidden):
             block = ([nn.Flatten()] if i == 0 else []) + [nn.Linear(n_in, n_out), nn.ReLU(inplace=True)]
             layers.append(nn.Sequential(*block))
@@ -179,14 +179,14 @@ class RelationNet(nn.Module):
     module (two conv blocks on the concatenated maps of a query and a class, then 8 hidden units
     and a sigmoid) that learns the comparison itself."""
 
-    def __init__(self, cfg, n_classes: int = 0):
+    def __init__(self, cfg, n_classes: int = 0, in_channels: int = 1):
         super().__init__()
         c = 64
-        self.layers = nn.ModuleList([conv_block(1, c, 3), conv_block(c, c, 3),
+        self.layers = nn.ModuleList([conv_block(in_channels, c, 3), conv_block(c, c, 3),
                                      conv_block(c, c, 3, padding=1, pool=False),
                                      conv_block(c, c, 3, padding=1, pool=False)])
         with torch.no_grad():
-            self.shape = tuple(self._maps(torch.zeros(1, 1, cfg.input_size, cfg.input_size)).shape[1:])
+            self.shape = tuple(self._maps(torch.zeros(1, in_channels, cfg.input_size, cfg.input_size)).shape[1:])
         side = self.shape[-1]
         self.relation = nn.Sequential(conv_block(2 * c, c, 3, padding=1, pool=side >= 2),
                                       conv_block(c, c, 3, padding=1, pool=side >= 4),
@@ -223,9 +223,9 @@ class MamlNet(nn.Module):
     pooling), batch norm on the batch's own statistics, ReLU; features averaged over space; a
     linear layer over ``way`` output classes (an episode of fewer classes uses the first ones)."""
 
-    def __init__(self, cfg, n_classes: int = 0):
+    def __init__(self, cfg, n_classes: int = 0, in_channels: int = 1):
         super().__init__()
-        self.layers = nn.ModuleList([conv_block(1 if i == 0 else 64, 64, 3, stride=2, padding=1, pool=False,
+        self.layers = nn.ModuleList([conv_block(in_channels if i == 0 else 64, 64, 3, stride=2, padding=1, pool=False,
                                                 track_running_stats=False) for i in range(4)])
         self.out = nn.Linear(64, cfg.way)
 
@@ -249,5 +249,6 @@ CONV4 = {"network": "conv", "input_size": 28, "channels": (64, 64, 64, 64), "ker
 NETWORKS = {"conv": TwinNet, "mlp": TwinNet, "relation": RelationNet, "maml": MamlNet}
 
 
-def build_network(cfg, n_classes: int = 0) -> nn.Module:
-    return NETWORKS[cfg.network](cfg, n_classes)
+def build_network(cfg, n_classes: int = 0, in_channels: int = 1) -> nn.Module:
+    """The config's network for images of ``in_channels`` channels (1 grey, 3 colour)."""
+    return NETWORKS[cfg.network](cfg, n_classes, in_channels)

@@ -23,12 +23,21 @@ class CharacterIndex:
             sub = meta[meta["alphabet"] == alphabet]
             drawers = sorted(sub["drawer"].unique())
             grid = sub.pivot_table(index="character", columns="drawer", values="row", aggfunc="first")
-            self.table[alphabet] = grid = grid.reindex(columns=drawers).to_numpy(dtype=np.int64)
+            self.table[alphabet] = grid = _filled(grid.reindex(columns=drawers).to_numpy(dtype=np.float64))
             for character, rows in enumerate(grid):
                 self.labels[rows] = self.n_classes + character
             self.n_classes += len(grid)
         self.rotated = "rotation" in meta  # Vinyals' classes: the rotations are classes already
         self.characters = [(a, c) for a in self.alphabets for c in range(len(self.table[a]))]  # in label order
+
+
+def _filled(grid: np.ndarray) -> np.ndarray:
+    """A (characters, drawers) grid of rows with every gap (a class with fewer images than the
+    largest of its group, in a user's folder) filled by cycling that class's own images."""
+    if not np.isnan(grid).any():
+        return grid.astype(np.int64)
+    rows = [r[~np.isnan(r)].astype(np.int64) for r in grid]
+    return np.stack([np.resize(r, grid.shape[1]) for r in rows])
 
 
 def balanced_pairs(index: CharacterIndex, n_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +72,8 @@ def trial_batch(index: CharacterIndex, alphabets: int, way: int, drawers: int, r
             raise UserError(f"way={way} needs {way} background classes; the background has "
                             f"{len(index.characters)}: lower the method's way (--set way=N)")
         return [_any_characters(index, way, drawers, rng) for _ in range(alphabets)]
-    chosen = rng.choice(len(index.alphabets), size=alphabets, replace=False)
+    # a user's folder may hold fewer groups than a batch has: then groups repeat within a batch
+    chosen = rng.choice(len(index.alphabets), size=alphabets, replace=alphabets > len(index.alphabets))
     groups = []
     for a in chosen:
         grid = index.table[index.alphabets[a]]

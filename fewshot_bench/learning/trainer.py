@@ -44,7 +44,7 @@ class TrainingLoop:
         checkpoint = Checkpoint(self.work_dir, f"{self.name}-{key}")
         objective = self.objective_for(index)
         torch.manual_seed(self.seed)
-        self.model_ = build_network(cfg, objective.n_classes()).to(device)
+        self.model_ = build_network(cfg, objective.n_classes(), data.shape[1]).to(device)
         state = checkpoint.load()
         if state and state.get("done"):
             return self._kept(state), state["history"], True
