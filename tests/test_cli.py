@@ -171,3 +171,15 @@ def test_results_table_at_80_columns_never_cuts_names(data_root, tmp_path):
     row = next(line for line in lines if line.startswith("│ pixel_1nn"))
     assert "…" not in row and len(row) <= 80 and "%" in row  # accuracy on the same line as the names
     assert max(len(line) for line in lines) <= 80
+
+
+def test_run_evaluates_a_fixed_set_of_trials_once_whatever_the_trial_seeds(tmp_path):
+    from helpers import lake_runs_folder
+
+    runs = lake_runs_folder(tmp_path / "runs")
+    out = bench("run", "--method", "pixel_1nn", "--protocol", "lake_runs", "--runs", str(runs), "--trial-seed", "0-9",
+                "--json", "--store", str(tmp_path / "store"), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["trial_seeds"] == [0] and record["n_trials"] == 8  # 2 runs of 4 trials, scored once
+    assert "lake_runs is one fixed set of trials; --trial-seed 0-9 ignored" in " ".join(out.stderr.split())

@@ -86,13 +86,16 @@ def test_a_ray_rerun_reuses_the_drivers_checkpoints_for_new_protocols(data_root,
 
 @pytest.mark.parametrize("on", ["local", "ray"])
 def test_a_failing_run_is_reported_while_the_others_land(data_root, tmp_path, capsys, on):
-    # 100 alphabets per batch cannot be drawn from 30 (x4 turns is not used by sampling): that training fails
+    # MAML draws a task's classes from all background characters: 2,000 cannot be drawn from 964, and
+    # that training fails when it samples its first batch
     store = tmp_path / "store"
-    code = main(["sweep", *TINY, "--grid", "alphabets_per_batch=2,100", "--store", str(store), "--on", on])
+    code = main(["sweep", "--method", "maml", "--preset", "tiny", "--protocol", "omniglot20", "--no-progress",
+                 "--grid", "way=20,2000", "--store", str(store), "--on", on])
     assert code == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "failed: conv_siamese (tiny) alphabets_per_batch=100 seed 0" in err and "1 of 2 trainings failed" in err
-    assert {r["method_config"]["alphabets_per_batch"] for r in load_records(store)} == {2}
+    assert "failed: maml (tiny) way=2000 seed 0" in err and "1 of 2 trainings failed" in err
+    assert "way=2000 needs 2000 background classes; the background has 964" in err
+    assert {r["method_config"]["way"] for r in load_records(store)} == {20}
 
 
 def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(data_root, tmp_path):

@@ -37,6 +37,7 @@ def command(args) -> None:
 
 
 def execute(args, method: str, show_progress: bool = True) -> dict:
+    from fewshot_bench.api import PROTOCOLS
     from fewshot_bench.config import parse_assignments
     from fewshot_bench.progress import StageProgress
     from fewshot_bench.records import save_record, store_dir, write_atomic
@@ -52,6 +53,9 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
                    protocol_options=protocol_options, seed=args.seed,
                    trial_seeds=parse_seeds(args.trial_seed) if args.trial_seed is not None else None,
                    data_root=Path(args.data_root) if args.data_root else None, work_dir=store / "checkpoints")
+    if spec.trial_seeds and len(spec.trial_seeds) > 1 and PROTOCOLS.get(spec.protocol).fixed_trials:
+        console.print(f"note: {spec.protocol} is one fixed set of trials; --trial-seed {args.trial_seed} ignored "
+                      "(one evaluation, its CI over that set)", highlight=False, markup=False)
     with StageProgress(console, enabled=show_progress) as progress:
         record = run(spec, progress)
     path = save_record(record, store)

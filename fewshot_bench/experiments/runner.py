@@ -42,11 +42,19 @@ def build(spec: RunSpec):
     return method, protocol
 
 
+def trial_seeds(spec: RunSpec) -> list[int]:
+    """The trial draws a run evaluates: the spec's (default: its seed); one, for a protocol whose
+    trials are one fixed published set (trial seeds would draw the same trials again)."""
+    if PROTOCOLS.get(spec.protocol).fixed_trials:
+        return [spec.seed]
+    return list(spec.trial_seeds) if spec.trial_seeds else [spec.seed]
+
+
 def spec_key(spec: RunSpec) -> str:
     """The key of the run ``spec`` would make (:func:`fewshot_bench.keys.record_key` of its record)."""
     method, protocol = build(spec)
     return run_key(spec.method, method.preset, method.config_dict(), spec.protocol, protocol.config_dict(),
-                   spec.seed, spec.trial_seeds or [spec.seed])
+                   spec.seed, trial_seeds(spec))
 
 
 def run(spec: RunSpec, progress=None) -> dict:
@@ -55,7 +63,7 @@ def run(spec: RunSpec, progress=None) -> dict:
     ``progress`` (optional) has ``stage(label)``, ``start(total)`` and ``advance()``.
     """
     method, protocol = build(spec)
-    trial_seeds = spec.trial_seeds if spec.trial_seeds else [spec.seed]
+    seeds = trial_seeds(spec)
     seed_everything(spec.seed)
     background = protocol.background()
     protocol.check_background(background)
@@ -66,7 +74,7 @@ def run(spec: RunSpec, progress=None) -> dict:
     train_seconds = time.perf_counter() - start
 
     draws = []
-    for trial_seed in trial_seeds:
+    for trial_seed in seeds:
         if progress:
             progress.stage(f"{spec.method} on {spec.protocol}, trial seed {trial_seed}")
         draws.append({"trial_seed": trial_seed, **protocol.evaluate(method, trial_seed, progress)})

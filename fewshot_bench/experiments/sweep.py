@@ -101,9 +101,8 @@ def plan(methods, presets, protocols, seeds, trial_seeds, grid, store: Path, dat
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
     trainings = []
     for method, preset, options, seed in itertools.product(methods, presets or [None], points, parse_seeds(seeds)):
-        fixed = lambda p: PROTOCOLS.get(p).fixed_trials  # noqa: E731 - one set of trials, no draws
         specs = [RunSpec(method, p, preset, dict(options), {}, seed,
-                         None if fixed(p) or trial_seeds is None else parse_seeds(trial_seeds), data_root,
+                         None if trial_seeds is None else parse_seeds(trial_seeds), data_root,
                          store / "checkpoints") for p in protocols]
         keys = [spec_key(s) for s in specs]  # builds each config: a bad preset or option fails here
         trainings.append(Training.of(specs, keys, done))
