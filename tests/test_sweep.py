@@ -11,6 +11,7 @@ import time
 import pytest
 
 from fewshot_bench.experiments import sweep
+from fewshot_bench.experiments.runner import trial_seeds
 from fewshot_bench.cli.main import main
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records
@@ -30,7 +31,7 @@ def test_sweep_plans_the_grid_and_a_rerun_skips_stored_runs(data_root, tmp_path)
     trainings = sweep.plan(["pixel_1nn"], [], ["omniglot20", "lake_runs"], "0", "0-1",
                            {"metric": ["euclidean", "cosine"], "input_size": ["14", "28"]}, store)
     assert len(trainings) == 4 and all(len(t.specs) == 2 for t in trainings)
-    assert {t.specs[1].trial_seeds for t in trainings} == {None}  # Lake's runs draw nothing
+    assert {tuple(trial_seeds(t.specs[1])) for t in trainings} == {(0,)}  # Lake's runs: one fixed set, scored once
     assert {tuple(t.specs[0].trial_seeds) for t in trainings} == {(0, 1)}
     args = ["sweep", "--method", "pixel_1nn", "--protocol", "omniglot20,lake_runs", "--trial-seed", "0-1",
             "--grid", "metric=euclidean,cosine", "--store", str(store), "--no-progress"]
