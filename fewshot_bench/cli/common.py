@@ -8,6 +8,12 @@ console = Console(stderr=True)  # human output on stderr, so --json's stdout sta
 out = Console()
 
 
+def say(text: str) -> None:
+    """A message on stderr, printed verbatim (paths and names may hold [brackets]) and never wrapped
+    (a path stays one line to copy)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 class RegistryNames:
     """argparse choices read from a registry only when argparse needs them (checking the value, a
     subcommand's --help), so ``bench --help`` imports no table, method or protocol."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fewshot_bench.cli.run import execute
-from fewshot_bench.cli.common import data_root_arg, store_arg, plugin_arg, console, out, print_results
+from fewshot_bench.cli.common import data_root_arg, out, plugin_arg, print_results, say, store_arg
 
 
 def add_parser(subparsers) -> None:
@@ -52,4 +52,4 @@ def command(args) -> None:
         only_a, only_b = disagreements(*records)
         path = comparison_gallery(*records, only_a.head(args.limit), only_b.head(args.limit),
                                   source_for(records[0], args.data_root), Path(args.gallery))
-        console.print(f"wrote {path}")
+        say(f"wrote {path}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import data_root_arg, console, out
+from fewshot_bench.cli.common import console, data_root_arg, out
 from fewshot_bench.errors import UserError
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import plugin_arg, out
+from fewshot_bench.cli.common import out, plugin_arg
 
 
 def add_parser(subparsers) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewshot_bench.cli.common import console, data_root_arg, store_arg
+from fewshot_bench.cli.common import data_root_arg, say, store_arg
 from fewshot_bench.errors import UserError
 
 
@@ -26,4 +26,4 @@ def command(args) -> None:
     if not records:
         raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")
     path = write_report(records, Path(args.out), Path(args.tables), args.data_root, args.limit)
-    console.print(f"wrote {path}")
+    say(f"wrote {path}")

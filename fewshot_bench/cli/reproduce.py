@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewshot_bench.cli.common import RegistryNames, data_root_arg, store_arg, console, out
+from fewshot_bench.cli.common import RegistryNames, console, data_root_arg, out, say, store_arg
 from fewshot_bench.errors import UserError
 
 
@@ -37,4 +37,4 @@ def command(args) -> None:
                   Path(args.data_root) if args.data_root else None, progress, command, on=args.on,
                   address=args.address)
     out.print((Path(args.out) / f"{args.table}.md").read_text(), highlight=False, soft_wrap=True)
-    console.print(f"wrote {args.out}/{args.table}.csv, .md" + (", .png" if (Path(args.out) / f"{args.table}.png").exists() else ""))
+    say(f"wrote {args.out}/{args.table}.csv, .md" + (", .png" if (Path(args.out) / f"{args.table}.png").exists() else ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fewshot_bench.cli.common import console, data_root_arg, plugin_arg, print_results, store_arg
+from fewshot_bench.cli.common import console, data_root_arg, plugin_arg, print_results, say, store_arg
 
 
 def add_parser(subparsers) -> None:
@@ -59,10 +59,10 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
     with StageProgress(console, enabled=show_progress) as progress:
         record = run(spec, progress)
     path = save_record(record, store)
-    console.print(f"run record: {path}", highlight=False)
+    say(f"run record: {path}")
     split = (record.get("protocol_data") or {}).get("split")
     if split is not None:  # a folder's split: the classes each part held, beside the record
         split_path = store / "splits" / f"{record['run_id']}.json"
         write_atomic(split_path, json.dumps(split, indent=1) + "\n")
-        console.print(f"split: {split_path}", highlight=False)
+        say(f"split: {split_path}")
     return record

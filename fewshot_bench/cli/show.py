@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import data_root_arg, store_arg, console, out, print_results
+from fewshot_bench.cli.common import console, data_root_arg, out, print_results, say, store_arg
 from fewshot_bench.errors import UserError
 
 
@@ -63,7 +63,7 @@ def command(args) -> None:
                   f"of {record['n_trials']} pairs")
         if args.gallery:
             half = max(1, args.limit // 2)
-            console.print(f"wrote {verification_gallery(record, false_accepts.head(half), false_rejects.head(half), source, Path(args.gallery))}")
+            say(f"wrote {verification_gallery(record, false_accepts.head(half), false_rejects.head(half), source, Path(args.gallery))}")
     else:
         table = Table(title="accuracy per alphabet (hardest first)", title_justify="left")
         for col in ("alphabet", "trials", "accuracy"):
@@ -80,6 +80,6 @@ def command(args) -> None:
         out.print(table)
         if args.gallery:
             wrong = failures(record, args.limit)
-            console.print(f"wrote {failure_gallery(record, wrong, source, Path(args.gallery))}")
+            say(f"wrote {failure_gallery(record, wrong, source, Path(args.gallery))}")
     if args.curves:
-        console.print(f"wrote {learning_curves([record], Path(args.curves))}")
+        say(f"wrote {learning_curves([record], Path(args.curves))}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import data_root_arg, store_arg, console, out
+from fewshot_bench.cli.common import console, data_root_arg, out, store_arg
 from fewshot_bench.errors import UserError
 
 

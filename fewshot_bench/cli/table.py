@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewshot_bench.cli.common import store_arg, console, out
+from fewshot_bench.cli.common import out, say, store_arg
 from fewshot_bench.errors import UserError
 
 
@@ -29,4 +29,4 @@ def command(args) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         long_table(records).to_csv(folder / "results.csv", index=False, float_format="%.2f")
         (folder / "results.md").write_text(markdown)
-        console.print(f"wrote {folder / 'results.csv'} and {folder / 'results.md'}")
+        say(f"wrote {folder / 'results.csv'} and {folder / 'results.md'}")
