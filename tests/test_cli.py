@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from fewshot_bench.cli.main import main, make_parser
 
@@ -90,10 +91,68 @@ def test_table_writes_csv_and_markdown(data_root, tmp_path, capsys):
 
 def test_compare_reports_mcnemar_on_identical_trials(data_root, tmp_path, capsys):
     store = str(tmp_path / "store")
-    code = main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store])
+    code = main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store, "--run-missing"])
     assert code == 0
     out = capsys.readouterr().out
     assert "exact McNemar p =" in out and "over 2000 paired trials" in out
+    assert main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store]) == 0  # stored now
+
+
+def test_compare_never_runs_what_the_store_lacks_unless_asked(tmp_path, capsys):
+    store = tmp_path / "store"
+    assert main(["compare", "pixel_1nn", "mhd", "--protocol", "omniglot20", "--store", str(store)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"bench run --method pixel_1nn --protocol omniglot20 --seed 0 --store {store}" in err
+    assert "bench run --method mhd" in err and "--run-missing" in err
+    assert not store.exists()  # nothing was run or written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["show", "--method", "mhd", "--gallery", "/proc/x.png"], "--gallery /proc/x.png: cannot write in /proc"),
+    (["compare", "a", "b", "--protocol", "omniglot20", "--gallery", "/proc/x.png"], "cannot write in /proc"),
+    (["report", "--out", "/proc/rep"], "--out /proc/rep: cannot write in /proc"),
+    (["show", "--method", "mhd", "--curves", "/tmp"], "--curves /tmp is a folder"),
+])
+def test_unwritable_outputs_are_one_line_errors_before_any_work(args, message, tmp_path):
+    out = bench(*args, "--store", str(tmp_path / "store"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert message in " ".join(out.stderr.split())
+
+
+def test_report_into_a_file_is_an_error(tmp_path):
+    existing = tmp_path / "existing.html"
+    existing.write_text("x")
+    out = bench("report", "--out", str(existing), "--store", str(tmp_path / "store"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"--out {existing} is a file; give a folder" in " ".join(out.stderr.split())
+
+
+def test_curves_of_a_method_that_does_not_learn_fail_before_any_table(data_root, tmp_path):
+    store = str(tmp_path / "store")
+    assert main(["run", "--method", "pixel_1nn", "--protocol", "lake_runs", "--store", store, "--no-progress"]) == 0
+    out = bench("show", "--method", "pixel_1nn", "--curves", str(tmp_path / "c.png"), "--store", store)
+    assert out.returncode == 2 and "no training history" in out.stderr
+    assert "accuracy per alphabet" not in out.stdout and not (tmp_path / "c.png").exists()
+
+
+def test_messages_print_square_brackets_verbatim(capsys, monkeypatch):
+    from fewshot_bench.cli import listing
+    from fewshot_bench.errors import UserError
+
+    def fail(args):
+        raise UserError("needs Ray: pip install -e '.[ray]'")
+
+    monkeypatch.setattr(listing, "command", fail)
+    assert main(["list"]) == 2
+    assert "pip install -e '.[ray]'" in capsys.readouterr().err
+
+
+def test_every_subcommand_and_argument_has_help():
+    subcommands = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in subcommands.choices.items():
+        assert parser.description, f"bench {name} --help has no description"
+        for action in parser._actions:
+            assert action.help, f"bench {name}: {'/'.join(action.option_strings) or action.dest} has no help"
 
 
 def test_table_without_records_is_a_user_error(tmp_path):
@@ -167,7 +226,7 @@ def test_results_table_at_80_columns_never_cuts_names(data_root, tmp_path):
     out = bench("run", "--method", "pixel_1nn", "--protocol", "lake_runs", "--set", "input_size=28",
                 "--store", str(tmp_path / "store"), "--no-progress", env={"COLUMNS": "80"})
     assert out.returncode == 0, out.stderr
-    lines = out.stderr.splitlines()
+    lines = out.stdout.splitlines()  # results on stdout, messages on stderr
     row = next(line for line in lines if line.startswith("│ pixel_1nn"))
     assert "…" not in row and len(row) <= 80 and "%" in row  # accuracy on the same line as the names
     assert max(len(line) for line in lines) <= 80

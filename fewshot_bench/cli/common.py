@@ -4,6 +4,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from fewshot_bench.errors import UserError
+
 console = Console(stderr=True)  # human output on stderr, so --json's stdout stays machine-readable
 out = Console()
 
@@ -12,6 +14,40 @@ def say(text: str) -> None:
     """A message on stderr, printed verbatim (paths and names may hold [brackets]) and never wrapped
     (a path stays one line to copy)."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def writable_file(path: str, option: str) -> None:
+    """Check before any work that a file can be written at ``path``: not a folder, and its folder
+    exists or can be made, and takes a new file (tried, not guessed: root may write anywhere but
+    /proc)."""
+    from pathlib import Path
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file path such as {target / 'picture.png'}")
+    _try_writing(target.parent, option, path)
+
+
+def writable_folder(path: str, option: str) -> None:
+    """Check before any work that ``path`` is (or can be made) a folder to write files in."""
+    from pathlib import Path
+
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{option} {path} is a file; give a folder (it is made if missing)")
+    _try_writing(target, option, path)
+
+
+def _try_writing(folder, option: str, path: str) -> None:
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc}); "
+                        "choose a folder you can write to") from None
 
 
 class RegistryNames:
@@ -50,8 +86,8 @@ RESULT_COLUMNS = ("method", "protocol", "accuracy", "trials", "draws", "spread",
 DROP_FIRST = ("spread", "draws", "train s", "eval s", "trials")  # when the console is narrow
 
 
-def print_results(records: list[dict]) -> None:
-    """The results table; names and accuracies are never cut or wrapped: on a narrow console
+def print_results(records: list[dict], stream: Console = out) -> None:
+    """The results table, on stdout (results) unless ``stream`` says otherwise; names and accuracies are never cut or wrapped: on a narrow console
     (80 columns, a pipe, a CI log) the other columns are dropped instead, least useful first."""
     rows = [{"method": r["method"] + (f" ({r['preset']})" if r.get("preset") else ""), "protocol": r["protocol"],
              "accuracy": f"{100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f}%", "trials": str(r["n_trials"]),
@@ -66,9 +102,9 @@ def print_results(records: list[dict]) -> None:
             table.add_column(col, justify="left" if col in ("method", "protocol") else "right", no_wrap=True)
         for row in rows:
             table.add_row(*(row[c] for c in columns))
-        natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-        if natural <= console.width:
+        natural = stream.measure(table, options=stream.options.update_width(10_000)).maximum
+        if natural <= stream.width:
             break
-    console.print(table)
+    stream.print(table)
     spread = "; spread = std of accuracy over draws" if "spread" in columns else ""
-    console.print(f"[dim]accuracy ± 95% CI over {records[0]['ci_unit']}{spread}[/]")
+    stream.print(f"[dim]accuracy ± 95% CI over {records[0]['ci_unit']}{spread}[/]")

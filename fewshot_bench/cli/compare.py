@@ -3,17 +3,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fewshot_bench.cli.common import data_root_arg, out, plugin_arg, print_results, say, store_arg, writable_file
 from fewshot_bench.cli.run import execute
-from fewshot_bench.cli.common import data_root_arg, out, plugin_arg, print_results, say, store_arg
+from fewshot_bench.errors import UserError
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("compare", help="two methods on the same trials, with an exact McNemar test")
-    p.add_argument("method_a")
-    p.add_argument("method_b")
-    p.add_argument("--protocol", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trial-seed", help="trial draws (default: the seed)")
+    p = subparsers.add_parser("compare", help="two methods on the same trials, with an exact McNemar test",
+                              description="Two stored runs on identical trials (the newest of each method on the "
+                                          "protocol, seed and trial draws given): accuracies, the trials only one "
+                                          "gets right, and McNemar's exact test on them. Nothing is run unless "
+                                          "--run-missing says so.")
+    p.add_argument("method_a", help="a method name (see `bench list`)")
+    p.add_argument("method_b", help="the method to set against it")
+    p.add_argument("--protocol", required=True, help="the protocol both runs were evaluated on")
+    p.add_argument("--seed", type=int, default=0, help="the runs' training seed (default 0)")
+    p.add_argument("--trial-seed", help="the runs' trial draws: 3, 0-9 or 0,4,7 (default: the seed)")
+    p.add_argument("--run-missing", action="store_true", help="run (and train) what the store lacks, as `bench run` "
+                                                              "would, instead of stopping")
     store_arg(p)
     p.add_argument("--gallery", metavar="PATH.png", help="draw the trials only one of the two gets right")
     p.add_argument("--limit", type=int, default=12, help="trials per side in the gallery (default 12)")
@@ -30,15 +37,22 @@ def command(args) -> None:
     trial_seeds = parse_seeds(args.trial_seed) if args.trial_seed is not None else [args.seed]
     store = store_dir(args.store)
     stored = load_records(store) if store.is_dir() else []
-    records = []
+    if args.gallery:
+        writable_file(args.gallery, "--gallery")
+    found = {}
     for method in (args.method_a, args.method_b):
         match = [r for r in stored if r["method"] == method and r["protocol"] == args.protocol
                  and r["seed"] == args.seed and r["trial_seeds"] == trial_seeds]
-        if match:
-            records.append(match[-1])
-        else:
-            args.trial_seed = ",".join(map(str, trial_seeds))
-            records.append(execute(args, method))
+        found[method] = match[-1] if match else None
+    missing = [m for m, r in found.items() if r is None]
+    if missing and not args.run_missing:
+        seeds = f" --trial-seed {args.trial_seed}" if args.trial_seed is not None else ""
+        commands = "; ".join(f"bench run --method {m} --protocol {args.protocol} --seed {args.seed}{seeds}"
+                             f" --store {store}" for m in missing)
+        raise UserError(f"{store} has no run of {' or '.join(missing)} on {args.protocol} with seed {args.seed} and "
+                        f"trial draws {','.join(map(str, trial_seeds))}: run {commands} (or add --run-missing)")
+    args.trial_seed = ",".join(map(str, trial_seeds))
+    records = [found[m] or execute(args, m) for m in (args.method_a, args.method_b)]
     correct = [[c for d in r["draws"] for c in d["correct"]] for r in records]
     test = mcnemar_exact(*correct)
     print_results(records)

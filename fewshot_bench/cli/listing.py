@@ -7,7 +7,9 @@ from fewshot_bench.cli.common import out, plugin_arg
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("list", help="methods and protocols with one-line descriptions")
+    p = subparsers.add_parser("list", help="methods and protocols with one-line descriptions",
+                              description="Every registered method (with its presets) and protocol, built in or "
+                                          "from plugins; a plugin that failed to load is listed with why.")
     plugin_arg(p)
     p.set_defaults(func=command)
 

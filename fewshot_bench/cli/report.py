@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewshot_bench.cli.common import data_root_arg, say, store_arg
+from fewshot_bench.cli.common import data_root_arg, say, store_arg, writable_folder
 from fewshot_bench.errors import UserError
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("report", help="a static HTML page of the store: tables, heatmap, curves, galleries")
+    p = subparsers.add_parser("report", help="a static HTML page of the store: tables, heatmap, curves, galleries",
+                              description="One self-contained page (index.html and its PNGs in one folder; no "
+                                          "script, no network) of a store's runs: the paper's tables from --tables, "
+                                          "every run, the heatmap by test alphabet, learning curves, galleries.")
     p.add_argument("--out", default="results/report", help="folder for index.html and its images "
                                                            "(default results/report)")
     p.add_argument("--tables", default="results", help="folder holding tableN.md/.png (default results)")
@@ -22,6 +25,7 @@ def command(args) -> None:
     from fewshot_bench.records import load_records, store_dir
     from fewshot_bench.pictures.report import write_report
 
+    writable_folder(args.out, "--out")
     records = load_records(store_dir(args.store))
     if not records:
         raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fewshot_bench.cli.common import console, data_root_arg, plugin_arg, print_results, say, store_arg
+from fewshot_bench.cli.common import console, data_root_arg, out, plugin_arg, print_results, say, store_arg
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
 
 def command(args) -> None:
     record = execute(args, args.method, show_progress=not args.no_progress)
-    print_results([record])
+    print_results([record], console if args.json else out)  # --json: stdout holds the record alone
     if args.json:
         print(json.dumps(record, separators=(",", ":")))
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import console, data_root_arg, out, print_results, say, store_arg
+from fewshot_bench.cli.common import console, data_root_arg, out, print_results, say, store_arg, writable_file
 from fewshot_bench.errors import UserError
 
 
@@ -53,7 +53,13 @@ def command(args) -> None:
     from fewshot_bench.pictures.figures import failure_gallery, learning_curves, source_for, verification_gallery
     from fewshot_bench.records import store_dir
 
+    for option, path in (("--gallery", args.gallery), ("--curves", args.curves)):
+        if path:
+            writable_file(path, option)
     record = find_record(store_dir(args.store), args.run_id, args.method, args.protocol, args.preset)
+    if args.curves and not (record.get("training") or {}).get("history"):
+        raise UserError(f"run {record['run_id']} ({record['method']}) has no training history: only learned "
+                        "methods have learning curves; drop --curves")
     print_results([record])
     console.print(f"run {record['run_id']}", highlight=False)
     source = source_for(record, args.data_root)
@@ -69,12 +75,13 @@ def command(args) -> None:
         for col in ("alphabet", "trials", "accuracy"):
             table.add_column(col, justify="left" if col == "alphabet" else "right", no_wrap=True)
         for alphabet, row in per_alphabet(record).iterrows():
-            table.add_row(alphabet, str(int(row["trials"])), f"{row['accuracy']:.1f}%")
+            table.add_row(alphabet, str(int(row["trials"])), f"{row['accuracy']:.1f} ± {row['ci95']:.1f}%")
         out.print(table)
         confused = confused_characters(record)
         table = Table(title="most confused characters", title_justify="left")
-        for col in ("character", "confused with", "times"):
-            table.add_column(col, no_wrap=True, justify="right" if col == "times" else "left")
+        for col in ("character", "confused with", "times"):  # long names fold onto more lines, never cut
+            table.add_column(col, overflow="fold", justify="right" if col == "times" else "left",
+                             no_wrap=col == "times", min_width=4 if col == "times" else 12)
         for row in confused.itertuples():
             table.add_row(row.character, row.confused_with, str(row.times))
         out.print(table)

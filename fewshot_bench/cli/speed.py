@@ -6,8 +6,12 @@ from fewshot_bench.cli.common import data_root_arg, out
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("speed", help="benchmarks: data loading, mhd vs scipy, training throughput, evaluation, "
-                                     "sweep here vs on Ray")
-    p.add_argument("name", choices=["load", "mhd", "train", "eval", "sweep"])
+                                     "sweep here vs on Ray",
+                              description="The project's benchmarks, measured on this machine in one run each "
+                                          "(medians and ratios); the numbers print as JSON.")
+    p.add_argument("name", choices=["load", "mhd", "train", "eval", "sweep"],
+                   help="load: Omniglot cold and warm; mhd: batched vs scipy; train: training steps; eval: "
+                        "400 trials scored; sweep: here vs on Ray")
     p.add_argument("--preset", help="conv_siamese preset for train (default cpu) and eval (default paper)")
     data_root_arg(p)
     p.set_defaults(func=command)

@@ -8,7 +8,9 @@ from fewshot_bench.errors import UserError
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("table", help="CSV and Markdown tables from the stored run records")
+    p = subparsers.add_parser("table", help="CSV and Markdown tables from the stored run records",
+                              description="Every stored run as methods x protocols (mean ± 95% CI; several "
+                                          "training seeds as mean ± t-interval), the paper's figures beside them.")
     store_arg(p)
     p.add_argument("--out", help="folder to write results.csv and results.md into")
     p.set_defaults(func=command)

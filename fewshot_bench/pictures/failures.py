@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fewshot_bench.errors import UserError
+from fewshot_bench.stats import set_interval
 
 
 def trial_table(record: dict) -> pd.DataFrame:
@@ -57,10 +58,15 @@ def failures(record: dict, limit: int | None = None) -> pd.DataFrame:
 
 
 def per_alphabet(record: dict) -> pd.DataFrame:
+    """Accuracy (%) per alphabet with its 95% half-width over that alphabet's trial sets (of all
+    draws; one set, or sets of one trial each, give a half-width over what there is)."""
     table = trial_table(record)
-    out = table.groupby("alphabet").agg(trials=("correct", "size"), accuracy=("correct", "mean"))
-    out["accuracy"] = 100 * out["accuracy"]
-    return out.sort_values("accuracy")
+    table["set"] = table["trial_seed"].astype(str) + "/" + table["group"]
+    rows = {}
+    for alphabet, part in table.groupby("alphabet"):
+        accuracy, half = set_interval(part["correct"], part["set"])
+        rows[alphabet] = {"trials": len(part), "accuracy": 100 * accuracy, "ci95": 100 * half}
+    return pd.DataFrame.from_dict(rows, orient="index").sort_values("accuracy")
 
 
 def confused_characters(record: dict, limit: int = 10) -> pd.DataFrame:
