@@ -25,6 +25,33 @@ def fake_record(correct, score_correct, score_chosen, run_id="r1", method="m"):
                   "support": ["Tibetan/character01/18", "Tibetan/character02/18", "Tibetan/character03/18"]}]}]}
 
 
+def test_a_trial_several_draws_got_wrong_is_one_panel_with_its_count():
+    record = fake_record([0, 1, 0], [-5.0, -1.0, -3.0], [-4.0, -1.0, -0.5])
+    record["draws"].append({**record["draws"][0], "trial_seed": 1})  # a second draw holding the same trials
+    assert len(failures.failures(record)) == 4
+    distinct = failures.distinct_failures(record)
+    assert list(distinct["query"]) == ["Tibetan/character03/17", "Tibetan/character01/17"]
+    assert list(distinct["draws"]) == [2, 2]
+
+
+def test_the_comparison_gallery_shows_the_losers_choice_and_the_test(tmp_path, monkeypatch):
+    from fewshot_bench.pictures import figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "gallery", lambda rows, path, title: drawn.update(rows=rows, title=title) or path)
+    a = fake_record([1, 1, 0], [-1.0, -1.0, -3.0], [-1.0, -1.0, -0.5], "ra", "pixel_1nn")
+    b = fake_record([0, 1, 1], [-5.0, -1.0, -1.0], [-4.0, -1.0, -1.0], "rb", "mhd")
+    only_a, only_b = failures.disagreements(a, b)
+    source = lambda image_id: np.zeros((4, 4))  # noqa: E731
+    figures.comparison_gallery(a, b, only_a, only_b, source, tmp_path / "c.png",
+                               {"only_a": 1, "only_b": 1, "p_value": 1.0})
+    captions = [[caption for _, caption in panels] for _, panels in drawn["rows"]]
+    # only pixel_1nn right on query 1: mhd chose support 2; only mhd right on query 3: pixel_1nn chose support 1
+    assert captions == [["query c01 d17", "correct c01 d18", "mhd chose c02 d18"],
+                        ["query c03 d17", "correct c03 d18", "pixel_1nn chose c01 d18"]]
+    assert "only pixel_1nn right: 1; only mhd right: 1; exact McNemar p = 1" in drawn["title"][1]
+
+
 def test_gallery_selects_only_wrong_trials_most_confidently_wrong_first():
     record = fake_record([0, 1, 0], [-5.0, -1.0, -3.0], [-4.0, -1.0, -0.5])
     wrong = failures.failures(record)

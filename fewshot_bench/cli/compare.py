@@ -65,5 +65,5 @@ def command(args) -> None:
 
         only_a, only_b = disagreements(*records)
         path = comparison_gallery(*records, only_a.head(args.limit), only_b.head(args.limit),
-                                  source_for(records[0], args.data_root), Path(args.gallery))
+                                  source_for(records[0], args.data_root), Path(args.gallery), test)
         say(f"wrote {path}")

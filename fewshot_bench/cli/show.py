@@ -49,7 +49,7 @@ def find_record(store: Path, run_id: str | None, method: str | None, protocol: s
 
 
 def command(args) -> None:
-    from fewshot_bench.pictures.failures import confused_characters, failures, per_alphabet, verification_errors
+    from fewshot_bench.pictures.failures import confused_characters, distinct_failures, per_alphabet, verification_errors
     from fewshot_bench.pictures.figures import failure_gallery, learning_curves, source_for, verification_gallery
     from fewshot_bench.records import store_dir
 
@@ -79,14 +79,18 @@ def command(args) -> None:
         out.print(table)
         confused = confused_characters(record)
         table = Table(title="most confused characters", title_justify="left")
-        for col in ("character", "confused with", "times"):  # long names fold onto more lines, never cut
+        for col in ("alphabet", "character", "confused with", "times"):  # the alphabet folds; ids are never cut
             table.add_column(col, overflow="fold", justify="right" if col == "times" else "left",
-                             no_wrap=col == "times", min_width=4 if col == "times" else 12)
+                             no_wrap=col != "alphabet")
         for row in confused.itertuples():
-            table.add_row(row.character, row.confused_with, str(row.times))
+            # both ids of a within-alphabet confusion share the alphabet: said once, in its own column
+            first, second = row.character.rpartition("/"), row.confused_with.rpartition("/")
+            shared = first[0] == second[0] and first[0]
+            table.add_row(first[0] if shared else "", first[2] if shared else row.character,
+                          second[2] if shared else row.confused_with, str(row.times))
         out.print(table)
         if args.gallery:
-            wrong = failures(record, args.limit)
+            wrong = distinct_failures(record, args.limit)
             say(f"wrote {failure_gallery(record, wrong, source, Path(args.gallery))}")
     if args.curves:
         say(f"wrote {learning_curves([record], Path(args.curves))}")

@@ -57,6 +57,16 @@ def failures(record: dict, limit: int | None = None) -> pd.DataFrame:
     return wrong.head(limit) if limit else wrong
 
 
+def distinct_failures(record: dict, limit: int | None = None) -> pd.DataFrame:
+    """The wrong trials as :func:`failures` orders them, a trial that several draws hold (the same
+    query, correct and chosen support) once, with ``draws``: how many draws got it wrong so."""
+    wrong = failures(record)
+    key = ["query", "correct_support", "chosen_support"]
+    counts = wrong.groupby(key, sort=False).size().rename("draws")
+    distinct = wrong.drop_duplicates(key).join(counts, on=key)
+    return distinct.head(limit) if limit else distinct
+
+
 def per_alphabet(record: dict) -> pd.DataFrame:
     """Accuracy (%) per alphabet with its 95% half-width over that alphabet's trial sets (of all
     draws; one set, or sets of one trial each, give a half-width over what there is)."""

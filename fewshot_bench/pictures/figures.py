@@ -82,16 +82,20 @@ def as_ink(image: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- galleries
 
-def gallery(rows: list[tuple[str, list[tuple[np.ndarray, str]]]], path: Path, title: str) -> Path:
-    """A grid: each row a heading and panels (image, caption), every image at its native size."""
+def gallery(rows: list[tuple[str, list[tuple[np.ndarray, str]]]], path: Path, title: list[str]) -> Path:
+    """A grid: each row a heading and panels (image, caption), every image at its native size;
+    ``title``: lines above the grid (what it shows, what the numbers mean)."""
     plt = pyplot()
     if not rows:
         raise UserError(f"nothing to draw for {path.name}: no such trials")
     cols = max(len(panels) for _, panels in rows)
-    cell_w, cell_h, head, top = PANEL + 20, PANEL + 34, 16, 44
-    width, height = max(cols * cell_w + 20, 440), top + len(rows) * (cell_h + head)
+    cell_w, cell_h, head, top = PANEL + 20, PANEL + 34, 16, 18 + 13 * len(title)
+    width = max(cols * cell_w + 20, 440, 20 + 7.2 * len(title[0]), 20 + 5.2 * max(map(len, title)))  # text fits
+    height = top + len(rows) * (cell_h + head)
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    fig.text(10 / width, 1 - 8 / height, title.replace(": ", ":\n", 1), va="top", fontsize=9, weight="bold")
+    for k, line in enumerate(title):
+        fig.text(10 / width, 1 - (8 + 13 * k) / height, line, va="top", fontsize=9 if k == 0 else 7.5,
+                 weight="bold" if k == 0 else "normal")
     for r, (heading, panels) in enumerate(rows):
         y0 = height - top - r * (cell_h + head)
         fig.text(10 / width, (y0 - 2) / height, heading, va="top", fontsize=7, family="monospace")
@@ -110,6 +114,9 @@ def gallery(rows: list[tuple[str, list[tuple[np.ndarray, str]]]], path: Path, ti
     return path
 
 
+SCORES = "scores: the method's similarity of query and support, higher = more alike"
+
+
 def short(image_id: str) -> str:
     """``Tibetan/character05/17`` -> ``c05 d17``; other ids: their last part."""
     parts = image_id.split("/")
@@ -119,11 +126,15 @@ def short(image_id: str) -> str:
 
 
 def failure_gallery(record: dict, wrong: pd.DataFrame, source, path: Path) -> Path:
-    rows = [(f"{t.group}: wrong by {t.wrong_by:.3g}",
+    """Failed trials (``failures.distinct_failures``): query | correct support | chosen support,
+    each image named by character and drawer; a trial several draws got wrong is shown once."""
+    rows = [(f"{t.group}: wrong by {t.wrong_by:.3g}" + (f", x {t.draws} draws" if getattr(t, "draws", 1) > 1 else ""),
              [(source(t.query), f"query {short(t.query)}"),
-              (source(t.correct_support), f"correct {t.score_correct:.3g}"),
-              (source(t.chosen_support), f"chosen {t.score_chosen:.3g}")]) for t in wrong.itertuples()]
-    return gallery(rows, path, f"{label(record)}: failed trials, most confidently wrong first")
+              (source(t.correct_support), f"correct {short(t.correct_support)}: {t.score_correct:.3g}"),
+              (source(t.chosen_support), f"chosen {short(t.chosen_support)}: {t.score_chosen:.3g}")])
+            for t in wrong.itertuples()]
+    return gallery(rows, path, [f"{label(record)}: failed trials, most confidently wrong first",
+                                f"{SCORES}; wrong by = chosen minus correct; cNN dNN = character and drawer"])
 
 
 def verification_gallery(record: dict, false_accepts: pd.DataFrame, false_rejects: pd.DataFrame, source,
@@ -135,17 +146,27 @@ def verification_gallery(record: dict, false_accepts: pd.DataFrame, false_reject
               [(source(p.first), short(p.first)), (source(p.second), f"{short(p.second)}  {p.score:.3g}")])
              for p in false_rejects.itertuples()]
     threshold = record["draws"][0]["threshold"]
-    return gallery(rows, path, f"{label(record)}: false accepts, then false rejects (threshold {threshold:.3g})")
+    return gallery(rows, path, [f"{label(record)}: false accepts, then false rejects",
+                                f"score: same-ness of the pair, 'same' above the threshold {threshold:.3g}"])
 
 
-def comparison_gallery(a: dict, b: dict, only_a: pd.DataFrame, only_b: pd.DataFrame, source, path: Path) -> Path:
-    def row(t, winner):
+def comparison_gallery(a: dict, b: dict, only_a: pd.DataFrame, only_b: pd.DataFrame, source, path: Path,
+                       test: dict) -> Path:
+    """The trials only one method gets right: query | correct support | the wrong method's choice.
+    ``test``: McNemar's counts and p-value (``stats.mcnemar_exact``)."""
+    def row(t, winner, loser, chosen):
         return (f"{t.group}: only {winner} right",
-                [(source(t.query), f"query {short(t.query)}"), (source(t.correct_support), "correct"),
-                 (source(t.chosen_support), f"{a['method']} chose"), (source(t.b_chosen), f"{b['method']} chose")])
+                [(source(t.query), f"query {short(t.query)}"),
+                 (source(t.correct_support), f"correct {short(t.correct_support)}"),
+                 (source(chosen), f"{loser} chose {short(chosen)}")])
 
-    rows = [row(t, a["method"]) for t in only_a.itertuples()] + [row(t, b["method"]) for t in only_b.itertuples()]
-    return gallery(rows, path, f"{label(a)} vs {label(b)}: the trials only one of them gets right")
+    rows = [row(t, a["method"], b["method"], t.b_chosen) for t in only_a.itertuples()]
+    rows += [row(t, b["method"], a["method"], t.chosen_support) for t in only_b.itertuples()]
+    return gallery(rows, path, [
+        f"{label(a)} vs {label(b)}: the trials only one of them gets right",
+        f"only {a['method']} right: {test['only_a']}; only {b['method']} right: {test['only_b']}; "
+        f"exact McNemar p = {test['p_value']:.3g}; shown: up to {max(len(only_a), len(only_b))} a side",
+        "each side: the loser's most confident mistakes first"])
 
 
 def label(record: dict) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fewshot_bench.pictures.failures import failures, per_alphabet
+from fewshot_bench.pictures.failures import distinct_failures, per_alphabet
 from fewshot_bench.pictures.figures import failure_gallery, heatmap, learning_curves, source_for
 from fewshot_bench.records import write_atomic
 from fewshot_bench.tables.store import latest_per_seed, wide_table
@@ -103,7 +103,7 @@ def _galleries(records: list[dict], out: Path, data_root, limit: int) -> list[st
              "wrong trials of each method (query | correct support | chosen support, with scores), and its "
              "three hardest alphabets.</p>"]
     for title, record in _omniglot20_runs(records):
-        wrong = failures(record, limit)
+        wrong = distinct_failures(record, limit)
         if wrong.empty:
             continue
         name = f"gallery-{_slug(title)}.png"
