@@ -3,6 +3,7 @@ right order; the HTML report renders in a real browser with every image."""
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,46 +131,58 @@ def test_verification_records_keep_pairs_for_false_accepts_and_rejects(data_root
                  "--gallery", str(tmp_path / "v.png"), "--limit", "4"]) == 0
 
 
-CHECK_IMAGES = """<script>window.addEventListener('load', () => {
+CHECK_PAGE = """<script>window.addEventListener('load', () => {
   const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
-  document.body.setAttribute('data-images', document.images.length);
-  document.body.setAttribute('data-broken', JSON.stringify(broken));
-  document.body.setAttribute('data-tables', document.querySelectorAll('table').length);
+  document.querySelectorAll('details').forEach(d => d.open = true);  // collapsed images load too
+  const b = document.body;
+  b.setAttribute('data-images', document.images.length);
+  b.setAttribute('data-broken', JSON.stringify(broken));
+  b.setAttribute('data-overflow', document.documentElement.scrollWidth - window.innerWidth);
+  b.setAttribute('data-sections', [...document.querySelectorAll('section')].map(x => x.id).join(','));
+  b.setAttribute('data-toc', [...document.querySelectorAll('nav a')].map(x => x.hash.slice(1)).join(','));
 });</script></body>"""
 
 
+def rendered(page: Path, width: int) -> dict:
+    """The probe's findings on ``page`` in headless Chromium at ``width`` pixels."""
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={width},3000",
+                          "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
+    return dict(part.split("=", 1) for part in body.replace('"', "").split()[1:])
+
+
 @pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
-def test_report_renders_in_a_real_browser_with_every_image(data_root, tmp_path):
+def test_report_renders_in_a_real_browser_at_desktop_and_phone_widths(data_root, tmp_path):
     store = str(tmp_path / "store")
     # the report shows the standard omniglot20 (other protocol options are other protocols)
     assert main(["run", "--method", "conv_siamese", "--preset", "tiny", "--protocol", "omniglot20", "--store", store,
                  "--no-progress"]) == 0
     assert main(["run", "--method", "pixel_1nn", "--protocol", "omniglot20", "--store", store, "--no-progress"]) == 0
     out = tmp_path / "report"
-    assert main(["report", "--out", str(out), "--store", store, "--tables", str(tmp_path / "none"),
-                 "--limit", "3"]) == 0
+    tables = Path(__file__).resolve().parent.parent / "results"  # the committed tables
+    assert main(["report", "--out", str(out), "--store", store, "--tables", str(tables), "--limit", "3"]) == 0
     page = (out / "index.html").read_text()
     assert "<script" not in page and "http" not in page  # static, no network
-    # a copy of the page with a probe script, beside the same images
-    (out / "probe.html").write_text(page.replace("</body>", CHECK_IMAGES))
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                          (out / "probe.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
-    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
-    attrs = dict(part.split("=", 1) for part in body.replace('"', "").split()[1:])
-    assert int(attrs["data-images"]) >= 4  # heatmap, curves, two galleries
-    assert json.loads(attrs["data-broken"].replace("&quot;", '"')) == []
-    assert int(attrs["data-tables"]) >= 1
+    assert '<meta name=viewport' in page and "<details open" not in page  # galleries start collapsed
+    (out / "probe.html").write_text(page.replace("</body>", CHECK_PAGE))
+    for width in (1400, 420):
+        attrs = rendered(out / "probe.html", width)
+        sections = attrs["data-sections"].split(",")
+        assert sections == attrs["data-toc"].split(",")  # every section in the contents, in order
+        assert {"table1", "table2", "table3", "table4", "every-run", "heatmap", "curves", "galleries"} <= set(sections)
+        assert int(attrs["data-images"]) == 8  # 4 table plots, heatmap, the twin's curves, two galleries
+        assert json.loads(attrs["data-broken"].replace("&quot;", '"')) == []
+        assert int(attrs["data-overflow"]) <= 0, f"the page is wider than {width} px"
 
 
-def test_report_names_each_config_of_a_preset_apart(monkeypatch):
-    """Two configs of one preset (the current one and an older one) get a picture each, not one file
-    written twice."""
-    from fewshot_bench.pictures import report
+def test_a_tables_markdown_becomes_a_section_with_its_columns_and_notes():
+    from fewshot_bench.pictures.report import markdown_section
 
-    run = {"draws": [{"sets": [{"group": "g"}]}], "seed": 0}
-    monkeypatch.setattr(report, "latest_per_seed", lambda records: {
-        ("maml", "cpu", "omniglot20"): [run], ("maml", "cpu (epochs=12)", "omniglot20"): [run],
-        ("mhd", "-", "omniglot20"): [run], ("maml", "cpu", "lake_runs"): [run]})
-    names = [name for name, _ in report._omniglot20_runs([])]
-    assert names == ["maml (cpu)", "maml (cpu (epochs=12))", "mhd"]
-    assert len({report._slug(n) for n in names}) == 3 and report._slug(names[1]) == "maml-cpu-epochs-12"
+    title, content = markdown_section("# table9: ours\n\n- command: `bench reproduce table9`\n\n"
+                                      "| system | ours (%) | train s |\n|---|---|---|\n| a `b` | 88.3 ± 1.9 | 12 |\n\n"
+                                      "## Notes\n\n- ranks: a tie <b>\n")
+    assert title == "table9: ours"
+    assert "<code>bench reproduce table9</code>" in content and "<th>ours (%)</th>" in content
+    assert "<td>88.3 ± 1.9</td><td>12</td>" in content and "<h3>Notes</h3>" in content
+    assert "a tie &lt;b&gt;" in content  # text escaped

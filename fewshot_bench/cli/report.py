@@ -26,6 +26,9 @@ def command(args) -> None:
     from fewshot_bench.pictures.report import write_report
 
     writable_folder(args.out, "--out")
+    if not Path(args.tables).is_dir():
+        say(f"note: no tables folder at {Path(args.tables).resolve()}; the report leaves out the paper's tables "
+            "(pass --tables PATH, e.g. the repository's results/)")
     records = load_records(store_dir(args.store))
     if not records:
         raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot_bench.errors import UserError
+from fewshot_bench.tables.store import preset_label
 
 DPI = 100
 PANEL = 105  # pixels per image panel: Omniglot's native size; smaller images are centred in it
@@ -186,17 +187,23 @@ def learning_curves(records: list[dict], path: Path) -> Path:
     for r in trained:
         history = pd.DataFrame(r["training"]["history"])
         members = history.groupby("member") if "member" in history else [(None, history)]
+        keep = (r.get("method_config") or {}).get("keep", "best")
         for member, h in members:
-            name = label(r).split(" on ")[0] + (f" member {member + 1}" if member is not None else "")
+            name = f"{r['method']} ({preset_label(r)})" + (f" member {member + 1}" if member is not None else "")
             loss_ax.plot(h["epoch"] + 1, h["loss"], label=name)
             if h["validation_accuracy"].notna().any():
-                acc_ax.plot(h["epoch"] + 1, 100 * h["validation_accuracy"], label=name)
+                line, = acc_ax.plot(h["epoch"] + 1, 100 * h["validation_accuracy"], label=name)
+                kept = h.iloc[-1] if keep == "last" else h.loc[h["validation_accuracy"].idxmax()]
+                acc_ax.plot(kept["epoch"] + 1, 100 * kept["validation_accuracy"], marker="*", markersize=11,
+                            color=line.get_color(), linestyle="none")
     from matplotlib.ticker import MaxNLocator
 
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="320 validation trials")
+    objectives = sorted({(r.get("method_config") or {}).get("objective", "?") for r in trained})
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title=f"training loss ({', '.join(objectives)} objective)")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
+               title="validation accuracy (* = the weights kept)")
     acc_ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +218,7 @@ def alphabet_accuracy(records: list[dict]) -> pd.DataFrame:
     from fewshot_bench.pictures.failures import trial_table
     from fewshot_bench.tables.store import latest_per_seed
 
-    rows = {}
+    rows, overall = {}, {}
     for (method, preset, protocol), runs in latest_per_seed(records).items():
         runs = [r for r in runs if r["draws"] and r["draws"][0].get("sets")]
         if protocol != "omniglot20" or not runs:
@@ -219,7 +226,8 @@ def alphabet_accuracy(records: list[dict]) -> pd.DataFrame:
         table = pd.concat([trial_table(r) for r in runs])
         name = method + ("" if preset == "-" else f" ({preset})")
         rows[name] = 100 * table.groupby("alphabet")["correct"].mean()
-    return pd.DataFrame(rows).T.sort_index()
+        overall[name] = 100 * table["correct"].mean()
+    return pd.DataFrame(rows).T.sort_index().assign(overall=pd.Series(overall))
 
 
 def heatmap(records: list[dict], path: Path) -> Path:
@@ -227,17 +235,19 @@ def heatmap(records: list[dict], path: Path) -> Path:
     grid = alphabet_accuracy(records)
     if grid.empty:
         raise UserError("no omniglot20 run keeps trial identities: run `bench run ... --protocol omniglot20`")
-    grid = grid[grid.mean().sort_values().index]  # hardest alphabets first
-    fig, ax = plt.subplots(figsize=(1.8 + 0.75 * grid.shape[1], 2.4 + 0.36 * grid.shape[0]))
-    ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(grid.shape[1]), [c.replace("_", " ") for c in grid.columns], rotation=40, ha="right",
-                  fontsize=8)
+    alphabets = grid.drop(columns="overall")
+    grid = grid[list(alphabets.mean().sort_values().index) + ["overall"]]  # hardest alphabets first, then all
+    fig, ax = plt.subplots(figsize=(2.6 + 0.75 * grid.shape[1], 2.4 + 0.36 * grid.shape[0]))
+    image = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    fig.colorbar(image, ax=ax, label="accuracy (%)", fraction=0.04, pad=0.02)
+    ax.axvline(grid.shape[1] - 1.5, color="white", linewidth=3)  # the overall column apart
+    ax.set_xticks(range(grid.shape[1]), list(grid.columns), rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
         if not np.isnan(value):
             ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
                     color="white" if value < 60 else "black")
-    ax.set_title("omniglot20 accuracy (%) by test alphabet, hardest first", fontsize=9)
+    ax.set_title("omniglot20 accuracy (%) by test alphabet, hardest first; all trial draws pooled", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)

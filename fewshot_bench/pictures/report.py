@@ -14,27 +14,41 @@ import pandas as pd
 
 from fewshot_bench.pictures.failures import distinct_failures, per_alphabet
 from fewshot_bench.pictures.figures import failure_gallery, heatmap, learning_curves, source_for
+from fewshot_bench.errors import UserError
 from fewshot_bench.records import write_atomic
 from fewshot_bench.tables.store import latest_per_seed, wide_table
 
-STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}td:first-child,th:first-child{text-align:left}
-img{max-width:100%;display:block;margin:0.5em 0 1.5em}h2{border-bottom:1px solid #ddd;padding-bottom:3px}
-.note{color:#555;font-size:13px}"""
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
+.scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1em}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+td:first-child,th:first-child{text-align:left;white-space:normal;min-width:10em}
+img{max-width:100%;height:auto;display:block;margin:0.5em 0 1em}h2{border-bottom:1px solid #ddd;padding-bottom:3px}
+.note,li{color:#444;font-size:13px}code{font-size:12px;word-break:break-all}nav li{font-size:14px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,440px),1fr));gap:0.5em 1.5em}
+details{margin:0.3em 0}summary{cursor:pointer;font-weight:bold;font-size:14px}"""
 
 
 def write_report(records: list[dict], out: Path, tables: Path, data_root=None, limit: int = 12) -> Path:
+    """index.html and its images in ``out``: a table of contents, one section per table of
+    ``tables`` (its command, how to read it, its notes, its plot), every run, the heatmap, learning
+    curves and galleries (collapsed), the commit and the run ids."""
     out.mkdir(parents=True, exist_ok=True)
+    sections = _paper_tables(tables, out)
+    sections.append(("every-run", "Every run", "<p class=note>Each method (preset, and the options where a run "
+                     "differs from it) on each protocol: mean ± 95% CI; several training seeds: mean ± t-interval. "
+                     "Columns marked Koch 2015 hold the paper's figures.</p><div class=scroll>"
+                     + _html_table(wide_table(records).reset_index(names="method")) + "</div>"))
+    sections += _heatmap(records, out) + _curves(records, out) + _galleries(records, out, data_root, limit)
+    commits = sorted({(r.get("environment") or {}).get("git_commit") or "unknown" for r in records})
+    toc = "".join(f'<li><a href="#{anchor}">{html.escape(title)}</a></li>' for anchor, title, _ in sections)
     body = [f"<h1>fewshot-bench report</h1><p class=note>{len(records)} runs from the store, written "
-            f"{time.strftime('%Y-%m-%d %H:%M')} by <code>bench report</code>. Accuracies are mean ± 95% CI.</p>"]
-    body += _paper_tables(tables, out)
-    body.append("<h2>Every run</h2>" + _html_table(wide_table(records).reset_index(names="method")))
-    body += _heatmap(records, out)
-    body += _curves(records, out)
-    body += _galleries(records, out, data_root, limit)
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>fewshot-bench report</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+            f"{time.strftime('%Y-%m-%d %H:%M')} by <code>bench report</code>; the runs' commits: "
+            f"{', '.join(f'<code>{c[:12]}</code>' for c in commits)}. Accuracies are mean ± 95% CI.</p>"
+            f"<nav><h2>Contents</h2><ol>{toc}</ol></nav>"]
+    body += [f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{content}</section>' for anchor, title, content in sections]
+    page = ('<!doctype html><html lang=en><head><meta charset=utf-8>'
+            '<meta name=viewport content="width=device-width, initial-scale=1">'
+            f"<title>fewshot-bench report</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
     write_atomic(out / "index.html", page)
     return out / "index.html"
 
@@ -43,31 +57,79 @@ def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, na_rep="", border=0, escape=True, float_format=lambda v: f"{v:.2f}")
 
 
-def _paper_tables(tables: Path, out: Path) -> list[str]:
-    parts = []
-    for name in ("table1", "table2", "table3"):
-        csv, png, md = tables / f"{name}.csv", tables / f"{name}.png", tables / f"{name}.md"
-        if not csv.is_file():
+def _inline(text: str) -> str:
+    """Markdown's inline code as HTML, the rest escaped."""
+    parts = text.split("`")
+    return "".join(f"<code>{html.escape(p)}</code>" if k % 2 else html.escape(p) for k, p in enumerate(parts))
+
+
+def markdown_section(text: str) -> tuple[str, str]:
+    """A table's Markdown file (as ``bench reproduce`` writes it) as (title, HTML): its bullets
+    (command, machine, how to read the cells), its table and its notes, with the file's own column
+    names and number formats."""
+    lines = text.splitlines()
+    title = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else ""
+    parts, items, rows = [], [], []
+
+    def flush():
+        if items:
+            parts.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+        if rows:
+            head, *body = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows
+                           if not set(r.replace("|", "").strip()) <= set("-: ")]
+            parts.append("<div class=scroll><table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head)
+                         + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r)
+                                                            + "</tr>" for r in body) + "</tbody></table></div>")
+            rows.clear()
+
+    for line in lines[1:]:
+        if line.startswith("|"):
+            if items:
+                flush()
+            rows.append(line)
             continue
-        frame = pd.read_csv(csv)
-        keep = [c for c in ("system", "preset", "ours", "ci95", "lake_runs", "lake_runs_ci95", "lake_runs_minus_ours",
-                            "paper", "paper_trials", "diff_vs_paper", "seeds", "train_s") if c in frame]
-        title = md.read_text().splitlines()[0].lstrip("# ") if md.is_file() else name
-        parts.append(f"<h2>{html.escape(title)}</h2>" + _html_table(frame[keep]))
+        if rows:
+            flush()
+        if line.startswith("- "):
+            items.append(line[2:])
+        elif line.startswith("#"):
+            flush()
+            parts.append(f"<h3>{html.escape(line.lstrip('# '))}</h3>")
+        elif line.strip() and items:
+            items[-1] += " " + line.strip()
+        elif line.strip():
+            parts.append(f"<p class=note>{_inline(line)}</p>")
+    flush()
+    return title, "".join(parts)
+
+
+def _paper_tables(tables: Path, out: Path) -> list[tuple[str, str, str]]:
+    """A section per table of the registry whose Markdown file is in ``tables``, in the registry's order."""
+    from fewshot_bench.tables.base import TABLES
+
+    sections = []
+    for name in TABLES.names():
+        md, png = tables / f"{name}.md", tables / f"{name}.png"
+        if not md.is_file():
+            continue
+        title, content = markdown_section(md.read_text())
         if png.is_file():
             shutil.copyfile(png, out / png.name)
-            parts.append(f'<img src="{png.name}" alt="{name} plot">')
-    return parts
+            content += f'<img src="{png.name}" alt="{html.escape(title)}: plot">'
+        sections.append((name, title or name, content))
+    return sections
 
 
-def _heatmap(records: list[dict], out: Path) -> list[str]:
+def _heatmap(records: list[dict], out: Path) -> list[tuple[str, str, str]]:
+    title = "Accuracy by test alphabet"
     try:
         heatmap(records, out / "heatmap.png")
-    except Exception as exc:  # noqa: BLE001 - a store without such runs still gets a report
-        return [f"<h2>Accuracy by test alphabet</h2><p class=note>not drawn: {html.escape(str(exc))}</p>"]
-    return ["<h2>Accuracy by test alphabet</h2><p class=note>Methods x the 10 test alphabets on omniglot20, "
-            "all draws pooled: which alphabets are hard for everyone, which for one method.</p>"
-            '<img src="heatmap.png" alt="heatmap of accuracy by method and alphabet">']
+    except UserError as exc:  # a store without omniglot20 runs still gets a report
+        return [("heatmap", title, f"<p class=note>not drawn: {html.escape(str(exc))}</p>")]
+    return [("heatmap", title, "<p class=note>Methods x the 10 test alphabets on omniglot20, all draws pooled: "
+             "which alphabets are hard for everyone, which for one method.</p>"
+             '<img src="heatmap.png" alt="heatmap of accuracy by method and alphabet">')]
 
 
 def _omniglot20_runs(records: list[dict]) -> list[tuple[str, dict]]:
@@ -86,22 +148,24 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")
 
 
-def _curves(records: list[dict], out: Path) -> list[str]:
-    parts = ["<h2>Learning curves</h2><p class=note>Training loss and accuracy on the 320 validation trials "
-             "per epoch, one line per ensemble member.</p>"]
+def _curves(records: list[dict], out: Path) -> list[tuple[str, str, str]]:
+    parts = []
     for title, record in _omniglot20_runs(records):
         if (record.get("training") or {}).get("history"):
             name = f"curves-{_slug(title)}.png"
             learning_curves([record], out / name)
-            parts.append(f"<h3>{html.escape(title)}</h3>"
-                         f'<img src="{name}" alt="learning curves">')
-    return parts
+            parts.append(f"<details><summary>{html.escape(title)}</summary><p class=note>run "
+                         f"<code>{html.escape(record['run_id'])}</code></p>"
+                         f'<img src="{name}" alt="learning curves of {html.escape(title)}"></details>')
+    if not parts:
+        return []
+    return [("curves", "Learning curves", "<p class=note>Training loss and accuracy on the validation trials per "
+             "epoch, one line per ensemble member; the kept epoch is marked. Open a run to see its curves.</p>"
+             f"<div class=grid>{''.join(parts)}</div>")]
 
 
-def _galleries(records: list[dict], out: Path, data_root, limit: int) -> list[str]:
-    parts = [f"<h2>What each method gets wrong on omniglot20</h2><p class=note>The {limit} most confidently "
-             "wrong trials of each method (query | correct support | chosen support, with scores), and its "
-             "three hardest alphabets.</p>"]
+def _galleries(records: list[dict], out: Path, data_root, limit: int) -> list[tuple[str, str, str]]:
+    parts = []
     for title, record in _omniglot20_runs(records):
         wrong = distinct_failures(record, limit)
         if wrong.empty:
@@ -109,8 +173,14 @@ def _galleries(records: list[dict], out: Path, data_root, limit: int) -> list[st
         name = f"gallery-{_slug(title)}.png"
         failure_gallery(record, wrong, source_for(record, data_root), out / name)
         hardest = per_alphabet(record).head(3)
-        words = ", ".join(f"{a.replace('_', ' ')} {acc:.0f}%" for a, acc in hardest["accuracy"].items())
-        parts.append(f"<h3>{html.escape(title)}: {100 * record['accuracy']:.1f}%</h3>"
-                     f"<p class=note>hardest alphabets: {html.escape(words)}</p>"
-                     f'<img src="{name}" alt="failed trials of {html.escape(record["method"])}">')
-    return parts
+        words = ", ".join(f"{a} {acc:.0f}%" for a, acc in hardest["accuracy"].items())
+        parts.append(f"<details><summary>{html.escape(title)}: {100 * record['accuracy']:.1f}%</summary>"
+                     f"<p class=note>run <code>{html.escape(record['run_id'])}</code>; hardest alphabets: "
+                     f"{html.escape(words)}</p>"
+                     f'<img src="{name}" alt="failed trials of {html.escape(title)}"></details>')
+    if not parts:
+        return []
+    return [("galleries", "What each method gets wrong on omniglot20",
+             f"<p class=note>Up to {limit} of each method's most confidently wrong trials (query | correct support | "
+             "chosen support, with scores; a trial several draws got wrong is shown once, with its count), and "
+             f"its three hardest alphabets. Open a method to see its trials.</p><div class=grid>{''.join(parts)}</div>")]

@@ -50,6 +50,11 @@ PAPER_ROW = {
 }
 
 
+# one colour per source of trials in every figure of Koch's tables
+SOURCE_COLOURS = {"ours": "#4c72b0", "lake_runs": "#dd8452"}
+SOURCE_LABELS = {"ours": "ours on {} (our draws)", "lake_runs": "ours on lake_runs (Lake's 20 runs)"}
+
+
 def check_preset(preset: str) -> None:
     if preset not in ("cpu", "paper"):
         raise UserError(f"--preset must be cpu or paper, got {preset!r}")
@@ -141,26 +146,43 @@ class KochTable(Table):
         return []
 
     def plot(self, frame: pd.DataFrame, path: Path) -> bool:
-        """A bar chart of ours (each protocol) vs the paper; needs matplotlib."""
+        """A dot plot: our accuracy per protocol (95% CI), the paper's figure as a black diamond on the
+        row of the trials it was measured on; published-only rows as a diamond alone; the axis zoomed
+        to the figures shown (dots, not bars, so a zoomed axis does not mislead). Needs matplotlib."""
         plt = pyplot()
         if plt is None:
             return False
-        ours = frame[frame["source"] == "our runs"]
-        bars = [("ours", "ci95", "omniglot20 (our draws)" if "lake_runs" in frame else "ours")]
-        if "lake_runs" in frame:
-            bars.append(("lake_runs", "lake_runs_ci95", "lake_runs (Lake's 20 runs)"))
-        bars.append(("paper", None, "Koch 2015"))
-        height = 0.8 / len(bars)
-        fig, ax = plt.subplots(figsize=(9, 0.6 + 0.22 * len(bars) * len(ours)))
-        for i, (column, ci, label) in enumerate(bars):
-            y = [k + (len(bars) - 1) / 2 * height - i * height for k in range(len(ours))]
-            ax.barh(y, ours[column].fillna(0), height=height, xerr=ours[ci] if ci else None, label=label)
-        ax.set_yticks(range(len(ours)), ours["system"])
-        ax.invert_yaxis()
+        protocols = [("ours", "ci95")] + ([("lake_runs", "lake_runs_ci95")] if "lake_runs" in frame else [])
+        first = "omniglot20" if "lake_runs" in frame else self.plan("cpu")[0][0]
+        names = {"ours": first, "lake_runs": "lake_runs"}
+        height = 0.5 / len(protocols)
+        fig, ax = plt.subplots(figsize=(10, max(2.6, 1.3 + 0.32 * len(protocols) * len(frame))))
+        values = []
+        for i, (column, ci) in enumerate(protocols):
+            offset = (len(protocols) - 1) / 2 * height - i * height
+            ours = frame[column] if column in frame else pd.Series(dtype=float)
+            ax.errorbar(ours, [k + offset for k in range(len(frame))], xerr=frame.get(ci), fmt="o", markersize=5,
+                        capsize=2, color=SOURCE_COLOURS[column], label=SOURCE_LABELS[column].format(first))
+            values += list(ours.dropna() - frame[ci].fillna(0)[ours.notna()])
+        legend = "Koch 2015, on the trials it was measured on"
+        for k, row in enumerate(frame.to_dict("records")):
+            if pd.isna(row["paper"]):
+                continue
+            trials = row.get("paper_trials") if isinstance(row.get("paper_trials"), str) else first
+            column = next((c for c, _ in protocols if names[c] == trials), "ours")
+            offset = (len(protocols) - 1) / 2 * height - [c for c, _ in protocols].index(column) * height
+            ax.plot(row["paper"], k + offset, marker="D", color="black", markersize=5, linestyle="none", label=legend)
+            legend = None  # once
+            values.append(row["paper"])
+        ax.set_yticks(range(len(frame)), frame["system"], fontsize=8)
+        ax.set_ylim(len(frame) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        low = max(0.0, 5 * (min(values) // 5) - 5) if values else 0.0
+        ax.set_xlim(low, 100)
         ax.set_xlabel("accuracy (%)")
-        ax.set_title(self.name)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: it would hide bars
-        fig.tight_layout()
+        ax.set_title(f"{self.name}: {self.summary}", fontsize=10)
+        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))  # room for the legend below
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return True
