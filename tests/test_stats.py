@@ -48,3 +48,15 @@ def test_parse_seeds(text, seeds):
 def test_parse_seeds_rejects_bad_lists(text):
     with pytest.raises(UserError, match="bad seed list"):
         parse_seeds(text)
+
+
+def test_the_alphabet_interval_treats_each_alphabet_as_one_unit():
+    from fewshot_bench.experiments.runner import alphabet_interval
+
+    groups = ["Tibetan#1"] * 4 + ["Tibetan#2"] * 4 + ["Atlantean#1"] * 4 + ["Atlantean#2"] * 4
+    correct = [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0]  # Tibetan 7/8, Atlantean 2/8
+    out = alphabet_interval(correct, groups)
+    assert out["alphabets"] == 2
+    mean, half = t_interval([7 / 8, 2 / 8])
+    assert out["ci95_alphabets"] == pytest.approx(half)
+    assert alphabet_interval([1, 0], ["episode0001", "episode0002"]) == {}  # not alphabet trial sets

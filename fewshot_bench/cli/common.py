@@ -108,3 +108,7 @@ def print_results(records: list[dict], stream: Console = out) -> None:
     stream.print(table)
     spread = "; spread = std of accuracy over draws" if "spread" in columns else ""
     stream.print(f"[dim]accuracy ± 95% CI over {records[0]['ci_unit']}{spread}[/]")
+    for r in records:  # Koch's task: what the accuracy says about new alphabets
+        if "ci95_alphabets" in r:
+            stream.print(f"[dim]{r['method']} on {r['protocol']}: ± {100 * r['ci95_alphabets']:.2f} over its "
+                         f"{r['alphabets']} alphabets (what generalises to new alphabets)[/]", soft_wrap=True)

@@ -87,7 +87,7 @@ def make_record(spec, method, protocol, draws, train_seconds) -> dict:
     accuracy, ci95 = set_interval(correct, groups)
     per_draw = [d["accuracy"] for d in draws]
     mean, draw_ci = t_interval(per_draw)
-    return {
+    return {**alphabet_interval(correct, [g for d in draws for g in d["groups"]]),
         "schema": SCHEMA,
         "run_id": new_run_id(spec.method, spec.protocol, spec.seed),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -112,6 +112,20 @@ def make_record(spec, method, protocol, draws, train_seconds) -> dict:
         **({"protocol_data": protocol.provenance()} if protocol.provenance() is not None else {}),
         "environment": environment(),
     }
+
+
+def alphabet_interval(correct, groups) -> dict:
+    """Where trial sets are named ``alphabet#k`` (Koch's task), the 95% interval over alphabets: a
+    t-interval over per-alphabet accuracies, every draw pooled. The interval over trial sets says how
+    well the method is measured on these 10 alphabets (new draws of them); this one, what the
+    accuracy says about new alphabets, of which the task has only these 10."""
+    if not len(groups) or not all("#" in g for g in groups):
+        return {}
+    alphabets = np.array([g.split("#")[0] for g in groups])
+    correct = np.asarray(correct, dtype=float)
+    per_alphabet = [correct[alphabets == a].mean() for a in dict.fromkeys(alphabets)]
+    _, half = t_interval(per_alphabet)
+    return {"ci95_alphabets": half, "alphabets": len(per_alphabet)}
 
 
 def training_summary(method) -> dict | None:
