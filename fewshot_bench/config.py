@@ -58,6 +58,13 @@ def require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
+def require_minimums(config, **lowest) -> None:
+    """Config checks of the form ``name >= lowest``, each a user error naming the bad value."""
+    for name, low in lowest.items():
+        value = getattr(config, name)
+        require(value >= low, f"{name} must be >= {low}, got {value}")
+
+
 def parse_assignments(items: list[str] | None) -> dict[str, str]:
     """``["lr=0.1", "epochs=3"]`` -> ``{"lr": "0.1", "epochs": "3"}``."""
     out = {}

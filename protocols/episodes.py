@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fewshot_bench.api import PROTOCOLS, TrialSet
-from fewshot_bench.config import require
+from fewshot_bench.config import require, require_minimums
 from fewshot_bench.data.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
 from fewshot_bench.data.splits import TEST_ALPHABETS, TEST_DRAWERS
 
@@ -21,10 +21,7 @@ class EpisodesConfig:
     drawers: tuple[int, ...] = TEST_DRAWERS
 
     def check(self):
-        require(self.way >= 2, f"way must be >= 2, got {self.way}")
-        require(self.shot >= 1, f"shot must be >= 1, got {self.shot}")
-        require(self.queries >= 1, f"queries must be >= 1, got {self.queries}")
-        require(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        require_minimums(self, way=2, shot=1, queries=1, episodes=1)
         require(self.shot + self.queries <= len(set(self.drawers)),
                 f"shot + queries ({self.shot + self.queries}) exceeds the {len(set(self.drawers))} drawers "
                 "available; pass more drawers, e.g. --protocol-set drawers=13,14,15,16,17,18,19,20")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fewshot_bench.api import PROTOCOLS, Protocol
-from fewshot_bench.config import require
+from fewshot_bench.config import require, require_minimums
 from fewshot_bench.data.episodes import draw_episodes, episode_rng
 from fewshot_bench.data.folders import load_folder, part_set, read_split_files, scan, split_classes
 from fewshot_bench.errors import UserError
@@ -49,10 +49,7 @@ class FolderConfig:
 
     def check(self):
         require(bool(self.root), "protocol folder needs root: --protocol-set root=PATH (a folder of class folders)")
-        require(self.way >= 2, f"way must be >= 2, got {self.way}")
-        require(self.shot >= 1, f"shot must be >= 1, got {self.shot}")
-        require(self.queries >= 1, f"queries must be >= 1, got {self.queries}")
-        require(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        require_minimums(self, way=2, shot=1, queries=1, episodes=1)
         require(self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}")
         require(self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}")
         require(self.invert in ("auto", "yes", "no"), f"invert must be auto, yes or no, got {self.invert!r}")

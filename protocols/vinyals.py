@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fewshot_bench.api import PROTOCOLS, Protocol
-from fewshot_bench.config import require
+from fewshot_bench.config import require, require_minimums
 from fewshot_bench.data.episodes import draw_episodes, episode_rng
 from fewshot_bench.data.vinyals_split import characters, class_set
 
@@ -28,10 +28,7 @@ class VinyalsConfig:
     train_split: str = "train"  # "train" (val classes for early stopping) or "trainval" (Snell et al.)
 
     def check(self):
-        require(self.way >= 2, f"way must be >= 2, got {self.way}")
-        require(self.shot >= 1, f"shot must be >= 1, got {self.shot}")
-        require(self.queries >= 1, f"queries must be >= 1, got {self.queries}")
-        require(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        require_minimums(self, way=2, shot=1, queries=1, episodes=1)
         require(self.shot + self.queries <= 20, f"shot + queries must be <= 20 (drawers per class), "
                                                 f"got {self.shot + self.queries}")
         require(self.train_split in ("train", "trainval"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fewshot_bench.config import require
+from fewshot_bench.config import require, require_minimums
 from fewshot_bench.data.splits import TRAIN_DRAWERS
 
 
@@ -107,8 +107,7 @@ class TrainingConfig(NetworkConfig):
                 f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
         require(self.test_symmetries in (1, 4, 8), f"test_symmetries must be 1, 4 or 8, got {self.test_symmetries}")
         require(self.keep in ("best", "last"), f"keep must be 'best' or 'last', got {self.keep!r}")
-        for name, low in (("epochs", 1), ("patience", 1), ("distortions", 0), ("steps_per_epoch", 1)):
-            require(getattr(self, name) >= low, f"{name} must be >= {low}, got {getattr(self, name)}")
+        require_minimums(self, epochs=1, patience=1, distortions=0, steps_per_epoch=1)
         require(all(1 <= d <= 20 for d in self.train_drawers), f"train_drawers must be in 1-20, got {self.train_drawers}")
 
 
@@ -134,8 +133,7 @@ class TrialConfig(TrainingConfig):
 
     def check(self):
         super().check()
-        for name, low in (("way", 2), ("alphabets_per_batch", 1)):
-            require(getattr(self, name) >= low, f"{name} must be >= {low}, got {getattr(self, name)}")
+        require_minimums(self, way=2, alphabets_per_batch=1)
         require(2 <= self.drawers_per_character <= 20,
                 f"drawers_per_character must be 2-20, got {self.drawers_per_character}")
         require(self.drawers_per_character <= len(self.train_drawers) or self.objective == "pairs",
@@ -169,8 +167,7 @@ class TwinConfig(TrialConfig):
         require(self.loss != "bce" or self.metric == "weighted_l1" or self.objective != "pairs",
                 "the bce pair loss needs metric=weighted_l1 (the sigmoid head)")
         require(self.margin > 0, f"margin must be > 0, got {self.margin}")
-        for name, low in (("pairs", 2), ("batch_size", 2), ("pair_steps", 0)):
-            require(getattr(self, name) >= low, f"{name} must be >= {low}, got {getattr(self, name)}")
+        require_minimums(self, pairs=2, batch_size=2, pair_steps=0)
         n = self.n_layers
         for name in ("lr", "momentum", "l2"):
             values = getattr(self, name)
