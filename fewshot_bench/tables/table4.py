@@ -157,26 +157,47 @@ class Table4(Table):
 
 
     def plot(self, frame: pd.DataFrame, path: Path) -> bool:
-        """Grouped bars: each method's accuracy on every column, published figures as black ticks."""
+        """One panel per column, each with its own zoomed axis (a 1-point gap at 99% shows): each
+        method's accuracy as a dot with its 95% CI, the published figure as a black diamond."""
         plt = pyplot()
         if plt is None:
             return False
         labels = [label for label, _, _ in COLUMNS]
-        width = 0.8 / len(frame)
-        fig, ax = plt.subplots(figsize=(10, 4.5))
-        for k, (_, r) in enumerate(frame.iterrows()):
-            x = [i - 0.4 + (k + 0.5) * width for i in range(len(labels))]
-            ax.bar(x, [r[label] for label in labels], width, yerr=[r[f"{label}_ci95"] for label in labels],
-                   label=r["system"])
-            papers = [(xi, r.get(f"{label}_paper")) for xi, label in zip(x, labels)]
-            papers = [(xi, p) for xi, p in papers if p is not None and not pd.isna(p)]
-            if papers:
-                ax.scatter(*zip(*papers), marker="_", color="black", s=60, zorder=3)
-        ax.set_xticks(range(len(labels)), labels)
-        ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(0, 100)
-        ax.set_title("table4: ours (bars, 95% CI) and published figures (black ticks)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        fig, axes = plt.subplots(1, len(labels), figsize=(3.2 + 1.9 * len(labels), 1.2 + 0.35 * len(frame)),
+                                 sharey=True)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        learned = (frame["preset"] != "-").to_numpy()
+        for ax, label in zip(axes, labels):
+            # the axis zoomed to the learned methods' figures; a figure left of it is written at the edge
+            shown = [v for v, keep in zip(frame[label] - frame[f"{label}_ci95"], learned) if keep and not pd.isna(v)]
+            shown += [v for v, keep in zip(frame.get(f"{label}_paper", pd.Series(dtype=float)), learned)
+                      if keep and v is not None and not pd.isna(v)]
+            low = max(0.0, 5 * (min(shown) // 5) - 5) if shown else 0.0
+            for k, (_, r) in enumerate(frame.iterrows()):
+                paper = r.get(f"{label}_paper")
+                points = [(r[label], "o", colours[k % len(colours)], r[f"{label}_ci95"]),
+                          (paper if paper is not None else float("nan"), "D", "black", None)]
+                off_axis = [f"{name} {value:.0f}" for (value, *_), name in zip(points, ("ours", "paper"))
+                            if not pd.isna(value) and value < low]
+                if off_axis:
+                    ax.annotate("< " + ", ".join(off_axis), (low, k), xytext=(2, 0), textcoords="offset points",
+                                fontsize=6, va="center")
+                for value, marker, colour, ci in points:
+                    if pd.isna(value) or value < low:
+                        continue
+                    if ci is not None:
+                        ax.errorbar(value, k, xerr=ci, fmt=marker, markersize=4, capsize=2, color=colour)
+                    else:
+                        ax.plot(value, k, marker=marker, color=colour, markersize=4, linestyle="none")
+            ax.set_xlim(low, 100)
+            ax.set_title(label, fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+            ax.tick_params(labelsize=7)
+        axes[0].set_yticks(range(len(frame)), frame["system"], fontsize=8)
+        axes[0].set_ylim(len(frame) - 0.5, -0.5)
+        fig.suptitle("table4: ours (dots, 95% CI) and the published figures (black diamonds); "
+                     "each panel's axis zoomed to its figures", fontsize=9)
+        fig.supxlabel("accuracy (%)", fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
