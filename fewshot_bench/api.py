@@ -94,6 +94,18 @@ class Method:
         shot of a class that class's score (the evaluation takes the mean over a class's shots)."""
         return [self.score(queries, support) for queries, support, *_ in sets]
 
+    sets_per_call: int = 64  # trial sets handed to score_sets at once: batching without holding all
+
+    def score_indexed(self, images: torch.Tensor, sets: list[tuple]) -> list[torch.Tensor]:
+        """Trial sets that share images: ``images`` (N, H, W) prepared once, each set a tuple
+        (query rows, support rows[, support_class]) of indices into them -> its (Q, S) scores. The
+        default scores the sets through ``score_sets``, ``sets_per_call`` at a time; a method that
+        embeds images overrides it to embed each distinct image once for the whole evaluation."""
+        out = []
+        for first in range(0, len(sets), self.sets_per_call):
+            out += self.score_sets([(images[q], images[s], *rest) for q, s, *rest in sets[first:first + self.sets_per_call]])
+        return out
+
     def score_pairs(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """(n, H, W) and (n, H, W) -> (n,) same-ness scores. Override with a batched version."""
         return torch.stack([self.score(a[None], b[None])[0, 0] for a, b in zip(first, second)])

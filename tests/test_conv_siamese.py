@@ -355,6 +355,34 @@ def test_score_sets_batches_across_sets_like_scoring_each_set():
         torch.testing.assert_close(batched, m.score(q, s), atol=1e-5, rtol=1e-4)
 
 
+def test_sets_sharing_images_embed_each_once_and_score_as_set_by_set():
+    """An evaluation's sets name their images: each distinct image is embedded once per member and
+    view for all sets, giving the scores of scoring set by set (two members, eight views)."""
+    from fewshot_bench.api import TrialSet
+    from fewshot_bench.evaluation import evaluate_trial_sets, shared_images
+
+    m = tiny(members=2, test_symmetries=8)
+    torch.manual_seed(0)
+    m.models_ = [TwinNet(m.config), TwinNet(m.config)]
+    m.model_ = m.models_[0]
+    pool = np.random.default_rng(0).random((12, 16, 16)).astype(np.float32)
+    ids = [f"a/character{i:02d}/01" for i in range(12)]
+    rows = [([0, 1], [2, 3, 4]), ([1, 5], [3, 4, 6]), ([7, 0], [2, 8, 9])]  # images 0-4 recur across sets
+    sets = [TrialSet(pool[q], pool[s], np.array([0, 1]), f"a#{k}", query_ids=[ids[i] for i in q],
+                     support_ids=[ids[i] for i in s]) for k, (q, s) in enumerate(rows)]
+    images, indexed = shared_images(sets)
+    assert len(images) == 10  # the distinct images of the three sets
+    embedded = []
+    original = m._embed
+    m._embed = lambda model, x, batch=512: embedded.append(len(x)) or original(model, x, batch)
+    shared = m.score_indexed(m.prepare(images), indexed)
+    assert embedded == [10] * 16  # each distinct image once per member and view
+    m._embed = original
+    for scores, ts in zip(shared, sets):
+        torch.testing.assert_close(scores, m.score(m.prepare(ts.queries), m.prepare(ts.support)), atol=1e-5, rtol=1e-4)
+    assert evaluate_trial_sets(m, sets)["n_trials"] == 6
+
+
 def test_test_symmetries_average_the_views_and_ignore_how_the_set_is_turned():
     torch.manual_seed(0)
     net = TwinNet(tiny().config)

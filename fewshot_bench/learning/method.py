@@ -102,6 +102,20 @@ class NetworkMethod(TrainingLoop, Method):
             out.append(torch.stack(logits).mean(0).float().cpu())
         return out
 
+    @torch.inference_mode()
+    def score_indexed(self, images, sets):
+        """All sets of an evaluation at once: each distinct image embedded once per member and view
+        (a test image in many episodes is embedded once, not once per episode), then each set's
+        logits summed over the views, one view at a time (memory: one view's embeddings)."""
+        views = self._views()
+        totals = [None] * len(sets)
+        for model, k in views:
+            h = self._embed(model, symmetry(images, k))
+            for i, (q, s, *rest) in enumerate(sets):
+                logits = self._set_logits(model, h[torch.as_tensor(q)], h[torch.as_tensor(s)], rest[0] if rest else None)
+                totals[i] = logits if totals[i] is None else totals[i] + logits
+        return [(total / len(views)).float().cpu() for total in totals]
+
     def _set_logits(self, model, queries, support, support_class) -> torch.Tensor:
         """(Q, S) scores of one set. Where a method scores classes (``class_score``: prototypes,
         matching), every shot of a class gets its class's score, so the mean over shots is exact."""
@@ -235,6 +249,8 @@ class MamlMethod(NetworkMethod):
 
     Config = MamlConfig
     former_values = {"optimizer": "adam"}
+
+    score_indexed = Method.score_indexed  # each set adapts the network anew: no embedding to share
 
     @torch.inference_mode()
     def score_sets(self, sets):
