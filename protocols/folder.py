@@ -69,8 +69,9 @@ class Folder(Protocol):
         c = self.config
         return _loaded(str(Path(c.root).expanduser().resolve()), c.image_size, c.channels, c.invert)
 
-    def split(self) -> dict[str, list[tuple[str, int]]]:
-        """Each part's classes, as (class key, rotation in degrees)."""
+    @functools.cached_property
+    def _split(self) -> dict[str, list[tuple[str, int]]]:
+        """Each part's classes, as (class key, rotation in degrees): read or drawn once per protocol."""
         c = self.config
         if c.split_files:
             return read_split_files(Path(c.split_files))
@@ -78,14 +79,14 @@ class Folder(Protocol):
         return {part: [(k, 0) for k in classes] for part, classes in split_classes(keys, c.split, c.split_seed).items()}
 
     def part(self, name: str):
-        return part_set(self.images(), self.split()[name], name)
+        return part_set(self.images(), self._split[name], name)
 
     def background(self):
         return self.part("train")
 
     def check_background(self, background) -> None:
         """No val or test class (in any rotation) among the classes a method trains on."""
-        split = self.split()
+        split = self._split
         held = {key for part in ("val", "test") for key, _ in split[part]}
         meta = background.meta
         trained = {c if a.split("@rot")[0] == "all" else f"{a.split('@rot')[0]}/{c}"
@@ -130,7 +131,7 @@ class Folder(Protocol):
 
     def provenance(self) -> dict:
         """The split a run was evaluated on: each part's classes and a hash of them."""
-        split = {part: [f"{k}/rot{d:03d}" if d else k for k, d in classes] for part, classes in self.split().items()}
+        split = {part: [f"{k}/rot{d:03d}" if d else k for k, d in classes] for part, classes in self._split.items()}
         return {"split": split, "split_hash": fingerprint(split)}
 
     def config_dict(self) -> dict:

@@ -109,7 +109,7 @@ def make_record(spec, method, protocol, draws, train_seconds) -> dict:
         "eval_seconds": float(sum(d["eval_seconds"] for d in draws)),
         "training": training_summary(method),
         "draws": draws,
-        **({"protocol_data": protocol.provenance()} if protocol.provenance() is not None else {}),
+        **({"protocol_data": provenance} if (provenance := protocol.provenance()) is not None else {}),
         "environment": environment(),
     }
 
