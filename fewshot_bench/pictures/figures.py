@@ -212,32 +212,38 @@ def learning_curves(records: list[dict], path: Path) -> Path:
     return path
 
 
-def alphabet_accuracy(records: list[dict]) -> pd.DataFrame:
-    """Accuracy (%) per method (rows, with preset) and test alphabet (columns) over the store's
-    ``omniglot20`` runs that keep trial identities (all seeds and draws pooled)."""
+def alphabet_accuracy(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accuracy (%) per method (rows, with preset) and test alphabet (columns, then ``overall``) over
+    the store's ``omniglot20`` runs that keep trial identities (all seeds and draws pooled), and the
+    95% half-widths over each cell's trial sets."""
     from fewshot_bench.pictures.failures import trial_table
+    from fewshot_bench.stats import set_interval
     from fewshot_bench.tables.store import latest_per_seed
 
-    rows, overall = {}, {}
+    means, halves = {}, {}
     for (method, preset, protocol), runs in latest_per_seed(records).items():
         runs = [r for r in runs if r["draws"] and r["draws"][0].get("sets")]
         if protocol != "omniglot20" or not runs:
             continue
-        table = pd.concat([trial_table(r) for r in runs])
+        table = pd.concat([trial_table(r).assign(run=r["run_id"]) for r in runs])
+        table["set"] = table["run"] + "/" + table["trial_seed"].astype(str) + "/" + table["group"]
         name = method + ("" if preset == "-" else f" ({preset})")
-        rows[name] = 100 * table.groupby("alphabet")["correct"].mean()
-        overall[name] = 100 * table["correct"].mean()
-    return pd.DataFrame(rows).T.sort_index().assign(overall=pd.Series(overall))
+        cells = {a: set_interval(part["correct"], part["set"]) for a, part in table.groupby("alphabet")}
+        cells["overall"] = set_interval(table["correct"], table["set"])
+        means[name] = {a: 100 * m for a, (m, _) in cells.items()}
+        halves[name] = {a: 100 * h for a, (_, h) in cells.items()}
+    return pd.DataFrame(means).T.sort_index(), pd.DataFrame(halves).T.sort_index()
 
 
 def heatmap(records: list[dict], path: Path) -> Path:
     plt = pyplot()
-    grid = alphabet_accuracy(records)
+    grid, halves = alphabet_accuracy(records)
     if grid.empty:
         raise UserError("no omniglot20 run keeps trial identities: run `bench run ... --protocol omniglot20`")
     alphabets = grid.drop(columns="overall")
     grid = grid[list(alphabets.mean().sort_values().index) + ["overall"]]  # hardest alphabets first, then all
-    fig, ax = plt.subplots(figsize=(2.6 + 0.75 * grid.shape[1], 2.4 + 0.36 * grid.shape[0]))
+    halves = halves[grid.columns]
+    fig, ax = plt.subplots(figsize=(2.6 + 0.8 * grid.shape[1], 2.4 + 0.5 * grid.shape[0]))
     image = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     fig.colorbar(image, ax=ax, label="accuracy (%)", fraction=0.04, pad=0.02)
     ax.axvline(grid.shape[1] - 1.5, color="white", linewidth=3)  # the overall column apart
@@ -245,9 +251,10 @@ def heatmap(records: list[dict], path: Path) -> Path:
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
         if not np.isnan(value):
-            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if value < 60 else "black")
-    ax.set_title("omniglot20 accuracy (%) by test alphabet, hardest first; all trial draws pooled", fontsize=9)
+            ax.text(j, i, f"{value:.0f}\n±{halves.iat[i, j]:.0f}", ha="center", va="center", fontsize=6.5,
+                    linespacing=0.9, color="white" if value < 60 else "black")
+    ax.set_title("omniglot20 accuracy (%) by test alphabet, hardest first, ± 95% CI over trial sets; all draws pooled",
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
