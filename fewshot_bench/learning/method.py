@@ -87,20 +87,15 @@ class NetworkMethod(TrainingLoop, Method):
 
     @torch.inference_mode()
     def score_sets(self, sets):
-        # a set is (queries, support) or, K-shot, (queries, support, support_class). All sets' images
-        # are embedded together (big batches instead of a call per small set), each image once per
-        # member and view; the head compares all query x support pairs of a set; logits are averaged
-        # over members and views
-        sets = [(q, s, rest[0] if rest else None) for q, s, *rest in sets]
-        sizes = [n for q, s, _ in sets for n in (len(q), len(s))]
-        images = torch.cat([x for q, s, _ in sets for x in (q, s)])
-        views = self._views()
-        per_view = [self._embed(m, symmetry(images, k)).split(sizes) for m, k in views]
-        out = []
-        for k, (_, _, support_class) in enumerate(sets):
-            logits = [self._set_logits(m, h[2 * k], h[2 * k + 1], support_class) for (m, _), h in zip(views, per_view)]
-            out.append(torch.stack(logits).mean(0).float().cpu())
-        return out
+        """Sets of their own images ((queries, support) or, K-shot, (queries, support, support_class)):
+        scored as one evaluation of their images laid end to end (``score_indexed``)."""
+        images, indexed, start = [], [], 0
+        for q, s, *rest in sets:
+            images += [q, s]
+            indexed.append((torch.arange(start, start + len(q)), torch.arange(start + len(q), start + len(q) + len(s)),
+                            *rest))
+            start += len(q) + len(s)
+        return self.score_indexed(torch.cat(images), indexed)
 
     @torch.inference_mode()
     def score_indexed(self, images, sets):
