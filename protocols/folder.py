@@ -19,7 +19,7 @@ import numpy as np
 from fewshot_bench.api import PROTOCOLS, Protocol
 from fewshot_bench.config import require, require_minimums
 from fewshot_bench.data.episodes import draw_episodes, episode_rng
-from fewshot_bench.data.folders import load_folder, part_set, read_split_files, scan, split_classes
+from fewshot_bench.data.folders import class_keys, load_folder, part_set, read_split_files, scan, split_classes
 from fewshot_bench.errors import UserError
 from fewshot_bench.keys import fingerprint
 
@@ -88,10 +88,7 @@ class Folder(Protocol):
         """No val or test class (in any rotation) among the classes a method trains on."""
         split = self._split
         held = {key for part in ("val", "test") for key, _ in split[part]}
-        meta = background.meta
-        trained = {c if a.split("@rot")[0] == "all" else f"{a.split('@rot')[0]}/{c}"
-                   for a, c in zip(meta["alphabet"], meta["character"])}
-        leaked = trained & held
+        leaked = set(class_keys(background.meta)) & held
         if leaked:
             raise RuntimeError(f"{len(leaked)} held-out classes of the folder reached training data, "
                                f"e.g. {sorted(leaked)[:3]}")

@@ -1,6 +1,9 @@
 """What the subcommands share: the two consoles, the common arguments, the results table."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 
@@ -20,8 +23,6 @@ def writable_file(path: str, option: str) -> None:
     """Check before any work that a file can be written at ``path``: not a folder, and its folder
     exists or can be made, and takes a new file (tried, not guessed: root may write anywhere but
     /proc)."""
-    from pathlib import Path
-
     target = Path(path).expanduser()
     if target.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file path such as {target / 'picture.png'}")
@@ -30,8 +31,6 @@ def writable_file(path: str, option: str) -> None:
 
 def writable_folder(path: str, option: str) -> None:
     """Check before any work that ``path`` is (or can be made) a folder to write files in."""
-    from pathlib import Path
-
     target = Path(path).expanduser()
     if target.exists() and not target.is_dir():
         raise UserError(f"{option} {path} is a file; give a folder (it is made if missing)")
@@ -39,8 +38,6 @@ def writable_folder(path: str, option: str) -> None:
 
 
 def _try_writing(folder, option: str, path: str) -> None:
-    import tempfile
-
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

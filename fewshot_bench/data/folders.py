@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from fewshot_bench.data.datasets import user_cache_dir
-from fewshot_bench.data.vinyals_split import rotate
+from fewshot_bench.data.vinyals_split import base_alphabet, rotate
 from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet, to_tensor
 from fewshot_bench.records import write_atomic
@@ -27,6 +27,18 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 FLAT_GROUP = "all"  # the group of every class in a folder of class folders
 PARTS = ("train", "val", "test")
 _ROTATION = re.compile(r"^rot(\d{3})$")
+
+
+def class_key(group: str, name: str) -> str:
+    """How split files and records name a class: ``group/class``, or ``class`` in a flat folder; a
+    turned copy of a class (group ``group@rotDDD``) is keyed as the class it turns."""
+    group = base_alphabet(group)
+    return name if group == FLAT_GROUP else f"{group}/{name}"
+
+
+def class_keys(meta: pd.DataFrame) -> list[str]:
+    """Each image's class key (see :func:`class_key`)."""
+    return [class_key(g, c) for g, c in zip(meta["alphabet"], meta["character"])]
 
 
 @dataclass
@@ -39,7 +51,7 @@ class FolderClass:
     @property
     def key(self) -> str:
         """How split files and records name the class: ``group/class``, or ``class`` in a flat folder."""
-        return self.name if self.group == FLAT_GROUP else f"{self.group}/{self.name}"
+        return class_key(self.group, self.name)
 
 
 @dataclass
@@ -186,8 +198,7 @@ def part_set(images: ImageSet, classes: list[tuple[str, int]], part: str) -> Ima
     """The images of one part's classes, in the part's order, each (class, rotation) a class; a
     rotated class's group is ``group@rotDDD`` (as Vinyals' rotated alphabets)."""
     meta = images.meta
-    keys = np.where(meta["alphabet"] == FLAT_GROUP, meta["character"], meta["alphabet"] + "/" + meta["character"])
-    by_key = pd.Series(np.arange(len(meta))).groupby(keys).indices
+    by_key = pd.Series(np.arange(len(meta))).groupby(class_keys(meta)).indices
     out_images, out_meta = [], []
     for label, (key, degrees) in enumerate(classes):
         if key not in by_key:
