@@ -86,3 +86,48 @@ def training_seconds(record: dict, records: list[dict] = ()) -> float:
     for epoch in training["history"]:
         per_member[epoch.get("member")] = per_member.get(epoch.get("member"), 0.0) + epoch["seconds"]
     return max(per_member.values(), default=float(training["epoch_seconds"]))
+
+
+def training_budget(record: dict, records: list[dict] = ()) -> dict | None:
+    """What the run's weights cost to train, all members together: optimiser steps, images seen,
+    GFLOP (each epoch's first step counted forward and backward, times its steps), seconds
+    (``training_seconds``), and whether it was still improving at the end (``still_improving``).
+    None for a method that does not train."""
+    training = record.get("training")
+    if not training:
+        return None
+    history = training["history"]
+    return {"steps": sum(h.get("steps", 0) for h in history),
+            "images": sum(h.get("images", 0) for h in history),
+            "gflop": sum(h.get("step_gflop", 0.0) * h.get("steps", 0) for h in history),
+            "seconds": training_seconds(record, records),
+            "still_improving": still_improving(history, training.get("validation_trials", 0))}
+
+
+def still_improving(history: list[dict], validation_trials: int = 0) -> bool | None:
+    """Whether a training was still improving when it stopped, per member (any member counts).
+
+    With validation accuracies: the best of the last quarter of epochs beats the best before it by
+    more than the validation's 95% binomial half-width (``validation_trials`` trials). Without
+    (a fixed budget on all training classes): the last quarter's mean training loss is more than 5%
+    below the quarter's before it. None (unknown) for trainings of fewer than 4 epochs."""
+    by_member: dict = {}
+    for h in history:
+        by_member.setdefault(h.get("member"), []).append(h)
+    verdicts = []
+    for epochs in by_member.values():
+        n = len(epochs)
+        if n < 4:
+            continue
+        q = n // 4
+        last, before = epochs[-q:], epochs[:-q]
+        accuracies = [h.get("validation_accuracy") for h in epochs]
+        if validation_trials and all(a is not None for a in accuracies):
+            best_before = max(h["validation_accuracy"] for h in before)
+            half = 1.96 * (best_before * (1 - best_before) / validation_trials) ** 0.5
+            verdicts.append(max(h["validation_accuracy"] for h in last) - best_before > half)
+        else:
+            previous = epochs[-2 * q:-q]
+            mean = lambda part: sum(h["loss"] for h in part) / len(part)  # noqa: E731
+            verdicts.append(mean(last) < 0.95 * mean(previous))
+    return any(verdicts) if verdicts else None

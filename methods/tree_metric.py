@@ -25,7 +25,7 @@ METRICS = ("euclidean", "sqeuclidean", "cosine", "cityblock")
 @dataclass
 class TreeMetricConfig:
     base: str = "protonet"  # a method with embed(images) -> (N, F)
-    base_preset: str = "cpu"
+    base_preset: str = "twin"
     linkage: str = "average"
     metrics: tuple[str, ...] = ("euclidean",)  # per tree level from the root; the last repeats
 

@@ -111,8 +111,8 @@ def test_every_protocol_evaluates_a_method_on_synthetic_data(name, synthetic_roo
 def test_episodes_wider_than_the_background_are_one_user_error(tmp_path):
     from fewshot_bench.errors import UserError
 
-    cls = METHODS.get("maml")  # its tiny preset trains on 20-way episodes across alphabets
-    method = cls(cls.make_config("tiny"), seed=0, preset="tiny", work_dir=tmp_path)
+    cls = METHODS.get("maml")  # 20-way episodes across alphabets
+    method = cls(cls.make_config("tiny", {"way": "20"}), seed=0, preset="tiny", work_dir=tmp_path)
     with pytest.raises(UserError, match="way=20 needs 20 background classes; the background has 12"):
         method.fit(synthetic_background(alphabets=2, characters=6))
 

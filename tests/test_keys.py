@@ -12,15 +12,21 @@ from fewshot_bench.learning.configs import EpisodeConfig, MetricConfig
 from fewshot_bench.learning.legacy_keys import FORMER_DEFAULTS, key_dict
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "preset_configs.json").read_text())
+# presets renamed since: the same config under a new name
+RENAMED = {"protonet/cpu": "protonet/twin"}
+# presets whose recipe was redefined on purpose (each is now its paper's recipe, issue 25; the
+# baseline became simpleshot; tree_metric's base preset was renamed): their old keys are retired
+REDEFINED = {"baseline/cpu", "baseline/tiny", "maml/cpu", "maml/paper", "maml/tiny", "matching_net/cpu",
+             "matching_net/tiny", "relation_net/cpu", "relation_net/tiny", "tree_metric/cpu", "tree_metric/tiny"}
 
 
 def as_stored(value):
     return json.loads(json.dumps(value, default=list))  # tuples as records store them: lists
 
 
-@pytest.mark.parametrize("entry", sorted(GOLDEN))
+@pytest.mark.parametrize("entry", sorted(set(GOLDEN) - REDEFINED))
 def test_presets_key_as_they_did_before_the_split(entry):
-    name, preset = entry.split("/")
+    name, preset = RENAMED.get(entry, entry).split("/")
     cls = METHODS.get(name)
     method = cls(cls.make_config(preset), preset=preset)
     assert as_stored(method.config_dict()) == GOLDEN[entry]["config_dict"]

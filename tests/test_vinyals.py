@@ -17,7 +17,7 @@ from fewshot_bench.learning.objectives import class_scores, maml_loss
 from fewshot_bench.records import load_records
 from fewshot_bench.experiments.runner import RunSpec, run
 
-NEW_METHODS = ("matching_net", "relation_net", "maml", "baseline")
+NEW_METHODS = ("matching_net", "relation_net", "maml", "simpleshot")
 
 
 def protocol(**options):
@@ -141,7 +141,9 @@ def test_maml_second_order_differs_from_first_order():
 
 @pytest.mark.parametrize("name", NEW_METHODS + ("protonet",))
 def test_each_method_trains_on_the_vinyals_split_and_scores_k_shot_episodes(name, data_root, tmp_path):
-    record = run(RunSpec(name, "vinyals", "tiny", {}, {"way": 5, "shot": 5, "episodes": 40}, 0, [0], None,
+    # relation networks sum a class's shots (Sung et al.): a model is trained for the shot it scores
+    options = {"shot": "5", "drawers_per_character": "7"} if name == "relation_net" else {}
+    record = run(RunSpec(name, "vinyals", "tiny", options, {"way": 5, "shot": 5, "episodes": 40}, 0, [0], None,
                          tmp_path / "checkpoints"))
     assert record["n_trials"] == 200 and 0.3 < record["accuracy"] <= 1.0  # chance 0.2
     assert record["protocol_config"]["train_split"] == "train"
@@ -156,36 +158,70 @@ def test_matching_net_full_context_embeddings_train(data_root, tmp_path):
 
 
 def test_maml_refuses_more_classes_than_it_has_outputs(data_root, tmp_path):
+    # a 5-way model trains without the protocol's 20-way validation episodes, and refuses 20-way tests
+    record = run(RunSpec("maml", "vinyals", "tiny", {}, {"way": 5, "episodes": 5}, 0, [0], None,
+                         tmp_path / "checkpoints"))
+    assert record["training"]["validation_trials"] == 0 and record["n_trials"] == 25
     with pytest.raises(UserError, match="way=20"):
-        run(RunSpec("maml", "vinyals", "tiny", {"way": "5"}, {"way": 5, "episodes": 5}, 0, [0], None,
-                    tmp_path / "checkpoints"))  # its validation episodes are 20-way
+        run(RunSpec("maml", "vinyals", "tiny", {}, {"way": 20, "episodes": 5}, 0, [0], None,
+                    tmp_path / "checkpoints"))
 
 
-def test_table4_plans_every_method_on_both_backgrounds(data_root, tmp_path, monkeypatch):
+def test_table4_plans_each_papers_models_and_seeds(data_root):
     protocols, cells = TABLES.get("table4")().plan("cpu")
     assert [p for p, _ in protocols] == ["vinyals"] * 4 + ["omniglot20", "lake_runs"]
     assert {c.method for c in cells} == {"pixel_1nn", "protonet", "matching_net", "maml", "relation_net",
-                                         "baseline", "conv_siamese"}
-    # a cheap table4: 1-NN and a tiny protonet, few episodes
-    monkeypatch.setattr(table4, "ROWS", (table4.ROWS[0], ("Prototypical networks", "protonet", "tiny",
-                                                           "Prototypical networks (Snell et al. 2017)")))
+                                         "simpleshot", "conv_siamese"}
+    vinyals = {c.preset: [o for p, o in c.protocols] for c in cells if c.method == "relation_net"
+               and c.protocols[0][0] == "vinyals"}
+    # one relation network per setting, each scored on its own setting only, on the papers' trainval
+    assert sorted(vinyals) == ["cpu_20w1s", "cpu_20w5s", "cpu_5w1s", "cpu_5w5s"]
+    assert vinyals["cpu_5w5s"] == [{"way": 5, "shot": 5, "train_split": "trainval"}]
+    # Snell's shot-matched models: the 1-shot one serves both ways
+    proto = {c.preset: sorted((o["way"], o["shot"]) for _, o in c.protocols) for c in cells
+             if c.method == "protonet" and c.protocols[0][0] == "vinyals"}
+    assert proto == {"cpu_1shot": [(5, 1), (20, 1)], "cpu_5shot": [(5, 5), (20, 5)]}
+    # every learned 20w1s cell over three training seeds, the others one
+    seeds = {(c.method, c.preset): c.seeds for c in cells if c.learns and c.protocols[0][0] == "vinyals"}
+    assert seeds[("maml", "cpu_20w1s")] == 3 and seeds[("maml", "cpu_5w1s")] == 1
+    assert seeds[("conv_siamese", "cpu_pairs")] == 3 and seeds[("simpleshot", "cpu")] == 3
+    # the order runs every cell's first seed before any repeat
+    planned = rep.specs("table4", "cpu", 1, None, None)
+    first_repeat = next(k for k, (_, spec) in enumerate(planned) if spec.seed == 1)
+    assert all(spec.seed == 0 for _, spec in planned[:first_repeat]) and planned[-1][1].seed == 2
+
+
+def test_table4_tiny_reproduce_writes_budgets_seeds_and_paired_orders(data_root, tmp_path, monkeypatch):
+    # a cheap table4: 1-NN, protonet and relation nets on tiny presets, few episodes, two seeds
+    keep = {"Pixels 1-NN (cosine)", "Prototypical nets", "Relation nets"}
+    cells = [c for c in table4.plan_cells("tiny") if c.row in keep]
+    monkeypatch.setattr(table4, "plan_cells", lambda preset: cells)
+    monkeypatch.setattr(table4, "SEEDS", 2)
+    for c in cells:
+        c.protocols = tuple((p, {**o, "episodes": 20} if p == "vinyals" else o) for p, o in c.protocols)
+        c.seeds = min(c.seeds, 2)
     monkeypatch.setattr(table4, "COLUMNS", tuple((label, p, {**o, "episodes": 20} if p == "vinyals" else o)
                                                  for label, p, o in table4.COLUMNS))
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0])
     out = tmp_path / "results"
-    frame = rep.reproduce("table4", "cpu", 1, tmp_path / "store", out, command="bench reproduce table4")
+    frame = rep.reproduce("table4", "tiny", 1, tmp_path / "store", out, command="bench reproduce table4")
     records = load_records(tmp_path / "store")
-    proto = [r for r in records if r["method"] == "protonet"]
-    assert len(proto) == 6
-    # one training per background: the first Vinyals column and omniglot20 fit, the rest reuse
-    fitted = sorted((r["protocol"], r["protocol_config"].get("way"), r["protocol_config"].get("shot"))
-                    for r in proto if not r["training"]["reused_checkpoint"])
-    assert fitted == [("omniglot20", 20, None), ("vinyals", 5, 1)]
-    row = frame[frame["method"] == "protonet"].iloc[0]
-    assert row["5w1s_paper"] == 98.8 and row["20w5s_paper"] == 98.9 and row["lake_runs_paper"] == 86.3
-    assert row["5w1s_diff"] == round(row["5w1s"] - 98.8, 2)
+    relation = [r for r in records if r["method"] == "relation_net"]
+    # four settings + two seeds of 20w1s + Koch's two columns; trainval for the Vinyals columns
+    assert len(relation) == 7
+    assert {r["protocol_config"]["train_split"] for r in relation if r["protocol"] == "vinyals"} == {"trainval"}
+    row = frame[frame["method"] == "relation_net"].iloc[0]
+    assert row["20w1s_seeds"] == 2 and row["5w1s_seeds"] == 1 and row["20w1s_paper"] == 97.6
+    assert row["5w1s_diff"] == round(row["5w1s"] - 99.6, 2)
+    # the budget: steps and images counted, compute growing with them
+    assert row["20w1s_steps"] == 30 and row["20w1s_images"] > 0 and row["20w1s_gflop"] > 0
+    proto = frame[frame["method"] == "protonet"].iloc[0]
+    assert proto["lake_runs_paper"] == 86.3 and not pd.isna(proto["omniglot20"])
     md = (out / "table4.md").read_text()
-    assert "| system | 5w1s |" in md and "Rank of the learned methods" in md and (out / "table4.png").is_file()
+    assert "| system | 5w1s |" in md and "## Training budgets" in md and "## Recipes" in md
+    assert "Order on 20w1s" in md and (" > " in md or " = " in md) and (out / "table4.png").is_file()
+    published = frame[frame["system"] == "Baseline classifier (Vinyals et al.)"].iloc[0]
+    assert published["published_only"] and published["20w1s_paper"] == 69.5
 
 
 def test_matching_cosines_carry_a_learned_scale():

@@ -25,16 +25,18 @@ TRIAL_SEEDS = list(range(10))  # the draws of a protocol whose trials are drawn 
 
 
 def specs(table: str, preset: str, seeds: int, data_root, work_dir) -> list[tuple[Cell, RunSpec]]:
+    """The runs of a table in the order they run: every cell's first seed before any cell's second."""
     protocols, cells = TABLES.get(table)().plan(preset)
     out = []
     for c in cells:
-        for seed in range(seeds if c.learns else 1):
-            for entry in protocols:  # the first fits, the others reuse the stored weights
+        n_seeds = c.seeds if c.seeds is not None else seeds if c.learns else 1
+        for seed in range(n_seeds):
+            for entry in c.protocols or protocols:  # the first fits, the others reuse the stored weights
                 protocol, options = (entry, {}) if isinstance(entry, str) else entry  # name or (name, options)
                 trial_seeds = TRIAL_SEEDS if PROTOCOLS.get(protocol).redrawn else None
                 out.append((c, RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()},
                                        dict(options), seed, trial_seeds, data_root, work_dir)))
-    return out
+    return sorted(out, key=lambda pair: pair[1].seed)  # stable: cells keep their order within a seed
 
 
 class Lock:
@@ -84,26 +86,35 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     if progress:
         progress.stage(f"reproduce {table} ({len(planned)} runs)")
         progress.start(len(planned))
-    pending = list(zip(keys, planned))
+    # one training per cell and seed: its runs go to one process in plan order (the first fits, the
+    # others reuse its weights), so two reproduces never train the same network side by side
+    trainings: dict[tuple, list] = {}
+    for key, (cell, spec) in zip(keys, planned):
+        trainings.setdefault((id(cell), spec.seed), []).append((key, cell, spec))
+    pending = list(trainings.values())
     while pending:
         done = {record_key(r) for r in _records(store)}
         waiting = []
-        for key, (cell, spec) in pending:
-            if key in done:
-                if progress:
-                    progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: stored")
+        for group in pending:
+            missing = [(key, cell, spec) for key, cell, spec in group if key not in done]
+            if progress:
+                for key, cell, spec in group:
+                    if key in done:
+                        progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: stored")
+            if not missing:
                 continue
-            lock = Lock(store / "locks" / f"{key}.lock")
-            if not lock.acquire():  # another reproduce is running it: come back later
-                waiting.append((key, (cell, spec)))
+            lock = Lock(store / "locks" / f"{group[0][0]}.lock")
+            if not lock.acquire():  # another reproduce is running this training: come back later
+                waiting.append(missing)
                 continue
             try:
-                if key not in {record_key(r) for r in _records(store)}:
-                    save_record(run(spec), store)
+                for key, cell, spec in missing:
+                    if key not in {record_key(r) for r in _records(store)}:
+                        save_record(run(spec), store)
+                    if progress:
+                        progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: ran")
             finally:
                 lock.release()
-            if progress:
-                progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: ran")
         pending = waiting
         if pending:
             time.sleep(poll)
@@ -121,7 +132,7 @@ def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) ->
     done = {record_key(r) for r in _records(store)}
     groups = {}
     for key, (cell, spec) in zip(keys, planned):
-        groups.setdefault((cell.row, spec.seed), []).append((spec, key))
+        groups.setdefault((id(cell), spec.seed), []).append((spec, key))
     trainings = [Training.of([s for s, _ in group], [k for _, k in group], done) for group in groups.values()]
     todo = [t for t in trainings if t.owed]
     with SweepProgress(None, len(trainings), len(trainings) - len(todo), enabled=False) as progress:

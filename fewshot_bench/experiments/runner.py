@@ -137,6 +137,7 @@ def training_summary(method) -> dict | None:
     return {"reused_checkpoint": bool(getattr(method, "reused_checkpoint_", False)),
             "epochs": len(history), "epoch_seconds": float(sum(h["seconds"] for h in history)),
             "best_validation": max((h["validation_accuracy"] or 0.0) for h in history) if history else None,
+            "validation_trials": getattr(method, "validation_trials_", 0),
             "worker_peak_rss_mib": getattr(method, "worker_peak_rss_mib_", []),  # members trained in processes
             "history": history}
 

@@ -75,8 +75,12 @@ class TrainingConfig(NetworkConfig):
     # mean embedding), "matching" (cosine attention summed per class)
     test_symmetries: int = 1
     class_score: str = "mean"
-    # schedule: Adam with a cosine over all steps (the twins' pair recipe may use the paper's SGD)
+    # schedule: Adam (the twins' pair recipe may use the paper's SGD) with its learning rate
+    # "cosine" (annealed to 0 over all steps), "halving" (halved every ``halve_every`` steps, as
+    # Snell et al. and Sung et al.) or "constant" (Finn et al.)
     adam_lr: float = 1e-3
+    schedule: str = "cosine"
+    halve_every: int = 2000
     weight_decay: float = 0.0
     steps_per_epoch: int = 500
     epochs: int = 200
@@ -107,7 +111,9 @@ class TrainingConfig(NetworkConfig):
                 f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
         require(self.test_symmetries in (1, 4, 8), f"test_symmetries must be 1, 4 or 8, got {self.test_symmetries}")
         require(self.keep in ("best", "last"), f"keep must be 'best' or 'last', got {self.keep!r}")
-        require_minimums(self, epochs=1, patience=1, distortions=0, steps_per_epoch=1)
+        require(self.schedule in ("cosine", "halving", "constant"),
+                f"schedule must be 'cosine', 'halving' or 'constant', got {self.schedule!r}")
+        require_minimums(self, halve_every=1, epochs=1, patience=1, distortions=0, steps_per_epoch=1)
         require(all(1 <= d <= 20 for d in self.train_drawers), f"train_drawers must be in 1-20, got {self.train_drawers}")
 
 
@@ -198,12 +204,16 @@ class EpisodeConfig(TrialConfig):
 @dataclass
 class MetricConfig(EpisodeConfig):
     objective: str = "prototypes"
+    # K shots of a class compared as their "mean" embedding (Snell) or their "sum" (Sung et al.'s
+    # relation networks, each trained for its K)
+    pool_shots: str = "mean"
     cosine_scale: float = 0.0  # metric cosine: a learned scale on the similarities, starting here (0 = none)
     fce: bool = False  # matching networks' full-context embeddings
     fce_steps: int = 5  # attention steps of the query LSTM
 
     def check(self):
         super().check()
+        require(self.pool_shots in ("mean", "sum"), f"pool_shots must be 'mean' or 'sum', got {self.pool_shots!r}")
         require(self.cosine_scale >= 0, f"cosine_scale must be >= 0, got {self.cosine_scale}")
         require(self.fce_steps >= 1, f"fce_steps must be >= 1, got {self.fce_steps}")
         require(self.objective != "relation" or self.network == "relation", "objective=relation needs network=relation")

@@ -118,7 +118,8 @@ class NetworkMethod(TrainingLoop, Method):
         if kind == "mean":
             return model.logits(queries, support)
         classes = support_classes(support, support_class)
-        return class_scores(model, queries, support, classes.to(support.device), kind)[:, classes]
+        pool = getattr(self.config, "pool_shots", "mean")
+        return class_scores(model, queries, support, classes.to(support.device), kind, pool)[:, classes]
 
     @torch.inference_mode()
     def score_pairs(self, first, second):
@@ -132,6 +133,7 @@ class NetworkMethod(TrainingLoop, Method):
         background = background.select(background.meta["drawer"].isin(cfg.train_drawers))
         data_key = data_fingerprint(background)
         validation_key = [fingerprint(ts.queries, ts.support, ts.answer) for ts in validation or []]
+        self.validation_trials_ = sum(len(ts.answer) for ts in validation or [])
         # members > 1: an ensemble of networks with their own seeds (100 * seed + k, so the
         # ensembles of different seeds share no member); one member keeps the seed itself
         seeds = [self.seed] if cfg.members == 1 else [100 * self.seed + k for k in range(cfg.members)]
@@ -246,6 +248,15 @@ class MamlMethod(NetworkMethod):
     former_values = {"optimizer": "adam"}
 
     score_indexed = Method.score_indexed  # each set adapts the network anew: no embedding to share
+
+    def fit(self, background, validation=None):
+        """A network of ``way`` outputs cannot score validation sets of more classes (the protocols'
+        20-way validation, for a 5-way model): it then trains on its fixed budget alone."""
+        def classes(ts):
+            return len(ts.support) if ts.support_class is None else int(max(ts.support_class)) + 1
+        if validation and max(classes(ts) for ts in validation) > self.config.way:
+            validation = None
+        return super().fit(background, validation)
 
     @torch.inference_mode()
     def score_sets(self, sets):

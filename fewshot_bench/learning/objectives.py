@@ -65,12 +65,13 @@ def trial_loss(model, h: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.T
 
 
 def class_scores(model, queries: torch.Tensor, support: torch.Tensor, support_class: torch.Tensor,
-                 kind: str) -> torch.Tensor:
+                 kind: str, pool: str = "mean") -> torch.Tensor:
     """(Q, F) queries, (S, F) support with classes 0..C-1 -> (Q, C) class scores, as each method
     scores an episode:
 
     - ``prototypes``: the metric against each class's mean embedding (Snell; with one shot, the
-      support itself); relation networks compare with the mean of a class's feature maps
+      support itself); relation networks compare with the mean of a class's feature maps, or
+      their sum (``pool="sum"``, Sung et al.)
     - ``matching``: log of the cosine attention summed over a class's shots (full-context
       embeddings first, where the network has them)
     - ``mean``: the mean of the per-shot scores (the twins)
@@ -81,12 +82,15 @@ def class_scores(model, queries: torch.Tensor, support: torch.Tensor, support_cl
         attention = torch.softmax(model.logits(queries, support), dim=1)
         shots = torch.bincount(support_class).to(attention.dtype)  # the sum over a class = its mean x shots
         return (class_means(attention, support_class) * shots).clamp_min(1e-12).log()
-    if kind == "prototypes":  # the class means of the support's features, as rows
-        return model.logits(queries, class_means(support.T, support_class).T)
+    if kind == "prototypes":  # the class means (or sums) of the support's features, as rows
+        pooled = class_means(support.T, support_class).T
+        if pool == "sum":
+            pooled = pooled * torch.bincount(support_class).to(pooled.dtype)[:, None]
+        return model.logits(queries, pooled)
     return class_means(model.logits(queries, support), support_class)
 
 
-def episode_loss(model, h: torch.Tensor, shapes, shot: int, kind: str) -> torch.Tensor:
+def episode_loss(model, h: torch.Tensor, shapes, shot: int, kind: str, pool: str = "mean") -> torch.Tensor:
     """Mean loss over the groups as episodes: the first ``shot`` drawers of a grid are the support,
     the others its queries; ``kind`` as :func:`class_scores` (``relation``: prototypes scored by
     the relation module and regressed on one-hot targets with the squared error, as Sung et al.)."""
@@ -97,10 +101,10 @@ def episode_loss(model, h: torch.Tensor, shapes, shot: int, kind: str) -> torch.
         support_class = torch.arange(c, device=h.device).repeat(shot)
         target = torch.arange(c, device=h.device).repeat(d - shot)
         if kind == "relation":
-            scores = torch.sigmoid(class_scores(model, queries, support, support_class, "prototypes"))
+            scores = torch.sigmoid(class_scores(model, queries, support, support_class, "prototypes", pool))
             loss = loss + F.mse_loss(scores, F.one_hot(target, c).to(scores.dtype))
         else:
-            loss = loss + F.cross_entropy(class_scores(model, queries, support, support_class, kind), target)
+            loss = loss + F.cross_entropy(class_scores(model, queries, support, support_class, kind, pool), target)
     return loss / len(shapes)
 
 
@@ -148,6 +152,7 @@ class Objective:
 
     name = "?"
     bf16 = True  # whether the forward pass may run under bf16 autocast
+    images = 0  # images in the last step's batch (the training budget counts them)
 
     def __init__(self, method, index: CharacterIndex):
         self.method, self.config, self.index = method, method.config, index
@@ -191,6 +196,7 @@ class Pairs(Objective):
             distorted = torch.as_tensor(np.repeat(copy > 0, 2))
             if distorted.any():
                 x[distorted] = distort(x[distorted], gen)
+            self.images = len(x)
             h = self.method.train_embed(x).view(len(sel), 2, -1)
             yield pair_loss(model, h[:, 0], h[:, 1], torch.as_tensor(self.targets[pair], device=h.device),
                             cfg.loss, cfg.margin)
@@ -211,6 +217,7 @@ class Grids(Objective):
                 x = torch.cat([self._symmetry(part, rng) for part in torch.split(x, [g.size for g in groups])])
             if cfg.distortions:
                 x = distort(x, gen)
+            self.images = len(x)
             yield self.loss(x, [g.shape for g in groups])
 
     def _symmetry(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -233,7 +240,8 @@ class Episodes(Grids):
     """Grids as episodes: ``shot`` support drawers, the others queries, scored as ``name`` says."""
 
     def loss(self, x, shapes):
-        return episode_loss(self.method.model_, self.method.train_embed(x), shapes, self.config.shot, self.name)
+        cfg = self.config
+        return episode_loss(self.method.model_, self.method.train_embed(x), shapes, cfg.shot, self.name, cfg.pool_shots)
 
 
 @objective("prototypes")
@@ -287,5 +295,6 @@ class Classes(Objective):
                 labels = labels + index.n_classes * turns
             if cfg.distortions:
                 x = distort(x, gen)
+            self.images = len(x)
             logits = self.method.model_.classifier(self.method.train_embed(x))
             yield F.cross_entropy(logits, labels.to(logits.device))

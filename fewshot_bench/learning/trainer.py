@@ -5,11 +5,13 @@ and interrupted ones resume. A ``TrainingLoop`` is mixed into a network Method (
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from fewshot_bench.evaluation import evaluate_trial_sets
 from fewshot_bench.learning.checkpoints import Checkpoint, EarlyStopping
@@ -27,6 +29,15 @@ def use_bf16(precision: str, device: torch.device) -> bool:
         return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def lr_factor(schedule: str, total: int, halve_every: int):
+    """The learning rate's factor after ``s`` steps of ``total``: a cosine to 0, halvings, or 1."""
+    if schedule == "halving":
+        return lambda s: 0.5 ** (s // halve_every)
+    if schedule == "constant":
+        return lambda s: 1.0
+    return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
 
 
 class TrainingLoop:
@@ -72,16 +83,23 @@ class TrainingLoop:
             self._set_epoch_schedule(optimizer, epoch)
             self.model_.train()
             self._stage(f"epoch {epoch + 1}/{cfg.epochs} ({objective.name})", objective.steps_per_epoch())
-            losses = []
-            for loss in objective.losses(data, rng, gen):
+            losses, images = [], 0
+            steps = objective.losses(data, rng, gen)
+            with FlopCounterMode(display=False) as counter:  # the budget: the first step's forward and backward
+                for loss in itertools.islice(steps, 1):
+                    self._step(loss, optimizer, scheduler, losses)
+                    images += objective.images
+            for loss in steps:
                 self._step(loss, optimizer, scheduler, losses)
+                images += objective.images
             loss = float(np.mean(losses))
             acc = self._validate(validation) if validation else float(epoch)
             self.last_validation_ = acc if validation else None
             stop = stopper.update(epoch, acc, self.model_)
             history.append({"epoch": epoch, "loss": loss, "validation_accuracy": acc if validation else None,
                             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick,
-                            "bf16": self.bf16_})
+                            "bf16": self.bf16_, "steps": len(losses), "images": images,
+                            "step_gflop": counter.get_total_flops() / 1e9})
             done = stop or epoch == cfg.epochs - 1
             state = {"model": self.model_.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -105,11 +123,12 @@ class TrainingLoop:
             self.validating_ = False
 
     def _optimizer(self, steps_per_epoch: int):
-        """Adam with a cosine schedule over all steps (the twins' pair recipe overrides it with SGD)."""
+        """Adam under the config's ``schedule``, stepped per step (the twins' pair recipe overrides
+        it with SGD)."""
         cfg = self.config
         opt = torch.optim.Adam(self.model_.parameters(), lr=cfg.adam_lr, weight_decay=cfg.weight_decay)
-        total = cfg.epochs * steps_per_epoch
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.schedule, cfg.epochs * steps_per_epoch,
+                                                                     cfg.halve_every))
 
     def _set_epoch_schedule(self, optimizer, epoch: int) -> None:
         """A schedule set per epoch (the paper's SGD); Adam's cosine runs per step."""

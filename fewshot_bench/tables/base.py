@@ -30,6 +30,10 @@ class Cell:
     options: dict = field(default_factory=dict)
     learns: bool = True
     paper: float | None = None
+    # the protocols this cell runs on (the table's, where None; the first fits, the others reuse), and
+    # its training seeds (``--seeds``, where None): a table whose models differ by setting says so
+    protocols: tuple | None = None
+    seeds: int | None = None
 
 
 @dataclass

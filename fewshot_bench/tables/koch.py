@@ -225,9 +225,9 @@ class Table2(KochTable):
                  *([Cell("Convolutional siamese, pair recipe (beyond the table)", "conv_siamese", "cpu_pairs")]
                    if preset == "cpu" else []),
                  Cell("Modified Hausdorff distance (beyond the table)", "mhd", learns=False),
-                 Cell("Prototypical networks (beyond the paper)", "protonet", "cpu"),
+                 Cell("Prototype loss on the cpu twin (beyond the paper; not Snell's recipe)", "protonet", "twin"),
                  Cell("Contrastive siamese (beyond the paper)", "contrastive_siamese", "cpu"),
-                 Cell("Tree metric on protonet (beyond the paper)", "tree_metric", "cpu")]
+                 Cell("Tree metric on that twin (beyond the paper)", "tree_metric", "cpu")]
         return ("omniglot20", "lake_runs"), cells
 
     def notes(self, frame):
