@@ -103,3 +103,22 @@ def test_a_training_records_its_budget_and_compute_grows_with_its_steps(tmp_path
     assert long["steps"] == 2 * short["steps"] == 4 * 3 and long["images"] == 2 * short["images"] == 12 * 6 * 3
     assert long["gflop"] == pytest.approx(2 * short["gflop"]) and short["gflop"] > 0
     assert long["still_improving"] in (True, False) and short["still_improving"] is None
+
+
+def test_chen_baseline_scores_simpleshots_network_with_a_linear_classifier_per_episode(tmp_path):
+    background = synthetic_background(alphabets=3, characters=8)
+    methods = {}
+    for name in ("simpleshot", "chen_baseline"):
+        cls = METHODS.get(name)
+        methods[name] = cls(cls.make_config("tiny"), seed=0, preset="tiny", work_dir=tmp_path).fit(background)
+    simple, chen = methods["simpleshot"], methods["chen_baseline"]
+    # one training serves both: the same checkpoint, reused, the same weights
+    assert chen.checkpoint_key_ == simple.checkpoint_key_ and chen.reused_checkpoint_
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    torch.testing.assert_close(chen.model_.layers[0][0].weight, simple.model_.layers[0][0].weight)
+    # the per-episode classifier separates separable support features
+    features = torch.eye(4).repeat(2, 1) * 5  # (8, 4): two shots of 4 classes
+    classes = torch.arange(4).repeat(2)
+    weight, bias = chen._fit_linear(torch.stack([features, features]), torch.stack([classes, classes]), 4)
+    predicted = (features @ weight[0] + bias[0]).argmax(1)
+    assert (predicted == classes).all() and weight.shape == (2, 4, 4)

@@ -171,7 +171,7 @@ def test_table4_plans_each_papers_models_and_seeds(data_root):
     protocols, cells = TABLES.get("table4")().plan("cpu")
     assert [p for p, _ in protocols] == ["vinyals"] * 4 + ["omniglot20", "lake_runs"]
     assert {c.method for c in cells} == {"pixel_1nn", "protonet", "matching_net", "maml", "relation_net",
-                                         "simpleshot", "conv_siamese"}
+                                         "simpleshot", "chen_baseline", "conv_siamese"}
     vinyals = {c.preset: [o for p, o in c.protocols] for c in cells if c.method == "relation_net"
                and c.protocols[0][0] == "vinyals"}
     # one relation network per setting, each scored on its own setting only, on the papers' trainval

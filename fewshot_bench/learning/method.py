@@ -40,6 +40,13 @@ class NetworkMethod(TrainingLoop, Method):
     # options that change how trained networks score, not how they train: left out of weight keys,
     # so that networks trained once serve every way of scoring them
     SCORING_OPTIONS = ("test_symmetries", "keep", "test_inner_steps", "class_score")
+    # the method whose trained networks this one uses (their checkpoints): methods that differ only
+    # in how they score share one training; None = its own name
+    trains_as: str | None = None
+
+    @property
+    def weights_name(self) -> str:
+        return self.trains_as or self.name
 
     @property
     def device(self) -> torch.device:
@@ -137,7 +144,7 @@ class NetworkMethod(TrainingLoop, Method):
         # members > 1: an ensemble of networks with their own seeds (100 * seed + k, so the
         # ensembles of different seeds share no member); one member keeps the seed itself
         seeds = [self.seed] if cfg.members == 1 else [100 * self.seed + k for k in range(cfg.members)]
-        keys = [fingerprint(self.name, self.training_config(), data_key, seed, validation_key) for seed in seeds]
+        keys = [fingerprint(self.weights_name, self.training_config(), data_key, seed, validation_key) for seed in seeds]
         self.checkpoint_key_ = keys[0]
         data = as_batch(to_tensor(background.images, cfg.input_size))
         index = CharacterIndex(background)
@@ -167,7 +174,7 @@ class NetworkMethod(TrainingLoop, Method):
         feature mean); nothing for most families."""
 
     def _finished(self, key: str) -> bool:
-        state = Checkpoint(self.work_dir, f"{self.name}-{key}").load()
+        state = Checkpoint(self.work_dir, f"{self.weights_name}-{key}").load()
         return bool(state and state.get("done"))
 
     def member(self, seed: int) -> NetworkMethod:
@@ -234,6 +241,8 @@ class ClassifierMethod(NetworkMethod):
 
     Config = ClassifierConfig
     former_values = {"optimizer": "adam", "across_alphabets": True}
+    # CL2N changes how the features are compared, not how the classifier trains
+    SCORING_OPTIONS = NetworkMethod.SCORING_OPTIONS + ("normalise",)
 
     def finish_model(self, model, data):
         if self.config.normalise == "cl2n":  # SimpleShot's centring: the mean feature of the background images

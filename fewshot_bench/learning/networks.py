@@ -58,7 +58,10 @@ class TwinNet(nn.Module):
         # LSTM, each query by an LSTM attending over it for ``fce_steps`` steps
         self.fce = FullContext(dim, cfg.fce_steps) if getattr(cfg, "fce", False) else None
         # features are centred on the background's mean and L2-normalised (SimpleShot's CL2N)
-        self.register_buffer("feature_mean", torch.zeros(dim) if getattr(cfg, "normalise", "") == "cl2n" else None)
+        # (every classifier network has the buffer, so that methods scoring one training with and
+        # without CL2N load the same weights)
+        self.cl2n = getattr(cfg, "normalise", "") == "cl2n"
+        self.register_buffer("feature_mean", torch.zeros(dim) if n_classes else None)
         if cfg.init == "paper":
             self._paper_init()
         if self.conv:
@@ -114,7 +117,7 @@ class TwinNet(nn.Module):
     def test_features(self, h: torch.Tensor) -> torch.Tensor:
         """What scoring compares: CL2N-normalised features where configured (the base mean is set
         after training), else the embeddings as they are."""
-        if self.feature_mean is None:
+        if not self.cl2n:
             return h
         return F.normalize(h - self.feature_mean, dim=-1)
 

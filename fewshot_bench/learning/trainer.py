@@ -52,7 +52,7 @@ class TrainingLoop:
         its checkpoint ``key``. Returns (kept weights, history, whether a finished checkpoint was reused)."""
         cfg = self.config
         device = self.device
-        checkpoint = Checkpoint(self.work_dir, f"{self.name}-{key}")
+        checkpoint = Checkpoint(self.work_dir, f"{self.weights_name}-{key}")
         objective = self.objective_for(index)
         torch.manual_seed(self.seed)
         self.model_ = build_network(cfg, objective.n_classes(), data.shape[1]).to(device)

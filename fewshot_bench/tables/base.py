@@ -11,6 +11,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -104,6 +105,17 @@ def rounded_cell(runs: list[dict]) -> tuple[float, float, str]:
     """Accuracy (%), 95% half-width (:func:`cell`) rounded for a table, and what the interval is over."""
     c = cell(runs)
     return round(c["accuracy"], 2), round(c["ci95"], 2), runs[0]["ci_unit"] if len(runs) == 1 else "training seeds"
+
+
+def verdict(value) -> bool | None:
+    """A still-improving verdict as read back from a frame: bool (or numpy bool), else None (unknown)."""
+    return bool(value) if isinstance(value, (bool, np.bool_)) else None
+
+
+def any_improving(verdicts: list) -> bool | None:
+    """True if any training was still improving, None if none could tell (all too short)."""
+    known = [v for v in verdicts if v is not None]
+    return any(known) if known else None
 
 
 def machine_line() -> str:

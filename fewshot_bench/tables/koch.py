@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from fewshot_bench.errors import UserError
-from fewshot_bench.records import training_seconds, write_atomic
+from fewshot_bench.records import training_budget, training_seconds, write_atomic
 from fewshot_bench.tables.base import (FAR, TABLES, Cell, PlannedRun, Provenance, Table, machine_line, num,
-                                       plus_minus, pyplot, rounded_cell)
+                                       any_improving, plus_minus, pyplot, rounded_cell, verdict)
 
 # Table 1: verification accuracy (%) by training pairs, without / with affine distortions x8
 TABLE1 = {(30_000, 0): 90.61, (30_000, 8): 91.90, (90_000, 0): 91.54, (90_000, 8): 93.15,
@@ -60,6 +60,20 @@ def check_preset(preset: str) -> None:
         raise UserError(f"--preset must be cpu or paper, got {preset!r}")
 
 
+def budget_columns(fits: list[dict], records: list[dict]) -> dict:
+    """A learned row's training budget (its first seed's: the seeds train alike) and whether any
+    seed's training was still improving at its end (``records.training_budget``)."""
+    budgets = [b for b in (training_budget(r, records) for r in fits) if b is not None]
+    if not budgets:
+        return {}
+    return {"steps": budgets[0]["steps"], "images": budgets[0]["images"], "gflop": round(budgets[0]["gflop"], 1),
+            "still_improving": any_improving([b["still_improving"] for b in budgets])}
+
+
+def improving(row) -> bool:
+    return verdict(row.get("still_improving")) is True
+
+
 class KochTable(Table):
     """A table of Koch 2015: one row per system, our accuracy on each protocol beside the paper's."""
 
@@ -86,6 +100,7 @@ class KochTable(Table):
             if "lake_runs" in protocols:
                 entry["lake_runs_minus_ours"] = round(entry["lake_runs"] - entry["ours"], 2)
             fits = by_protocol[protocols[0]]
+            entry.update(budget_columns(fits, records))
             entry.update({"seeds": len(fits),
                           "train_s": round(sum(training_seconds(r, records) for r in fits) / len(fits), 1),
                           "paper": cell.paper, "paper_trials": None, "diff_vs_paper": None, "source": "our runs"})
@@ -125,8 +140,11 @@ class KochTable(Table):
                          "gap = lake_runs - omniglot20")
         lines.append(f"- Δ paper: ours minus the paper's figure, on the trials that figure was measured on; "
                      f"† = more than {FAR:.0f} points away (explained in results/README.md)")
+        lines.append("- TFLOP: the training's forward and backward compute (steps and images in the CSV); ↑ = still "
+                     "improving when it stopped: its best validation accuracy in the last quarter of epochs beat the "
+                     "best before by more than the validation's 95% interval (hollow dots in the figure)")
         header = ["system", "omniglot20 (%)" if two else "ours (%)"] + (["lake_runs (%)", "gap"] if two else []) + \
-                 ["paper (%)", "paper's trials", "Δ paper", "seeds", "train s"]
+                 ["paper (%)", "paper's trials", "Δ paper", "seeds", "train s", "TFLOP"]
         lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, r in frame.iterrows():
             cells = [r["system"], plus_minus(r, "ours", "ci95")]
@@ -135,7 +153,8 @@ class KochTable(Table):
             diff = r.get("diff_vs_paper")
             far = "" if pd.isna(diff) or abs(diff) <= FAR else " †"
             cells += [num(r["paper"], ".1f"), r["paper_trials"] if isinstance(r["paper_trials"], str) else "",
-                      num(diff, "+.1f") + far, str(r["seeds"] or ""), num(r.get("train_s"), ".0f")]
+                      num(diff, "+.1f") + far, str(r["seeds"] or ""), num(r.get("train_s"), ".0f"),
+                      num(r.get("gflop", float("nan")) / 1000, ".1f") + (" ↑" if improving(r) else "")]
             lines.append("| " + " | ".join(cells) + " |")
         lines += self.notes(frame)
         write_atomic(out_dir / f"{self.name}.md", "\n".join(lines) + "\n")
@@ -163,6 +182,10 @@ class KochTable(Table):
             ours = frame[column] if column in frame else pd.Series(dtype=float)
             ax.errorbar(ours, [k + offset for k in range(len(frame))], xerr=frame.get(ci), fmt="o", markersize=5,
                         capsize=2, color=SOURCE_COLOURS[column], label=SOURCE_LABELS[column].format(first))
+            rising = [k for k, row in enumerate(frame.to_dict("records")) if improving(row)]
+            if rising:  # still improving at the end of training: hollow
+                ax.plot(ours.iloc[rising], [k + offset for k in rising], "o", markersize=3.5, color="white",
+                        linestyle="none")
             values += list(ours.dropna() - frame[ci].fillna(0)[ours.notna()])
         legend = "Koch 2015, on the trials it was measured on"
         for k, row in enumerate(frame.to_dict("records")):

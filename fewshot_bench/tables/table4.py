@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import training_budget, write_atomic
 from fewshot_bench.stats import mcnemar_exact
-from fewshot_bench.tables.base import TABLES, Cell, PlannedRun, Provenance, Table, machine_line, pyplot, rounded_cell
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, any_improving, machine_line, pyplot,
+                                       rounded_cell, verdict)
 
 # Omniglot on Vinyals et al. 2016's split, accuracy (%) for 5-way 1-shot, 5-way 5-shot, 20-way
 # 1-shot, 20-way 5-shot, as each paper's Omniglot table gives it
@@ -77,6 +77,9 @@ ROWS = {
                            "al.'s first-order figures"),
     "SimpleShot": ("simpleshot", None, "Wang et al. 2019 report no Omniglot figures: a Conv-4 classifier over the "
                    "4,800 trainval classes (2,400 steps of 256 images), nearest CL2N centroid"),
+    "Baseline (Chen et al.)": ("chen_baseline", None, "Chen et al. 2019's Baseline: SimpleShot's network (the same "
+                               "training) and a linear classifier fitted on each episode's support (100 epochs of "
+                               "SGD in batches of 4, as their code); no published Omniglot figures on this split"),
     "Conv siamese (as Vinyals ran it)": ("conv_siamese", "siamese", "one network trained on same/different "
                                          "pairs, scored without test-time views (preset cpu_pairs), as Vinyals et "
                                          "al. ran Koch's network; ours is 28x28 and smaller than Koch's"),
@@ -123,6 +126,7 @@ def plan_cells(preset: str) -> list[Cell]:
         cells.append(trained(row, method, setting(method, SEEDED), labels, SEEDS))
     # one model for every setting
     cells += [trained("SimpleShot", "simpleshot", twins, SETTINGS, SEEDS),
+              trained("Baseline (Chen et al.)", "chen_baseline", twins, SETTINGS, SEEDS),  # SimpleShot's networks
               trained("Conv siamese (as Vinyals ran it)", "conv_siamese", "tiny" if preset == "tiny" else "cpu_pairs",
                       SETTINGS, SEEDS)]
     # the other settings
@@ -136,6 +140,7 @@ def plan_cells(preset: str) -> list[Cell]:
     for row, method in literature:
         cells.append(trained(row, method, setting(method, SEEDED), KOCH, options={"rotations": True}))
     cells += [trained("SimpleShot", "simpleshot", twins, KOCH, options={"rotations": True}),
+              trained("Baseline (Chen et al.)", "chen_baseline", twins, KOCH, options={"rotations": True}),
               trained("Conv siamese (as Vinyals ran it)", "conv_siamese", "tiny" if preset == "tiny" else "cpu_pairs",
                       KOCH),
               trained("Conv siamese (our cpu preset)", "conv_siamese", twins, KOCH)]
@@ -284,20 +289,12 @@ def _column(label: str, done: list[dict], records: list[dict], paper) -> dict:
         out.update({f"{label}_steps": budgets[0]["steps"], f"{label}_images": budgets[0]["images"],
                     f"{label}_gflop": round(budgets[0]["gflop"], 1),
                     f"{label}_train_s": round(sum(b["seconds"] for b in budgets) / len(budgets), 1),
-                    f"{label}_still_improving": _any_known([b["still_improving"] for b in budgets])})
+                    f"{label}_still_improving": any_improving([b["still_improving"] for b in budgets])})
     return out
 
 
-def _any_known(verdicts: list) -> bool | None:
-    """True if any training was still improving, None if none could tell."""
-    known = [v for v in verdicts if v is not None]
-    return any(known) if known else None
-
-
 def _verdict(row, label: str) -> bool | None:
-    """A cell's still-improving verdict as read back from a frame (bool, numpy bool, or None/NaN)."""
-    value = row.get(f"{label}_still_improving")
-    return bool(value) if isinstance(value, (bool, np.bool_)) else None
+    return verdict(row.get(f"{label}_still_improving"))
 
 
 def _improving(row, label: str) -> bool:
