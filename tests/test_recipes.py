@@ -122,3 +122,15 @@ def test_chen_baseline_scores_simpleshots_network_with_a_linear_classifier_per_e
     weight, bias = chen._fit_linear(torch.stack([features, features]), torch.stack([classes, classes]), 4)
     predicted = (features @ weight[0] + bias[0]).argmax(1)
     assert (predicted == classes).all() and weight.shape == (2, 4, 4)
+
+
+def test_pixels_compare_the_images_own_polarity_when_asked():
+    cls = METHODS.get("pixel_1nn")
+    ink = cls(cls.make_config(None, {"metric": "cosine"}))
+    paper = cls(cls.make_config(None, {"metric": "cosine", "invert": "true"}))
+    images = np.zeros((2, 4, 4), dtype=np.uint8)
+    images[0, 1, 1] = images[1, 2, 2] = 255  # one ink pixel each, in different places
+    torch.testing.assert_close(paper.prepare(images), 1 - ink.prepare(images))
+    a, b = ink.prepare(images), paper.prepare(images)
+    assert ink.score(a[:1], a[1:]).item() == 0.0 and paper.score(b[:1], b[1:]).item() > 0.9  # paper dominates
+    assert "invert" not in ink.config_dict() and paper.config_dict()["invert"] is True  # old keys unchanged

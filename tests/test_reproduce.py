@@ -137,3 +137,30 @@ def test_reproduce_on_ray_runs_the_missing_runs_as_ray_tasks(data_root, tmp_path
     assert sorted(r["protocol"] for r in records) == ["lake_runs", "omniglot20"]
     assert all("ray_node" in r["environment"] for r in records)
     assert (tmp_path / "out/table2.md").is_file()
+
+
+def test_one_reproduce_owns_a_training_with_all_its_runs(tmp_path, monkeypatch, counted_runs):
+    """A cell's runs on several protocols share one training: while one reproduce holds it, another
+    runs none of them (not even a protocol whose own run is free), so no network trains twice."""
+    import os
+
+    from fewshot_bench.keys import record_key
+
+    def two_protocols(self, preset):
+        return ("mnist10", ("mnist10", {"trials": 200})), [Cell("1-NN", "pixel_1nn", learns=False)]
+
+    monkeypatch.setattr(koch.Table3, "plan", two_protocols)
+    store = tmp_path / "store"
+    planned = rep.specs("table3", "cpu", 1, None, store / "checkpoints")
+    owner = rep.Lock(store / "locks" / f"{rep.spec_key(planned[0][1])}.lock")
+    assert owner.acquire() and str(os.getpid()) == owner.path.read_text()  # "another process" holds the training
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (rep.reproduce("table3", "cpu", 1, store, tmp_path / "out", poll=0.1),
+                                              done.set()))
+    thread.start()
+    thread.join(timeout=2)
+    assert not done.is_set() and counted_runs == []  # waiting: neither run started
+    owner.release()
+    thread.join(timeout=300)
+    assert done.is_set() and len(counted_runs) == 2
+    assert {record_key(r) for r in load_records(store)} == {rep.spec_key(s) for _, s in planned}

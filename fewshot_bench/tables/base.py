@@ -118,6 +118,13 @@ def any_improving(verdicts: list) -> bool | None:
     return any(known) if known else None
 
 
+def alphabet_columns(records: list[dict]) -> dict:
+    """Koch's task: the 95% half-width over the 10 test alphabets (``ci95_alphabets``, mean over
+    seeds), beside the interval over trial sets; nothing for other protocols."""
+    halves = [r["ci95_alphabets"] for r in records if "ci95_alphabets" in r]
+    return {"ci95_alphabets": round(100 * sum(halves) / len(halves), 2)} if halves else {}
+
+
 def machine_line() -> str:
     return f"- machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 

@@ -10,7 +10,7 @@ import pandas as pd
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import training_budget, training_seconds, write_atomic
 from fewshot_bench.tables.base import (FAR, TABLES, Cell, PlannedRun, Provenance, Table, machine_line, num,
-                                       any_improving, plus_minus, pyplot, rounded_cell, verdict)
+                                       alphabet_columns, any_improving, plus_minus, pyplot, rounded_cell, verdict)
 
 # Table 1: verification accuracy (%) by training pairs, without / with affine distortions x8
 TABLE1 = {(30_000, 0): 90.61, (30_000, 8): 91.90, (90_000, 0): 91.54, (90_000, 8): 93.15,
@@ -97,6 +97,7 @@ class KochTable(Table):
                 entry.update({name: mean, f"{'ci95' if i == 0 else protocol + '_ci95'}": half})
                 if i == 0:
                     entry["ci_over"] = over
+                    entry.update(alphabet_columns(by_protocol[protocol]))
             if "lake_runs" in protocols:
                 entry["lake_runs_minus_ours"] = round(entry["lake_runs"] - entry["ours"], 2)
             fits = by_protocol[protocols[0]]
@@ -143,11 +144,20 @@ class KochTable(Table):
         lines.append("- TFLOP: the training's forward and backward compute (steps and images in the CSV); ↑ = still "
                      "improving when it stopped: its best validation accuracy in the last quarter of epochs beat the "
                      "best before by more than the validation's 95% interval (hollow dots in the figure)")
-        header = ["system", "omniglot20 (%)" if two else "ours (%)"] + (["lake_runs (%)", "gap"] if two else []) + \
+        alphabets = "ci95_alphabets" in frame.columns
+        if alphabets:
+            lines.append("- ± alphabets: the 95% interval over the 10 test alphabets, what an accuracy says about new "
+                         "alphabets (the task has only these 10); the ± beside the accuracy is over trial sets, how "
+                         "precisely the method is measured on these alphabets, the interval to compare methods by "
+                         "(better still, `bench compare`'s paired test)")
+        header = ["system", "omniglot20 (%)" if two else "ours (%)"] + (["± alphabets"] if alphabets else []) + \
+                 (["lake_runs (%)", "gap"] if two else []) + \
                  ["paper (%)", "paper's trials", "Δ paper", "seeds", "train s", "TFLOP"]
         lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, r in frame.iterrows():
             cells = [r["system"], plus_minus(r, "ours", "ci95")]
+            if alphabets:
+                cells.append(num(r.get("ci95_alphabets"), ".1f"))
             if two:
                 cells += [plus_minus(r, "lake_runs", "lake_runs_ci95"), num(r.get("lake_runs_minus_ours"), "+.1f")]
             diff = r.get("diff_vs_paper")
