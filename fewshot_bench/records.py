@@ -82,17 +82,15 @@ def training_seconds(record: dict, records: list[dict] = ()) -> float:
         trained = other.get("training") or {}
         if not trained.get("reused_checkpoint") and trained.get("history") == training["history"]:
             return float(other["train_seconds"])
-    per_member = {}
-    for epoch in training["history"]:
-        per_member[epoch.get("member")] = per_member.get(epoch.get("member"), 0.0) + epoch["seconds"]
-    return max(per_member.values(), default=float(training["epoch_seconds"]))
+    return epoch_seconds(training["history"]) or float(training["epoch_seconds"])
 
 
-def training_budget(record: dict, records: list[dict] = ()) -> dict | None:
+def training_budget(record: dict) -> dict | None:
     """What the run's weights cost to train, all members together: optimiser steps, images seen,
-    GFLOP (each epoch's first step counted forward and backward, times its steps), seconds
-    (``training_seconds``), and whether it was still improving at the end (``still_improving``).
-    None for a method that does not train."""
+    GFLOP (each epoch's first step counted forward and backward, times its steps), seconds (the
+    epochs' own, of the slowest member: a training resumed across processes counts every epoch
+    once), and whether it was still improving at the end (``still_improving``). None for a method
+    that does not train."""
     training = record.get("training")
     if not training:
         return None
@@ -100,8 +98,16 @@ def training_budget(record: dict, records: list[dict] = ()) -> dict | None:
     return {"steps": sum(h.get("steps", 0) for h in history),
             "images": sum(h.get("images", 0) for h in history),
             "gflop": sum(h.get("step_gflop", 0.0) * h.get("steps", 0) for h in history),
-            "seconds": training_seconds(record, records),
+            "seconds": epoch_seconds(history),
             "still_improving": still_improving(history, training.get("validation_trials", 0))}
+
+
+def epoch_seconds(history: list[dict]) -> float:
+    """The recorded epochs' seconds of the slowest ensemble member (members train side by side)."""
+    per_member: dict = {}
+    for epoch in history:
+        per_member[epoch.get("member")] = per_member.get(epoch.get("member"), 0.0) + epoch["seconds"]
+    return max(per_member.values(), default=0.0)
 
 
 def still_improving(history: list[dict], validation_trials: int = 0) -> bool | None:

@@ -60,10 +60,10 @@ def check_preset(preset: str) -> None:
         raise UserError(f"--preset must be cpu or paper, got {preset!r}")
 
 
-def budget_columns(fits: list[dict], records: list[dict]) -> dict:
+def budget_columns(fits: list[dict]) -> dict:
     """A learned row's training budget (its first seed's: the seeds train alike) and whether any
     seed's training was still improving at its end (``records.training_budget``)."""
-    budgets = [b for b in (training_budget(r, records) for r in fits) if b is not None]
+    budgets = [b for b in (training_budget(r) for r in fits) if b is not None]
     if not budgets:
         return {}
     return {"steps": budgets[0]["steps"], "images": budgets[0]["images"], "gflop": round(budgets[0]["gflop"], 1),
@@ -101,7 +101,7 @@ class KochTable(Table):
             if "lake_runs" in protocols:
                 entry["lake_runs_minus_ours"] = round(entry["lake_runs"] - entry["ours"], 2)
             fits = by_protocol[protocols[0]]
-            entry.update(budget_columns(fits, records))
+            entry.update(budget_columns(fits))
             entry.update({"seeds": len(fits),
                           "train_s": round(sum(training_seconds(r, records) for r in fits) / len(fits), 1),
                           "paper": cell.paper, "paper_trials": None, "diff_vs_paper": None, "source": "our runs"})

@@ -175,7 +175,7 @@ class Table4(Table):
                 planned = by_label.get(label, [])
                 done = [r.record for r in planned if r.record is not None]
                 entry[f"{label}_preset"] = planned[0].cell.preset or "-" if planned else ""
-                entry.update(_column(label, done, records, figures.get(label)))
+                entry.update(_column(label, done, figures.get(label)))
             out.append(entry)
         return pd.DataFrame(out)
 
@@ -204,7 +204,7 @@ class Table4(Table):
         for _, r in frame.iterrows():
             lines.append("| " + " | ".join([r["system"]] + [_cell_text(r, label) for label in labels]) + " |")
         lines += ["", "## Recipes", ""] + [f"- **{row}**: {text}" for row, (_, _, text) in ROWS.items()]
-        lines += budget_lines(runs, records) + self.notes(frame, runs)
+        lines += budget_lines(runs) + self.notes(frame, runs)
         write_atomic(out_dir / "table4.md", "\n".join(lines) + "\n")
         self.plot(frame, out_dir / "table4.png")
 
@@ -277,7 +277,7 @@ class Table4(Table):
 
 # ------------------------------------------------------------------ cells, budgets, claims
 
-def _column(label: str, done: list[dict], records: list[dict], paper) -> dict:
+def _column(label: str, done: list[dict], paper) -> dict:
     """One column of a row: accuracy and intervals, the paper's figure, the budget."""
     out = {label: float("nan"), f"{label}_ci95": float("nan"), f"{label}_seeds": len(done),
            f"{label}_ci95_episodes": float("nan"), f"{label}_paper": paper, f"{label}_diff": float("nan")}
@@ -289,7 +289,7 @@ def _column(label: str, done: list[dict], records: list[dict], paper) -> dict:
     if paper is not None:
         out[f"{label}_diff"] = round(mean - paper, 2)
     out.update({f"{label}_{k}": v for k, v in alphabet_columns(done).items()})
-    budgets = [b for b in (training_budget(r, records) for r in done) if b is not None]
+    budgets = [b for b in (training_budget(r) for r in done) if b is not None]
     if budgets:
         out.update({f"{label}_steps": budgets[0]["steps"], f"{label}_images": budgets[0]["images"],
                     f"{label}_gflop": round(budgets[0]["gflop"], 1),
@@ -325,7 +325,7 @@ def _cell_text(row, label: str) -> str:
     return text
 
 
-def budget_lines(runs: list[PlannedRun], records: list[dict]) -> list[str]:
+def budget_lines(runs: list[PlannedRun]) -> list[str]:
     """One line per trained model (its seed-0 training): steps, images, compute, time, convergence."""
     lines = ["", "## Training budgets", "",
              "Forward and backward compute of the steps taken (each epoch's first step counted by torch's "
@@ -339,7 +339,7 @@ def budget_lines(runs: list[PlannedRun], records: list[dict]) -> list[str]:
         key = (run.cell.row, run.cell.preset, tuple(sorted(run.cell.options.items())), tuple(map(str, run.cell.protocols)))
         if not run.cell.learns or run.seed != 0 or key in seen or run.record is None:
             continue
-        budget = training_budget(run.record, records)
+        budget = training_budget(run.record)
         if budget is None:
             continue
         seen.add(key)
