@@ -242,3 +242,20 @@ def test_run_evaluates_a_fixed_set_of_trials_once_whatever_the_trial_seeds(tmp_p
     record = json.loads(out.stdout.strip().splitlines()[-1])
     assert record["trial_seeds"] == [0] and record["n_trials"] == 8  # 2 runs of 4 trials, scored once
     assert "lake_runs is one fixed set of trials; --trial-seed 0-9 ignored" in " ".join(out.stderr.split())
+
+
+@pytest.mark.parametrize("table", ["table1", "table2", "table3", "table4"])
+def test_reproduce_stored_writes_a_partial_table_and_runs_nothing(table, tmp_path, data_root):
+    store, out = tmp_path / "store", tmp_path / "out"
+    result = bench("reproduce", table, "--stored", "--store", str(store), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert not list(store.glob("*.json")) and not (store / "checkpoints").exists()  # nothing ran
+    md = (out / f"{table}.md").read_text()
+    assert "incomplete: " in md and "not yet in the store" in md and (out / f"{table}.csv").is_file()
+    if table == "table4":
+        assert "| Prototypical nets | not run (98.8) |" in md
+
+
+def test_reproduce_stored_refuses_ray(tmp_path):
+    result = bench("reproduce", "table4", "--stored", "--on", "ray", "--store", str(tmp_path))
+    assert result.returncode == 2 and "--stored runs nothing" in result.stderr

@@ -20,6 +20,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--on", choices=["local", "ray"], default="local", help="run the missing runs here "
                                                                         "(default) or as Ray tasks")
     p.add_argument("--address", help="with --on ray: join this Ray cluster instead of starting one")
+    p.add_argument("--stored", action="store_true", help="write the table from the runs already stored and run "
+                                                         "nothing (a long reproduce's progress; missing cells read "
+                                                         "'not run')")
     data_root_arg(p)
     p.set_defaults(func=command)
 
@@ -31,10 +34,12 @@ def command(args) -> None:
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.stored and args.on != "local":
+        raise UserError("--stored runs nothing: leave out --on ray")
     command = f"bench reproduce {args.table} --preset {args.preset} --seeds {args.seeds}"
     with StageProgress(console) as progress:
         reproduce(args.table, args.preset, args.seeds, store_dir(args.store), Path(args.out),
                   Path(args.data_root) if args.data_root else None, progress, command, on=args.on,
-                  address=args.address)
+                  address=args.address, run_missing=not args.stored)
     out.print((Path(args.out) / f"{args.table}.md").read_text(), highlight=False, soft_wrap=True)
     say(f"wrote {args.out}/{args.table}.csv, .md" + (", .png" if (Path(args.out) / f"{args.table}.png").exists() else ""))

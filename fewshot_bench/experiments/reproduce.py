@@ -74,9 +74,10 @@ class Lock:
 
 def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, data_root=None,
               progress=None, command: str = "", poll: float = 5.0, on: str = "local", address: str | None = None,
-              retries: int = 2) -> pd.DataFrame:
+              retries: int = 2, run_missing: bool = True) -> pd.DataFrame:
     """Run what is missing (here, or ``on="ray"`` as the Ray tasks of ``bench sweep``), then write
-    the table. ``progress`` has stage/start/advance."""
+    the table; ``run_missing=False`` writes it from the stored runs alone (missing cells empty).
+    ``progress`` has stage/start/advance."""
     maker = TABLES.get(table)()
     planned = specs(table, preset, seeds, data_root, store / "checkpoints")
     keys = [spec_key(spec) for _, spec in planned]
@@ -91,7 +92,7 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     trainings: dict[tuple, list] = {}
     for key, (cell, spec) in zip(keys, planned):
         trainings.setdefault((id(cell), spec.seed), []).append((key, cell, spec))
-    pending = list(trainings.values())
+    pending = list(trainings.values()) if run_missing else []
     while pending:
         done = {record_key(r) for r in _records(store)}
         waiting = []
@@ -123,7 +124,8 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     runs = [PlannedRun(cell, spec.protocol, spec.protocol_options, spec.seed, by_key.get(key))
             for key, (cell, spec) in zip(keys, planned)]
     frame = maker.summarise(runs, records)
-    maker.write(frame, runs, records, out_dir, Provenance(command, preset, seeds, time.perf_counter() - start))
+    maker.write(frame, runs, records, out_dir, Provenance(command, preset, seeds, time.perf_counter() - start,
+                                                          missing=sum(r.record is None for r in runs)))
     return frame
 
 

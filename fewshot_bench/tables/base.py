@@ -56,6 +56,13 @@ class Provenance:
     preset: str
     seeds: int
     seconds: float  # wall time of this reproduce
+    missing: int = 0  # planned runs not in the store (a table written with --stored)
+
+    def missing_line(self, planned: int) -> list[str]:
+        if not self.missing:
+            return []
+        return [f"- incomplete: {self.missing} of the {planned} planned runs are not yet in the store (written "
+                "from the stored runs with `--stored`; the command above runs the rest and resumes where it stopped)"]
 
 
 class Table:

@@ -90,6 +90,8 @@ class KochTable(Table):
             rows.setdefault(run.cell.row, (run.cell, {}))[1].setdefault(run.protocol, []).append(run.record)
         out = []
         for row, (cell, by_protocol) in rows.items():
+            if any(r is None for found in by_protocol.values() for r in found):
+                continue  # not (yet) stored: a table written from the stored runs alone leaves the row out
             entry = {"system": row, "method": cell.method, "preset": cell.preset or "-"}
             for i, protocol in enumerate(protocols):
                 mean, half, over = rounded_cell(by_protocol[protocol])
@@ -116,7 +118,12 @@ class KochTable(Table):
                 out.append({"system": f"{system} (published only, not run here)", "method": "", "preset": "",
                             "seeds": 0, "paper": figure, "paper_trials": self.paper_trials.get(system, protocols[0]),
                             "source": "published"})
-        return pd.DataFrame(out)
+        # every column present even where no row has it yet (a table written from a partial store)
+        columns = ["system", "method", "preset", "ours", "ci95", "ci_over", "seeds", "train_s", "paper", "paper_trials",
+                   "diff_vs_paper", "source"] + [c for p in protocols[1:] for c in (p, f"{p}_ci95")] + \
+                  (["lake_runs_minus_ours"] if "lake_runs" in protocols else [])
+        frame = pd.DataFrame(out)
+        return frame.reindex(columns=list(frame.columns) + [c for c in columns if c not in frame.columns])
 
     def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,7 @@ class KochTable(Table):
         first = runs[0].protocol
         # training counted once per fitted method (the other protocols reuse its weights)
         compute = sum((training_seconds(r.record, records) if r.protocol == first else 0) + r.record["eval_seconds"]
-                      for r in runs)
+                      for r in runs if r.record is not None)
         two = "lake_runs" in frame.columns
         lines = [f"# {self.name}: ours beside Koch et al. 2015", "",
                  f"- command: `{about.command}`", f"- preset: {about.preset}; training seeds: {about.seeds}",
@@ -132,8 +139,9 @@ class KochTable(Table):
                  f"- time: {compute:.0f} s of training and evaluation in the runs below (as recorded; a reused "
                  "checkpoint counts its original training, once per method); "
                  f"this reproduce took {about.seconds:.0f} s (stored runs are reused)",
+                 *about.missing_line(len(runs)),
                  "- cells: mean ± 95% CI, a t-interval over "
-                 f"{' / '.join(sorted(u for u in frame['ci_over'].dropna().unique() if u))}"
+                 f"{' / '.join(sorted(u for u in frame.get('ci_over', pd.Series(dtype=object)).dropna().unique() if u))}"
                  " (one seed: the units of all its trial draws; several: the seeds)"]
         if two:
             lines.append("- columns: `omniglot20` = our 10 draws of 400 trials (trial seeds 0-9); `lake_runs` = Lake's "

@@ -175,6 +175,7 @@ class Table4(Table):
                 planned = by_label.get(label, [])
                 done = [r.record for r in planned if r.record is not None]
                 entry[f"{label}_preset"] = planned[0].cell.preset or "-" if planned else ""
+                entry[f"{label}_planned"] = len(planned)
                 entry.update(_column(label, done, figures.get(label)))
             out.append(entry)
         return pd.DataFrame(out)
@@ -187,6 +188,7 @@ class Table4(Table):
                  "and Koch's task", "",
                  f"- command: `{about.command}`", machine_line(),
                  f"- this reproduce took {about.seconds:.0f} s (stored runs are reused); training budgets below",
+                 *about.missing_line(len(runs)),
                  f"- cells: ours, then the published figure in brackets. {SEEDED} (and every Vinyals column of a row "
                  f"whose one model serves all four): mean over training seeds 0-{SEEDS - 1} ± the 95% t-interval over "
                  "seeds, then [± the mean 95% interval over episodes]; the other cells: one seed ± the interval over "
@@ -315,6 +317,8 @@ def _cell_text(row, label: str) -> str:
         text = f"{row[label]:.1f} ± {row[f'{label}_ci95']:.1f}"
         if row[f"{label}_seeds"] > 1:
             text += f" [± {row[f'{label}_ci95_episodes']:.1f}]"
+        if row[f"{label}_seeds"] < row[f"{label}_planned"]:
+            text += f" ({row[f'{label}_seeds']} of {row[f'{label}_planned']} seeds)"
         if not pd.isna(row.get(f"{label}_ci95_alphabets", float("nan"))):
             text += f" {{± {row[f'{label}_ci95_alphabets']:.1f} alphabets}}"
         if _improving(row, label):
