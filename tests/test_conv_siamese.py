@@ -471,3 +471,10 @@ def test_speed_train_reports_throughput_flops_and_the_gemm_limit(data_root):
     fp32 = result["fp32"]
     assert fp32["bare_images_per_s"] > 0 and fp32["pipeline_images_per_s"] > 0 and fp32["step_gflop"] > 0
     assert 0 < fp32["fraction_of_gemm"] == fp32["step_gflops"] / result["gemm_gflops"]
+    # where the step's time goes, and the bf16 limit where the CPU has bf16 (else none quoted)
+    kernels = fp32["top_kernels"]
+    assert 0 < len(kernels) <= 8 and all(k["op"] and 0 < k["self_cpu_pct"] <= 100 for k in kernels)
+    assert [k["self_cpu_pct"] for k in kernels] == sorted((k["self_cpu_pct"] for k in kernels), reverse=True)
+    assert (result["bf16_gemm_gflops"] is None) == (not result["bf16_available"])
+    if result["bf16_available"]:
+        assert result["bf16"]["fraction_of_gemm"] == result["bf16"]["step_gflops"] / result["bf16_gemm_gflops"]
