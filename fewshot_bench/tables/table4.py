@@ -239,7 +239,8 @@ class Table4(Table):
         fig, axes = plt.subplots(1, len(labels), figsize=(3.6 + 1.9 * len(labels), 1.4 + 0.35 * len(frame)),
                                  sharey=True)
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        learned = (frame["method"] != "pixel_1nn").to_numpy()
+        # the axes zoom to the learned rows we ran (and their papers); others' figures left of it are written at the edge
+        learned = (~frame["method"].isin(["pixel_1nn", "-"])).to_numpy()
         for ax, label in zip(axes, labels):
             # the axis zoomed to the learned rows' figures; a figure left of it is written at the edge
             shown = [v for v, keep in zip(frame[label] - frame[f"{label}_ci95"], learned) if keep and not pd.isna(v)]
