@@ -9,7 +9,8 @@ presets, one model per setting with ``way`` outputs:
 - data: the split's 1,200 training characters and their rotations as classes (``recipes.PAPERS``);
 - network: four blocks of 64 3x3 convolutions with stride 2, batch norm, ReLU; a linear layer;
 - 5-way: meta-batches of 32 tasks, one inner step of size 0.4, 3 steps at test;
-  20-way: meta-batches of 16 tasks, 5 inner steps of size 0.1, 5 at test (their code's setting);
+  20-way: meta-batches of 16 tasks, 5 inner steps of size 0.1; at test we take the same 5 steps
+  (recalled, not checked against their code here);
 - queries: K per class, as the support (their code samples 2K images per class);
 - optimiser: Adam at a constant 1e-3; 60,000 meta-steps.
 
