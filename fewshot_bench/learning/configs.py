@@ -89,6 +89,12 @@ class TrainingConfig(NetworkConfig):
     # "last" = the final epoch's (for a schedule that anneals to zero, where a few hundred
     # validation trials cannot tell apart epochs a point or less apart)
     keep: str = "best"
+    # a fixed training compute instead of a step count: ``budget_gflop`` > 0 sets the steps of each
+    # epoch so that the ``epochs`` spend it (a step's forward and backward FLOPs counted on a probe
+    # step before training); ``snapshots``: epochs whose weights are kept too, scored with
+    # keep="epochN" (one training read at several budgets)
+    budget_gflop: float = 0.0
+    snapshots: tuple[int, ...] = ()
     # ensemble: independently trained networks whose scores are averaged; on a CPU they train
     # side by side in processes (one thread each beats two threads on one small network)
     members: int = 1
@@ -110,7 +116,11 @@ class TrainingConfig(NetworkConfig):
         require(self.precision in ("fp32", "bf16", "auto"),
                 f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
         require(self.test_symmetries in (1, 4, 8), f"test_symmetries must be 1, 4 or 8, got {self.test_symmetries}")
-        require(self.keep in ("best", "last"), f"keep must be 'best' or 'last', got {self.keep!r}")
+        require(self.keep in ("best", "last") or self.keep in {f"epoch{n}" for n in self.snapshots},
+                f"keep must be 'best', 'last' or epochN for a snapshot epoch N ({self.snapshots}), got {self.keep!r}")
+        require(all(1 <= n <= self.epochs for n in self.snapshots),
+                f"snapshots must be epochs 1-{self.epochs}, got {self.snapshots}")
+        require(self.budget_gflop >= 0, f"budget_gflop must be >= 0, got {self.budget_gflop}")
         require(self.schedule in ("cosine", "halving", "constant"),
                 f"schedule must be 'cosine', 'halving' or 'constant', got {self.schedule!r}")
         require_minimums(self, halve_every=1, epochs=1, patience=1, distortions=0, steps_per_epoch=1)

@@ -153,6 +153,7 @@ class Objective:
     name = "?"
     bf16 = True  # whether the forward pass may run under bf16 autocast
     images = 0  # images in the last step's batch (the training budget counts them)
+    fixed_steps = 0  # steps per epoch set by a compute budget (the trainer's probe), else the config's
 
     def __init__(self, method, index: CharacterIndex):
         self.method, self.config, self.index = method, method.config, index
@@ -165,7 +166,7 @@ class Objective:
         """Draw what stays fixed for the whole training (Koch's pairs); before any resume."""
 
     def steps_per_epoch(self) -> int:
-        return self.config.steps_per_epoch
+        return self.fixed_steps or self.config.steps_per_epoch
 
     def losses(self, data: torch.Tensor, rng: np.random.Generator, gen: torch.Generator) -> Iterator[torch.Tensor]:
         """One epoch: a loss per step, on batches of ``data`` (N, 1, H, W) drawn with ``rng``/``gen``."""
@@ -181,13 +182,13 @@ class Pairs(Objective):
 
     def steps_per_epoch(self):
         cfg = self.config
-        return cfg.pair_steps or -(-cfg.pairs * (1 + cfg.distortions) // cfg.batch_size)
+        return self.fixed_steps or cfg.pair_steps or -(-cfg.pairs * (1 + cfg.distortions) // cfg.batch_size)
 
     def losses(self, data, rng, gen):
         cfg, model = self.config, self.method.model_
         copies = 1 + cfg.distortions
         pool = len(self.rows) * copies
-        views = cfg.pair_steps * cfg.batch_size or pool
+        views = (self.fixed_steps or cfg.pair_steps) * cfg.batch_size or pool
         order = np.concatenate([rng.permutation(pool) for _ in range(-(-views // pool))])[:views]
         for start in range(0, len(order), cfg.batch_size):
             sel = order[start:start + cfg.batch_size]
@@ -209,7 +210,7 @@ class Grids(Objective):
 
     def losses(self, data, rng, gen):
         cfg = self.config
-        for _ in range(cfg.steps_per_epoch):
+        for _ in range(self.steps_per_epoch()):
             groups = trial_batch(self.index, cfg.alphabets_per_batch, cfg.way, cfg.drawers_per_character, rng,
                                  getattr(cfg, "across_alphabets", False))
             x = data[torch.as_tensor(np.concatenate([g.ravel() for g in groups]))].float()
@@ -285,7 +286,7 @@ class Classes(Objective):
 
     def losses(self, data, rng, gen):
         cfg, index = self.config, self.index
-        for _ in range(cfg.steps_per_epoch):
+        for _ in range(self.steps_per_epoch()):
             rows = rng.integers(len(index.labels), size=cfg.batch_size)
             x = data[torch.as_tensor(rows)].float()
             labels = torch.as_tensor(index.labels[rows])

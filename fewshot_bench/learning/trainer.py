@@ -5,6 +5,7 @@ and interrupted ones resume. A ``TrainingLoop`` is mixed into a network Method (
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import time
@@ -68,6 +69,9 @@ class TrainingLoop:
         gen = torch.Generator().manual_seed(self.seed)
         history, start_epoch = [], 0
         objective.prepare(rng)
+        if cfg.budget_gflop:
+            objective.fixed_steps = self._budget_steps(objective, data)
+        snapshots = {}  # epoch -> weights, for keep="epochN"
         if state:  # resume an interrupted training
             self.model_.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -77,6 +81,7 @@ class TrainingLoop:
             rng.bit_generator.state = state["rng"]
             gen.set_state(state["gen"])
             history, start_epoch = state["history"], state["epoch"] + 1
+            snapshots = state.get("snapshots", {})
 
         for epoch in range(start_epoch, cfg.epochs):
             tick = time.perf_counter()
@@ -101,19 +106,39 @@ class TrainingLoop:
                             "bf16": self.bf16_, "steps": len(losses), "images": images,
                             "step_gflop": counter.get_total_flops() / 1e9})
             done = stop or epoch == cfg.epochs - 1
+            if epoch + 1 in cfg.snapshots:
+                snapshots[epoch + 1] = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
             state = {"model": self.model_.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict() if scheduler is not None else None,
                      "stopper": stopper.state_dict(), "rng": rng.bit_generator.state,
                      "gen": gen.get_state(), "history": history, "epoch": epoch, "done": done,
-                     "best_state": stopper.best_state}
+                     "best_state": stopper.best_state, **({"snapshots": snapshots} if cfg.snapshots else {})}
             checkpoint.save(state)
             if done:
                 break
         return self._kept(state), history, False
 
     def _kept(self, state: dict) -> dict:
-        """The weights a finished training keeps (config ``keep``)."""
-        return state["model"] if self.config.keep == "last" else state["best_state"]
+        """The weights a finished training keeps (config ``keep``: last, best, or a snapshot epoch)."""
+        keep = self.config.keep
+        if keep.startswith("epoch"):
+            return state["snapshots"][int(keep.removeprefix("epoch"))]
+        return state["model"] if keep == "last" else state["best_state"]
+
+    def _budget_steps(self, objective, data: torch.Tensor) -> int:
+        """Steps per epoch that spend ``budget_gflop`` over the epochs: one probe step (forward and
+        backward, counted) on a copy of the network with its own random draws, so the training's
+        own draws and weights are untouched."""
+        cfg, model = self.config, self.model_
+        self.model_ = copy.deepcopy(model)
+        try:
+            with FlopCounterMode(display=False) as counter:
+                loss = next(iter(objective.losses(data, np.random.default_rng(self.seed + 1),
+                                                  torch.Generator().manual_seed(self.seed + 1))))
+                loss.backward()
+        finally:
+            self.model_ = model
+        return max(1, round(cfg.budget_gflop / cfg.epochs / (counter.get_total_flops() / 1e9)))
 
     def _validate(self, validation) -> float:
         self.validating_ = True

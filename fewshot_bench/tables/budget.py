@@ -1,0 +1,157 @@
+"""The controlled comparison (beyond the papers): every learned method on one backbone (Conv-4,
+64 channels, 28x28), one data set (the Vinyals train classes, rotations as classes) and one
+augmentation (none), each with its own loss and episode shape, trained to one compute budget
+counted in FLOPs, and read at 1/8, 1/4, 1/2 and all of it: accuracy against training compute.
+
+A training spends ``BUDGET_GFLOP`` over 8 epochs (its steps per epoch set from a probe step's
+counted FLOPs, ``budget_gflop``) at a constant learning rate, so the weights after epoch 1, 2 and 4
+(``snapshots``, scored with ``keep=epochN``) are what 1/8, 1/4 and 1/2 of the budget train; one
+training serves its four points. Koch's task (omniglot20) trains the same recipes on Koch's
+background alphabets (turned alphabets as new ones).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fewshot_bench.errors import UserError
+from fewshot_bench.records import write_atomic
+from fewshot_bench.stats import mcnemar_exact, t_interval
+from fewshot_bench.tables.base import TABLES, Cell, PlannedRun, Provenance, Table, machine_line, pyplot
+
+BUDGET_GFLOP = 15_000.0  # about 5 minutes of a Conv-4 step on 2 AVX2 cores in fp32
+EPOCHS = 8
+FRACTIONS = {1: "1/8", 2: "1/4", 4: "1/2", 8: "1"}  # snapshot epoch -> share of the budget
+SEEDS = 3
+TASKS = (("5w1s", "vinyals", {"way": 5, "shot": 1}), ("20w1s", "vinyals", {"way": 20, "shot": 1}),
+         ("omniglot20", "omniglot20", {}))
+# Conv-4 as options of the twins' config (the literature presets have it already)
+CONV4 = {"network": "conv", "input_size": 28, "channels": "64,64,64,64", "kernels": "3,3,3,3", "padding": "same",
+         "batch_norm": True, "pool_last": True, "fc_units": 0, "init": "default", "distortions": 0,
+         "rotations": False, "train_drawers": ",".join(str(d) for d in range(1, 21)), "precision": "auto"}
+# (row, method, preset, options): each method's own loss and episode shape, on the shared backbone
+ROWS = (("Prototypical nets (60-way)", "protonet", "cpu_1shot", {}),
+        ("Matching nets (20-way)", "matching_net", "cpu_20w1s", {}),
+        ("Relation nets (20-way, own encoder)", "relation_net", "cpu_20w1s", {}),
+        ("MAML first-order (20-way, own strided Conv-4)", "maml", "cpu_20w1s", {}),
+        ("SimpleShot (classifier)", "simpleshot", "cpu", {}),
+        ("Conv siamese, trial loss", "conv_siamese", "cpu", {**CONV4, "members": 1, "test_symmetries": 1}),
+        ("Conv siamese, pair loss", "conv_siamese", "cpu_pairs", {**CONV4, "pairs": 30_000}),
+        ("Contrastive siamese", "contrastive_siamese", "cpu", {**CONV4, "pairs": 30_000}))
+
+
+def plan_cells(preset: str) -> list[Cell]:
+    if preset not in ("cpu", "tiny"):
+        raise UserError(f"budget has cpu and tiny (for tests) preset families, got --preset {preset}")
+    budget = {"budget_gflop": BUDGET_GFLOP, "epochs": EPOCHS, "patience": EPOCHS, "schedule": "constant",
+              "snapshots": ",".join(str(e) for e in FRACTIONS)}
+    cells = []
+    for epoch in FRACTIONS:  # the full budget's cell fits; the others read its snapshots
+        for row, method, method_preset, options in ROWS:
+            for label, protocol, protocol_options in TASKS:
+                koch = {"rotations": True} if protocol == "omniglot20" else {}
+                cells.append(Cell(row, method, "tiny" if preset == "tiny" else method_preset,
+                                  {**options, **budget, **koch, "keep": f"epoch{epoch}"},
+                                  protocols=((protocol, dict(protocol_options)),), seeds=SEEDS))
+    return cells[::-1]  # the full budget first: its run trains, the smaller ones reuse
+
+
+@TABLES.register("budget")
+class Budget(Table):
+    summary = "every learned method on one backbone and one budget: accuracy against training compute"
+
+    def plan(self, preset):
+        return tuple((p, o) for _, p, o in TASKS), plan_cells(preset)
+
+    def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
+        """One row per (method, task, budget share): GFLOPs spent to that snapshot, the mean over
+        seeds and its t-interval."""
+        groups: dict[tuple, list[PlannedRun]] = {}
+        for run in runs:
+            epoch = int(run.cell.options["keep"].removeprefix("epoch"))
+            groups.setdefault((run.cell.row, task_of(run), epoch), []).append(run)
+        out = []
+        for (row, task, epoch), group in groups.items():
+            done = [r.record for r in group if r.record is not None]
+            accuracies = [100 * r["accuracy"] for r in done]
+            gflop = [sum(h["step_gflop"] * h["steps"] for h in r["training"]["history"][:epoch]) for r in done]
+            mean, half = t_interval(accuracies) if len(accuracies) > 1 else (sum(accuracies) / len(accuracies), float("nan")) \
+                if accuracies else (float("nan"), float("nan"))
+            out.append({"system": row, "task": task, "share": FRACTIONS[epoch], "epoch": epoch,
+                        "gflop": sum(gflop) / len(gflop) if gflop else float("nan"), "accuracy": mean,
+                        "ci95_seeds": half, "seeds": len(done)})
+        return pd.DataFrame(out)
+
+    def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out_dir / "budget.csv", index=False)
+        lines = [f"# budget: {self.summary}", "", f"- command: `{about.command}`", machine_line(),
+                 *about.missing_line(len(runs)),
+                 f"- backbone Conv-4 (relation nets and MAML keep their papers' variants of it), the Vinyals train "
+                 f"classes (omniglot20: Koch's background), no augmentation; each training spends {BUDGET_GFLOP:,.4g} "
+                 f"GFLOP over {EPOCHS} epochs at a constant learning rate (its paper's: not chosen on the val "
+                 f"classes here), read after epochs {', '.join(map(str, FRACTIONS))} (shares "
+                 f"{', '.join(FRACTIONS.values())} of the budget); cells: mean over training seeds"]
+        for task, part in frame.groupby("task", sort=False):
+            table = part.pivot_table(index="system", columns="share", values="accuracy", sort=False)
+            lines += ["", f"## {task}", "", "| system | " + " | ".join(FRACTIONS.values()) + " |",
+                      "|---" * (len(FRACTIONS) + 1) + "|"]
+            for system, values in table.iterrows():
+                lines.append(f"| {system} | " + " | ".join("" if pd.isna(values.get(s)) else f"{values[s]:.1f}"
+                                                           for s in FRACTIONS.values()) + " |")
+            lines += ["", "Top two at each budget (paired exact McNemar test on the identical trials, seeds paired): "
+                      + "; ".join(f"{share}: {top_two(runs, task, epoch)}" for epoch, share in FRACTIONS.items())]
+        write_atomic(out_dir / "budget.md", "\n".join(lines) + "\n")
+        self.plot(frame, out_dir / "budget.png")
+
+    def plot(self, frame: pd.DataFrame, path: Path) -> bool:
+        """Accuracy against training GFLOPs (log axis), a line per method with its seed band, a panel per task."""
+        plt = pyplot()
+        if plt is None or frame.empty:
+            return False
+        tasks = list(dict.fromkeys(frame["task"]))
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.2))
+        for ax, task in zip(axes if len(tasks) > 1 else [axes], tasks):
+            for system, part in frame[frame["task"] == task].groupby("system", sort=False):
+                part = part.dropna(subset=["accuracy"]).sort_values("gflop")
+                if part.empty:
+                    continue
+                line, = ax.plot(part["gflop"], part["accuracy"], "o-", markersize=3, label=system)
+                band = part["ci95_seeds"].fillna(0)
+                ax.fill_between(part["gflop"], part["accuracy"] - band, part["accuracy"] + band,
+                                color=line.get_color(), alpha=0.15)
+            ax.set_xscale("log")
+            ax.set_title(task, fontsize=10)
+            ax.set_xlabel("training compute (GFLOP, forward and backward)")
+            ax.grid(alpha=0.3)
+        (axes[0] if len(tasks) > 1 else axes).set_ylabel("accuracy (%)")
+        fig.legend(*(axes[0] if len(tasks) > 1 else axes).get_legend_handles_labels(), loc="lower center", ncol=4,
+                   fontsize=7, frameon=False)
+        fig.suptitle("budget: accuracy against training compute (mean over seeds, band: 95% t-interval)", fontsize=10)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
+
+
+def task_of(run: PlannedRun) -> str:
+    return next(label for label, protocol, options in TASKS
+                if protocol == run.protocol and all(run.protocol_options.get(k) == v for k, v in options.items()))
+
+
+def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
+    """The two best methods at one budget, decided by a paired test on identical trials."""
+    correct: dict[str, dict[int, list[int]]] = {}
+    for run in runs:
+        if run.record is None or task_of(run) != task or run.cell.options["keep"] != f"epoch{epoch}":
+            continue
+        correct.setdefault(run.cell.row, {})[run.seed] = [c for d in run.record["draws"] for c in d["correct"]]
+    if len(correct) < 2:
+        return "not run"
+    mean = {row: sum(map(sum, by_seed.values())) / sum(map(len, by_seed.values())) for row, by_seed in correct.items()}
+    first, second = sorted(mean, key=mean.get, reverse=True)[:2]
+    seeds = sorted(set(correct[first]) & set(correct[second]))
+    test = mcnemar_exact([c for s in seeds for c in correct[first][s]], [c for s in seeds for c in correct[second][s]])
+    verdict = ">" if test["p_value"] < 0.05 else "= (a tie)"
+    return f"{first} {verdict} {second}, p = {test['p_value']:.2g}"

@@ -1,0 +1,58 @@
+"""The controlled comparison (issue 26): trainings to a FLOP budget, read at shares of it."""
+import pandas as pd
+import pytest
+
+from fewshot_bench.api import METHODS
+from fewshot_bench.experiments import reproduce as rep
+from fewshot_bench.records import load_records, training_budget
+from fewshot_bench.tables import budget
+from tests.test_every_plugin import synthetic_background
+
+
+def test_a_budget_sets_the_steps_and_snapshots_read_it_at_shares(tmp_path):
+    cls = METHODS.get("protonet")
+    background = synthetic_background(alphabets=3, characters=8)
+    options = {"budget_gflop": "0.5", "epochs": "4", "patience": "4", "snapshots": "1,4", "schedule": "constant"}
+    fitted = {}
+    for keep in ("epoch1", "epoch4"):
+        method = cls(cls.make_config("tiny_episodes", {**options, "keep": keep}), seed=0, preset="tiny_episodes",
+                     work_dir=tmp_path)
+        fitted[keep] = method.fit(background)
+    first, last = fitted["epoch1"], fitted["epoch4"]
+    assert last.reused_checkpoint_ and first.checkpoint_key_ == last.checkpoint_key_  # one training, read twice
+    history = first.history_
+    steps = {h["steps"] for h in history}
+    assert len(steps) == 1 and len(history) == 4  # the same steps every epoch, set from the budget
+    spent = sum(h["step_gflop"] * h["steps"] for h in history)
+    assert spent == pytest.approx(0.5, rel=0.5)  # rounded to whole steps
+    w1 = first.model_.layers[0][0].weight
+    w4 = last.model_.layers[0][0].weight
+    assert not (w1 == w4).all()  # epoch 1's weights are not the final ones
+    with pytest.raises(Exception, match="keep must be"):
+        cls.make_config("tiny_episodes", {**options, "keep": "epoch3"})
+
+
+def test_budget_table_tiny_path(data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "ROWS", (("Prototypical nets", "protonet", "tiny_episodes", {}),
+                                         ("SimpleShot", "simpleshot", "tiny", {})))
+    monkeypatch.setattr(budget, "TASKS", (("5w1s", "vinyals", {"way": 5, "shot": 1, "episodes": 20}),))
+    monkeypatch.setattr(budget, "FRACTIONS", {1: "1/2", 2: "1"})
+    monkeypatch.setattr(budget, "EPOCHS", 2)
+    monkeypatch.setattr(budget, "SEEDS", 1)
+    monkeypatch.setattr(budget, "BUDGET_GFLOP", 0.4)
+    monkeypatch.setattr(budget, "plan_cells", lambda preset, real=budget.plan_cells: real("cpu"))
+    out = tmp_path / "results"
+    frame = rep.reproduce("budget", "cpu", 1, tmp_path / "store", out, command="bench reproduce budget")
+    records = load_records(tmp_path / "store")
+    assert len(records) == 4 and sum(not r["training"]["reused_checkpoint"] for r in records) == 2  # two trainings
+    # FLOPs grow with the steps: the full budget's point spent about twice the half's
+    for system, part in frame.groupby("system"):
+        half, full = part.sort_values("epoch")["gflop"]
+        assert full == pytest.approx(2 * half) and full == pytest.approx(0.4, rel=0.6)
+    # every method saw the same episodes
+    episodes = {r["method"]: [(s["queries"], s["support"]) for d in r["draws"] for s in d["sets"]] for r in records}
+    assert episodes["protonet"] == episodes["simpleshot"]
+    assert all(training_budget(r)["steps"] > 0 for r in records)
+    md = (out / "budget.md").read_text()
+    assert "## 5w1s" in md and "Top two at each budget" in md and (out / "budget.png").is_file()
+    assert set(frame["share"]) == {"1/2", "1"} and not pd.isna(frame["accuracy"]).any()
