@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from fewshot_bench.registry import Registry
-from fewshot_bench.stats import t_interval
+from fewshot_bench.stats import mcnemar_exact, t_interval
 
 FAR = 3.0  # points from the paper beyond which a cell is marked and explained in results/README.md
 
@@ -130,6 +130,26 @@ def alphabet_columns(records: list[dict]) -> dict:
     seeds), beside the interval over trial sets; nothing for other protocols."""
     halves = [r["ci95_alphabets"] for r in records if "ci95_alphabets" in r]
     return {"ci95_alphabets": round(100 * sum(halves) / len(halves), 2)} if halves else {}
+
+
+def correct_by_row(runs: list[PlannedRun], keep) -> dict[str, dict[int, list[int]]]:
+    """Per row and training seed, the per-trial correctness of the stored runs ``keep(run)`` selects."""
+    out: dict[str, dict[int, list[int]]] = {}
+    for run in runs:
+        if run.record is not None and keep(run):
+            out.setdefault(run.cell.row, {})[run.seed] = [c for d in run.record["draws"] for c in d["correct"]]
+    return out
+
+
+def by_accuracy(correct: dict[str, dict[int, list[int]]]) -> list[str]:
+    """Rows from the most to the least accurate, all their seeds' trials pooled."""
+    return sorted(correct, key=lambda row: -sum(map(sum, correct[row].values())) / sum(map(len, correct[row].values())))
+
+
+def paired_test(a: dict[int, list[int]], b: dict[int, list[int]]) -> dict:
+    """McNemar's exact test of two rows on identical trials: seed k against seed k, where both have it."""
+    seeds = sorted(set(a) & set(b))
+    return mcnemar_exact([c for s in seeds for c in a[s]], [c for s in seeds for c in b[s]])
 
 
 def machine_line() -> str:

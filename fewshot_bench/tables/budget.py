@@ -17,8 +17,9 @@ import pandas as pd
 
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import write_atomic
-from fewshot_bench.stats import mcnemar_exact, t_interval
-from fewshot_bench.tables.base import TABLES, Cell, PlannedRun, Provenance, Table, machine_line, pyplot
+from fewshot_bench.stats import t_interval
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, by_accuracy, correct_by_row,
+                                       machine_line, paired_test, pyplot)
 
 BUDGET_GFLOP = 15_000.0  # about 5 minutes of a Conv-4 step on 2 AVX2 cores in fp32
 EPOCHS = 8
@@ -142,16 +143,10 @@ def task_of(run: PlannedRun) -> str:
 
 def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
     """The two best methods at one budget, decided by a paired test on identical trials."""
-    correct: dict[str, dict[int, list[int]]] = {}
-    for run in runs:
-        if run.record is None or task_of(run) != task or run.cell.options["keep"] != f"epoch{epoch}":
-            continue
-        correct.setdefault(run.cell.row, {})[run.seed] = [c for d in run.record["draws"] for c in d["correct"]]
+    correct = correct_by_row(runs, lambda run: task_of(run) == task and run.cell.options["keep"] == f"epoch{epoch}")
     if len(correct) < 2:
         return "not run"
-    mean = {row: sum(map(sum, by_seed.values())) / sum(map(len, by_seed.values())) for row, by_seed in correct.items()}
-    first, second = sorted(mean, key=mean.get, reverse=True)[:2]
-    seeds = sorted(set(correct[first]) & set(correct[second]))
-    test = mcnemar_exact([c for s in seeds for c in correct[first][s]], [c for s in seeds for c in correct[second][s]])
+    first, second = by_accuracy(correct)[:2]
+    test = paired_test(correct[first], correct[second])
     verdict = ">" if test["p_value"] < 0.05 else "= (a tie)"
     return f"{first} {verdict} {second}, p = {test['p_value']:.2g}"

@@ -17,9 +17,9 @@ import pandas as pd
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import training_budget, write_atomic
-from fewshot_bench.stats import mcnemar_exact
 from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, alphabet_columns, any_improving,
-                                       machine_line, pyplot, rounded_cell, verdict)
+                                       by_accuracy, correct_by_row, machine_line, paired_test, pyplot, rounded_cell,
+                                       verdict)
 
 # Omniglot on Vinyals et al. 2016's split, accuracy (%) for 5-way 1-shot, 5-way 5-shot, 20-way
 # 1-shot, 20-way 5-shot, as each paper's Omniglot table gives it
@@ -391,17 +391,13 @@ def ranking(runs: list[PlannedRun], label: str) -> str:
     """The learned rows ordered by accuracy on ``label``, each neighbour pair decided by an exact
     McNemar test on the identical trials (seed k against seed k where both have it)."""
     label_of = {(protocol, tuple(sorted(options.items()))): lab for lab, protocol, options in COLUMNS}
-    by_row: dict[str, dict[int, list[int]]] = {}
-    for run in runs:
-        if run.record is None or not run.cell.learns or label_of[(run.protocol, tuple(sorted(run.protocol_options.items())))] != label:
-            continue
-        by_row.setdefault(run.cell.row, {})[run.seed] = [c for d in run.record["draws"] for c in d["correct"]]
+    by_row = correct_by_row(runs, lambda run: run.cell.learns and label_of[
+        (run.protocol, tuple(sorted(run.protocol_options.items())))] == label)
     if len(by_row) < 2:
         return "fewer than two rows run"
-    order = sorted(by_row, key=lambda row: -sum(map(sum, by_row[row].values())) / sum(map(len, by_row[row].values())))
+    order = by_accuracy(by_row)
     text = order[0]
     for a, b in zip(order, order[1:]):
-        seeds = sorted(set(by_row[a]) & set(by_row[b]))
-        test = mcnemar_exact([c for s in seeds for c in by_row[a][s]], [c for s in seeds for c in by_row[b][s]])
+        test = paired_test(by_row[a], by_row[b])
         text += f" {'>' if test['p_value'] < 0.05 else '='} {b} (p = {test['p_value']:.2g})"
     return text
