@@ -186,3 +186,17 @@ def test_a_tables_markdown_becomes_a_section_with_its_columns_and_notes():
     assert "<code>bench reproduce table9</code>" in content and "<th>ours (%)</th>" in content
     assert "<td>88.3 ± 1.9</td><td>12</td>" in content and "<h3>Notes</h3>" in content
     assert "a tie &lt;b&gt;" in content  # text escaped
+
+
+def test_runs_with_identical_answers_are_one_heatmap_row():
+    from fewshot_bench.pictures.figures import alphabet_accuracy
+
+    def run(run_id, metric, correct):
+        record = fake_record(correct, [-1.0] * 3, [-1.0 if c else 0.0 for c in correct], run_id, "pixel_1nn")
+        return {**record, "seed": 0, "method_config": {"metric": metric}, "protocol_config": {}, "finished": run_id}
+
+    records = [run("r1", "euclidean", [1, 0, 1]), run("r2", "l1", [1, 0, 1]), run("r3", "cosine", [0, 0, 1])]
+    grid, _ = alphabet_accuracy(records)
+    assert len(grid) == 2  # euclidean and l1 chose alike: one row under both names
+    merged = next(name for name in grid.index if " = " in name)
+    assert "metric=l1" in merged and "cosine" not in merged

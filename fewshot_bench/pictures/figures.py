@@ -215,12 +215,13 @@ def learning_curves(records: list[dict], path: Path) -> Path:
 def alphabet_accuracy(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Accuracy (%) per method (rows, with preset) and test alphabet (columns, then ``overall``) over
     the store's ``omniglot20`` runs that keep trial identities (all seeds and draws pooled), and the
-    95% half-widths over each cell's trial sets."""
+    95% half-widths over each cell's trial sets. Runs that chose the same support on every trial
+    (two ways of scoring that happen to agree) are one row, named ``A = B``."""
     from fewshot_bench.pictures.failures import trial_table
     from fewshot_bench.stats import set_interval
     from fewshot_bench.tables.store import latest_per_seed
 
-    means, halves = {}, {}
+    means, halves, names = {}, {}, {}  # names: the runs' choices -> the row they are
     for (method, preset, protocol), runs in latest_per_seed(records).items():
         runs = [r for r in runs if r["draws"] and r["draws"][0].get("sets")]
         if protocol != "omniglot20" or not runs:
@@ -228,6 +229,13 @@ def alphabet_accuracy(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         table = pd.concat([trial_table(r).assign(run=r["run_id"]) for r in runs])
         table["set"] = table["run"] + "/" + table["trial_seed"].astype(str) + "/" + table["group"]
         name = method + ("" if preset == "-" else f" ({preset})")
+        choices = tuple(sorted(zip(table["trial_seed"], table["query"], table["chosen_support"])))
+        if choices in names:  # identical answers: one row under both names
+            merged = f"{names[choices]} = {name}"
+            means[merged], halves[merged] = means.pop(names[choices]), halves.pop(names[choices])
+            names[choices] = merged
+            continue
+        names[choices] = name
         cells = {a: set_interval(part["correct"], part["set"]) for a, part in table.groupby("alphabet")}
         cells["overall"] = set_interval(table["correct"], table["set"])
         means[name] = {a: 100 * m for a, (m, _) in cells.items()}
