@@ -134,3 +134,33 @@ def test_pixels_compare_the_images_own_polarity_when_asked():
     a, b = ink.prepare(images), paper.prepare(images)
     assert ink.score(a[:1], a[1:]).item() == 0.0 and paper.score(b[:1], b[1:]).item() > 0.9  # paper dominates
     assert "invert" not in ink.config_dict() and paper.config_dict()["invert"] is True  # old keys unchanged
+
+
+def _tiny_losses(tmp_path, compile_: bool):
+    cls = METHODS.get("protonet")
+    background = synthetic_background(alphabets=3, characters=8)
+    method = cls(cls.make_config("tiny_episodes", {"compile": str(compile_)}), seed=0, preset="tiny_episodes",
+                 work_dir=tmp_path / str(compile_))
+    method.fit(background)
+    return [h["loss"] for h in method.history_], method
+
+
+def test_compiled_and_eager_training_give_the_same_losses(tmp_path):
+    eager, _ = _tiny_losses(tmp_path, False)
+    compiled, method = _tiny_losses(tmp_path, True)
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    model, embed = method.compiled_
+    assert embed != model.embed  # the compiled forward trained, not the eager one
+    assert method.training_config() == METHODS.get("protonet")(method.config).training_config()
+    assert "compile" not in method.training_config()  # one checkpoint serves both ways of training
+
+
+def test_without_a_cxx_compiler_compile_trains_eagerly_with_a_warning(tmp_path, monkeypatch):
+    from fewshot_bench.learning import trainer
+
+    eager, _ = _tiny_losses(tmp_path, False)
+    monkeypatch.setattr(trainer, "cxx_compiler", lambda: None)
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("compiled without a compiler"))
+    with pytest.warns(UserWarning, match="needs a C\\+\\+ compiler"):
+        losses, _ = _tiny_losses(tmp_path / "no-cxx", True)
+    assert losses == eager

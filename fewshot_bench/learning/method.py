@@ -40,6 +40,8 @@ class NetworkMethod(TrainingLoop, Method):
     # options that change how trained networks score, not how they train: left out of weight keys,
     # so that networks trained once serve every way of scoring them
     SCORING_OPTIONS = ("test_symmetries", "keep", "test_inner_steps", "class_score")
+    # options that change how fast a network trains, not what it learns: out of weight keys too
+    SPEED_OPTIONS = ("compile",)
     # the method whose trained networks this one uses (their checkpoints): methods that differ only
     # in how they score share one training; None = its own name
     trains_as: str | None = None
@@ -58,7 +60,7 @@ class NetworkMethod(TrainingLoop, Method):
         return key_dict(self.config, self.former_values)
 
     def training_config(self) -> dict:
-        return {k: v for k, v in self.config_dict().items() if k not in self.SCORING_OPTIONS}
+        return {k: v for k, v in self.config_dict().items() if k not in self.SCORING_OPTIONS + self.SPEED_OPTIONS}
 
     def resources(self) -> dict:
         """An ensemble's members train side by side, a CPU each (one process, GPU or not, otherwise)."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import os
+import shutil
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -39,6 +42,11 @@ def lr_factor(schedule: str, total: int, halve_every: int):
     if schedule == "constant":
         return lambda s: 1.0
     return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's inductor would build CPU kernels with, if any."""
+    return shutil.which(os.environ.get("CXX", "")) or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
 class TrainingLoop:
@@ -170,11 +178,27 @@ class TrainingLoop:
             self.progress.advance(info + (f"  val {100 * last:.1f}%" if last is not None else ""))
 
     def train_embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The training forward pass: under bf16 autocast where configured, features in float32
-        (the head and loss run in float32)."""
+        """The training forward pass: under bf16 autocast where configured, compiled where
+        configured and possible, features in float32 (the head and loss run in float32)."""
+        embed = self._compiled_embed() if self.config.compile else self.model_.embed
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=getattr(self, "bf16_", False)):
-            h = self.model_.embed(x)
+            h = embed(x)
         return h.float()
+
+    def _compiled_embed(self):
+        """``model_.embed`` through torch.compile, made once per network; the eager one where the
+        inductor cannot build (no C++ compiler on a CPU machine), with a warning saying so."""
+        cached = getattr(self, "compiled_", None)
+        if cached is not None and cached[0] is self.model_:
+            return cached[1]
+        embed = self.model_.embed
+        if self.device.type == "cpu" and not cxx_compiler():
+            warnings.warn("compile=true needs a C++ compiler for torch.compile on a CPU (none found: set CXX or "
+                          "install g++); training eagerly", stacklevel=2)
+        else:
+            embed = torch.compile(embed)
+        self.compiled_ = (self.model_, embed)
+        return embed
 
     def _step(self, loss, optimizer, scheduler, losses: list[float]) -> None:
         optimizer.zero_grad(set_to_none=True)
