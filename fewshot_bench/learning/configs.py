@@ -5,7 +5,7 @@ A family's config extends the ones below it:
     NetworkConfig       the network (networks.py): a conv or MLP twin, Conv-4, relation or MAML net
     TrainingConfig      what every learned method has: objective, data, augmentation, schedule,
                         ensemble, precision, the weights kept and how they score
-    ├── ClassifierConfig    a classifier over the background classes (the baseline)
+    ├── ClassifierConfig    a classifier over the background classes (simpleshot, chen_baseline)
     └── TrialConfig         batches of (drawers x characters) grids
         ├── TwinConfig      Koch's siamese twins: same/different pairs (the paper's SGD) or trials
         └── EpisodeConfig   support and query drawers, classes from one alphabet or any

@@ -6,7 +6,7 @@ layer-wise SGD settings.
 - ``TwinNet``: Koch's siamese twin (conv or MLP stack, optional sigmoid fc layer) with the
   weighted-L1 head, or a fixed metric (Euclidean, cosine); Conv-4 of Vinyals/Snell is a TwinNet
   with four 64-channel blocks pooled after each (``pool_last``). Optional classifier head over
-  the background classes (the ``baseline`` method), full-context embeddings (matching networks).
+  the background classes (``simpleshot``, ``chen_baseline``), full-context embeddings (matching networks).
 - ``RelationNet``: Sung et al. 2018's encoder and learned relation module.
 - ``MamlNet``: Finn et al. 2017's Omniglot network: four strided 64-channel blocks, a linear
   classifier over the episode's classes, batch statistics always (no running averages).
@@ -52,7 +52,7 @@ class TwinNet(nn.Module):
         # cosine similarities times a learned scale (initialised at ``cosine_scale``; 0 = unscaled): a
         # softmax over bare cosines in [-1, 1] cannot grow confident, and trains slowly
         self.scale = nn.Parameter(torch.tensor(float(cfg.cosine_scale))) if getattr(cfg, "cosine_scale", 0) else None
-        # the baseline: a classifier over all background classes, dropped at test time
+        # simpleshot and chen_baseline: a classifier over all background classes, dropped at test time
         self.classifier = nn.Linear(dim, n_classes) if n_classes else None
         # full-context embeddings (Vinyals et al. 2016): the support set read by a bidirectional
         # LSTM, each query by an LSTM attending over it for ``fce_steps`` steps

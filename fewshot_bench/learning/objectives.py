@@ -12,7 +12,7 @@ support, the others the queries.
 - ``matching`` (Vinyals et al. 2016): cosine attention over the support, summed per class
 - ``relation`` (Sung et al. 2018): the relation score regressed on 1 (same class) or 0 (MSE)
 - ``maml`` (Finn et al. 2017): the query loss after gradient steps on the support
-- ``classes`` (the baseline): cross-entropy of a classifier over all background classes
+- ``classes`` (simpleshot, chen_baseline): cross-entropy of a classifier over all background classes
 """
 from __future__ import annotations
 
