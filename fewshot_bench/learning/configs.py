@@ -119,8 +119,10 @@ class TrainingConfig(NetworkConfig):
         require(self.precision in ("fp32", "bf16", "auto"),
                 f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
         require(self.test_symmetries in (1, 4, 8), f"test_symmetries must be 1, 4 or 8, got {self.test_symmetries}")
+        snapshots = ", ".join(f"epoch{n}" for n in self.snapshots)
         require(self.keep in ("best", "last") or self.keep in {f"epoch{n}" for n in self.snapshots},
-                f"keep must be 'best', 'last' or epochN for a snapshot epoch N ({self.snapshots}), got {self.keep!r}")
+                f"keep must be 'best' or 'last'{f' (or a snapshot: {snapshots})' if snapshots else ''}, "
+                f"got {self.keep!r}")
         require(all(1 <= n <= self.epochs for n in self.snapshots),
                 f"snapshots must be epochs 1-{self.epochs}, got {self.snapshots}")
         require(self.budget_gflop >= 0, f"budget_gflop must be >= 0, got {self.budget_gflop}")
