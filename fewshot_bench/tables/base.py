@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fewshot_bench.records import training_budget
 from fewshot_bench.registry import Registry
 from fewshot_bench.stats import mcnemar_exact, t_interval
 
@@ -150,6 +151,16 @@ def paired_test(a: dict[int, list[int]], b: dict[int, list[int]]) -> dict:
     """McNemar's exact test of two rows on identical trials: seed k against seed k, where both have it."""
     seeds = sorted(set(a) & set(b))
     return mcnemar_exact([c for s in seeds for c in a[s]], [c for s in seeds for c in b[s]])
+
+
+def budget_columns(fits: list[dict]) -> dict:
+    """A learned row's training budget (its first seed's: the seeds train alike) and whether any
+    seed's training was still improving at its end (``records.training_budget``)."""
+    budgets = [b for b in (training_budget(r) for r in fits) if b is not None]
+    if not budgets:
+        return {}
+    return {"steps": budgets[0]["steps"], "images": budgets[0]["images"], "gflop": round(budgets[0]["gflop"], 1),
+            "still_improving": any_improving([b["still_improving"] for b in budgets])}
 
 
 def machine_line() -> str:

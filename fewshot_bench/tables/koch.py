@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from fewshot_bench.errors import UserError
-from fewshot_bench.records import training_budget, training_seconds, write_atomic
+from fewshot_bench.records import training_seconds, write_atomic
 from fewshot_bench.tables.base import (FAR, TABLES, Cell, PlannedRun, Provenance, Table, machine_line, num,
-                                       alphabet_columns, any_improving, plus_minus, pyplot, rounded_cell, verdict)
+                                       alphabet_columns, budget_columns, plus_minus, pyplot, rounded_cell, verdict)
 
 # Table 1: verification accuracy (%) by training pairs, without / with affine distortions x8
 TABLE1 = {(30_000, 0): 90.61, (30_000, 8): 91.90, (90_000, 0): 91.54, (90_000, 8): 93.15,
@@ -58,16 +58,6 @@ SOURCE_LABELS = {"ours": "ours on {} (our draws)", "lake_runs": "ours on lake_ru
 def check_preset(preset: str) -> None:
     if preset not in ("cpu", "paper"):
         raise UserError(f"--preset must be cpu or paper, got {preset!r}")
-
-
-def budget_columns(fits: list[dict]) -> dict:
-    """A learned row's training budget (its first seed's: the seeds train alike) and whether any
-    seed's training was still improving at its end (``records.training_budget``)."""
-    budgets = [b for b in (training_budget(r) for r in fits) if b is not None]
-    if not budgets:
-        return {}
-    return {"steps": budgets[0]["steps"], "images": budgets[0]["images"], "gflop": round(budgets[0]["gflop"], 1),
-            "still_improving": any_improving([b["still_improving"] for b in budgets])}
 
 
 def improving(row) -> bool:

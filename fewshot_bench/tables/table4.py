@@ -17,7 +17,7 @@ import pandas as pd
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import training_budget, write_atomic
-from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, alphabet_columns, any_improving,
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, alphabet_columns, budget_columns,
                                        by_accuracy, correct_by_row, machine_line, paired_test, pyplot, rounded_cell,
                                        verdict)
 
@@ -244,10 +244,9 @@ class Table4(Table):
         fig, axes = plt.subplots(1, len(labels), figsize=(3.6 + 1.9 * len(labels), 1.4 + 0.35 * len(frame)),
                                  sharey=True)
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        # the axes zoom to the learned rows we ran (and their papers); others' figures left of it are written at the edge
         learned = (~frame["method"].isin(["pixel_1nn", "-"])).to_numpy()
         for ax, label in zip(axes, labels):
-            # the axis zoomed to the learned rows' figures; a figure left of it is written at the edge
+            # the axis zoomed to the learned rows we ran and their papers; other figures left of it are written at the edge
             shown = [v for v, keep in zip(frame[label] - frame[f"{label}_ci95"], learned) if keep and not pd.isna(v)]
             shown += [v for v, keep in zip(frame[f"{label}_paper"], learned) if keep and v is not None and not pd.isna(v)]
             low = max(0.0, 5 * (min(shown) // 5) - 5) if shown else 0.0
@@ -297,12 +296,12 @@ def _column(label: str, done: list[dict], paper) -> dict:
     if paper is not None:
         out[f"{label}_diff"] = round(mean - paper, 2)
     out.update({f"{label}_{k}": v for k, v in alphabet_columns(done).items()})
-    budgets = [b for b in (training_budget(r) for r in done) if b is not None]
-    if budgets:
-        out.update({f"{label}_steps": budgets[0]["steps"], f"{label}_images": budgets[0]["images"],
-                    f"{label}_gflop": round(budgets[0]["gflop"], 1),
-                    f"{label}_train_s": round(sum(b["seconds"] for b in budgets) / len(budgets), 1),
-                    f"{label}_still_improving": any_improving([b["still_improving"] for b in budgets])})
+    budget = budget_columns(done)
+    if budget:
+        seconds = [b["seconds"] for b in (training_budget(r) for r in done) if b is not None]
+        improving = budget.pop("still_improving")
+        out.update({f"{label}_{k}": v for k, v in budget.items()})
+        out.update({f"{label}_train_s": round(sum(seconds) / len(seconds), 1), f"{label}_still_improving": improving})
     return out
 
 
