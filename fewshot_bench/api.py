@@ -143,6 +143,7 @@ class Protocol:
     # True: each trial seed draws the trials anew, and one draw swings by points (Koch's 400 trials),
     # so tables evaluate a fitted method on 10 draws; episode protocols average 1,000 episodes instead
     redrawn: bool = False
+    later_options: dict = {}  # options added after runs were stored, left out of keys at these values
 
     def __init__(self, config=None, data_root: Path | None = None, **options):
         self.config = config if config is not None else self.make_config(options)
@@ -176,7 +177,10 @@ class Protocol:
         return evaluate_trial_sets(method, self.trial_sets(trial_seed), progress)
 
     def config_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.config).items()}
+        """The config as run keys hash it and records keep it; an option in ``later_options`` at
+        that value is left out, as runs stored before it existed have it."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.config).items()
+                if k not in self.later_options or v != self.later_options[k]}
 
     def provenance(self) -> dict | None:
         """What the run record should keep about the data beyond the config (a folder's split)."""

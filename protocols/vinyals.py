@@ -3,7 +3,9 @@ classes of Vinyals' split (characters x 4 rotations, 28x28), classes drawn from 
 
 Methods learn on the split's train classes (or trainval, as Snell et al. 2017 did: option
 ``train_split``) and early-stop on episodes of the val classes; no test character, in any
-rotation, may reach training (the runner checks it through ``check_background``).
+rotation, may reach training (the runner checks it through ``check_background``). Settings are
+chosen on the val classes: ``test_split=val`` draws the episodes from them instead of the test
+classes (only beside ``train_split=train``).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class VinyalsConfig:
     queries: int = 1  # per class and episode
     episodes: int = 1000  # as the papers report
     train_split: str = "train"  # "train" (val classes for early stopping) or "trainval" (Snell et al.)
+    test_split: str = "test"  # "test", or "val" to choose settings without looking at the test classes
 
     def check(self):
         require_minimums(self, way=2, shot=1, queries=1, episodes=1)
@@ -33,6 +36,9 @@ class VinyalsConfig:
                                                 f"got {self.shot + self.queries}")
         require(self.train_split in ("train", "trainval"),
                 f"train_split must be 'train' or 'trainval', got {self.train_split!r}")
+        require(self.test_split in ("test", "val"), f"test_split must be 'test' or 'val', got {self.test_split!r}")
+        require(self.test_split == "test" or self.train_split == "train",
+                "test_split=val needs train_split=train (trainval trains on the val classes)")
 
 
 @PROTOCOLS.register("vinyals")
@@ -41,6 +47,7 @@ class Vinyals(Protocol):
     version = "1"
     Config = VinyalsConfig
     ci_unit = "episodes"
+    later_options = {"test_split": "test"}  # keys of runs stored before the option stay valid
 
     def background(self):
         return class_set(self.data_root, self.config.train_split)
@@ -64,4 +71,4 @@ class Vinyals(Protocol):
     def trial_sets(self, trial_seed: int):
         c = self.config
         rng = episode_rng(trial_seed, c.way, c.shot, c.queries)
-        return draw_episodes(class_set(self.data_root, "test"), c.episodes, c.way, c.shot, c.queries, rng, "episode")
+        return draw_episodes(class_set(self.data_root, c.test_split), c.episodes, c.way, c.shot, c.queries, rng, "episode")

@@ -40,10 +40,22 @@ def test_budget_table_tiny_path(data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "EPOCHS", 2)
     monkeypatch.setattr(budget, "SEEDS", 1)
     monkeypatch.setattr(budget, "BUDGET_GFLOP", 0.4)
-    monkeypatch.setattr(budget, "plan_cells", lambda preset, real=budget.plan_cells: real("cpu"))
+    monkeypatch.setattr(budget, "TUNE_EPOCHS", 1)
+    monkeypatch.setattr(budget, "LR_FACTORS", (0.5, 2.0))
+    monkeypatch.setattr(budget, "TUNE_TASK", ("vinyals", {"way": 5, "shot": 1, "episodes": 20, "test_split": "val"}))
+    monkeypatch.setattr(budget, "plan_cells", lambda preset, stored=None, real=budget.plan_cells: real("cpu", stored))
     out = tmp_path / "results"
     frame = rep.reproduce("budget", "cpu", 1, tmp_path / "store", out, command="bench reproduce budget")
-    records = load_records(tmp_path / "store")
+    everything = load_records(tmp_path / "store")
+    # first each method's rate, chosen on val episodes: two rates a method, each its own training
+    tuning = [r for r in everything if r["protocol_config"].get("test_split") == "val"]
+    assert len(tuning) == 4 and not any(r["training"]["reused_checkpoint"] for r in tuning)
+    records = [r for r in everything if r not in tuning]
+    for method in ("protonet", "simpleshot"):
+        val = {r["method_config"]["adam_lr"]: r["accuracy"] for r in tuning if r["method"] == method}
+        assert len(val) == 2
+        best = max(val, key=val.get)
+        assert {r["method_config"]["adam_lr"] for r in records if r["method"] == method} == {best}
     assert len(records) == 4 and sum(not r["training"]["reused_checkpoint"] for r in records) == 2  # two trainings
     # FLOPs grow with the steps: the full budget's point spent about twice the half's
     for system, part in frame.groupby("system"):
@@ -55,4 +67,5 @@ def test_budget_table_tiny_path(data_root, tmp_path, monkeypatch):
     assert all(training_budget(r)["steps"] > 0 for r in records)
     md = (out / "budget.md").read_text()
     assert "## 5w1s" in md and "Top two at each budget" in md and (out / "budget.png").is_file()
+    assert "## Learning rates, chosen on the val classes" in md and md.count("**") == 4  # one bold rate a method
     assert set(frame["share"]) == {"1/2", "1"} and not pd.isna(frame["accuracy"]).any()

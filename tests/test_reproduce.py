@@ -10,7 +10,7 @@ from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records
 
 
-def cheap_plan(self, preset):
+def cheap_plan(self, preset, stored=None):
     return ("mnist10",), [Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=26.5),
                        Cell("1-NN at 14 px", "pixel_1nn", options={"input_size": 14}, learns=False)]
 
@@ -103,7 +103,7 @@ def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tm
         calls.append((spec.method, spec.protocol, spec.trial_seeds))
         return real(spec)
 
-    monkeypatch.setattr(koch.Table2, "plan", lambda self, preset: (("omniglot20", "lake_runs"), [
+    monkeypatch.setattr(koch.Table2, "plan", lambda self, preset, stored=None: (("omniglot20", "lake_runs"), [
         Cell("1-Nearest Neighbor", "pixel_1nn", options={"input_size": 28}, learns=False, paper=21.7),
         Cell("Tiny twin (beyond the table)", "conv_siamese", "tiny")]))
     monkeypatch.setattr(rep, "run", run)
@@ -128,7 +128,7 @@ def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tm
 
 def test_reproduce_on_ray_runs_the_missing_runs_as_ray_tasks(data_root, tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    monkeypatch.setattr(koch.Table2, "plan", lambda self, preset: (("omniglot20", "lake_runs"), [
+    monkeypatch.setattr(koch.Table2, "plan", lambda self, preset, stored=None: (("omniglot20", "lake_runs"), [
         Cell("Tiny twin", "conv_siamese", "tiny")]))
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0])
     monkeypatch.setattr(rep, "run", lambda spec, progress=None: pytest.fail("ran here, not on Ray"))
@@ -146,7 +146,7 @@ def test_one_reproduce_owns_a_training_with_all_its_runs(tmp_path, monkeypatch, 
 
     from fewshot_bench.keys import record_key
 
-    def two_protocols(self, preset):
+    def two_protocols(self, preset, stored=None):
         return ("mnist10", ("mnist10", {"trials": 200})), [Cell("1-NN", "pixel_1nn", learns=False)]
 
     monkeypatch.setattr(koch.Table3, "plan", two_protocols)

@@ -97,6 +97,20 @@ def test_episodes_have_their_shapes_and_are_seeded(data_root):
         protocol(shot=15, queries=10)
 
 
+
+def test_settings_are_chosen_on_val_episodes_keyed_apart_from_test(data_root):
+    on_val = protocol(way=5, episodes=20, test_split="val")
+    val = {f"{vinyals.rotated_name(a, d)}/{c}" for a, c, d in vinyals.read_split(data_root, "val")}
+    assert {i.rsplit("/", 1)[0] for ts in on_val.trial_sets(0) for i in ts.support_ids + ts.query_ids} <= val
+    on_val.check_background(on_val.background())  # train classes only: val stays out of training
+    # runs stored before the option existed keep their keys; a val run is keyed apart
+    assert "test_split" not in protocol(way=5).config_dict()
+    assert on_val.config_dict()["test_split"] == "val"
+    with pytest.raises(UserError, match="test_split=val needs train_split=train"):
+        protocol(test_split="val", train_split="trainval")
+    with pytest.raises(UserError, match="'dev'"):
+        protocol(test_split="dev")
+
 def test_class_scores_are_prototypes_and_summed_attention():
     torch.manual_seed(0)
     cfg = METHODS.get("protonet").make_config("tiny")

@@ -24,19 +24,30 @@ from fewshot_bench.tables.base import TABLES, Cell, PlannedRun, Provenance
 TRIAL_SEEDS = list(range(10))  # the draws of a protocol whose trials are drawn anew (Protocol.redrawn)
 
 
-def specs(table: str, preset: str, seeds: int, data_root, work_dir) -> list[tuple[Cell, RunSpec]]:
-    """The runs of a table in the order they run: every cell's first seed before any cell's second."""
-    protocols, cells = TABLES.get(table)().plan(preset)
+def specs(table: str, preset: str, seeds: int, data_root, work_dir,
+          records: list[dict] | None = None) -> list[tuple[Cell, RunSpec]]:
+    """The runs of a table in the order they run: every cell's first seed before any cell's second.
+    ``records`` (the store's runs) let the table plan cells that depend on stored results."""
+    by_key = None if records is None else {record_key(r): r for r in records}
+
+    def stored(cell: Cell, protocol: str, options: dict, seed: int) -> dict | None:
+        return by_key.get(spec_key(_spec(cell, protocol, options, seed, data_root, work_dir)))
+
+    protocols, cells = TABLES.get(table)().plan(preset, None if by_key is None else stored)
     out = []
     for c in cells:
         n_seeds = c.seeds if c.seeds is not None else seeds if c.learns else 1
         for seed in range(n_seeds):
             for entry in c.protocols or protocols:  # the first fits, the others reuse the stored weights
                 protocol, options = (entry, {}) if isinstance(entry, str) else entry  # name or (name, options)
-                trial_seeds = TRIAL_SEEDS if PROTOCOLS.get(protocol).redrawn else None
-                out.append((c, RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()},
-                                       dict(options), seed, trial_seeds, data_root, work_dir)))
+                out.append((c, _spec(c, protocol, options, seed, data_root, work_dir)))
     return sorted(out, key=lambda pair: pair[1].seed)  # stable: cells keep their order within a seed
+
+
+def _spec(c: Cell, protocol: str, options: dict, seed: int, data_root, work_dir) -> RunSpec:
+    trial_seeds = TRIAL_SEEDS if PROTOCOLS.get(protocol).redrawn else None
+    return RunSpec(c.method, protocol, c.preset, {k: str(v) for k, v in c.options.items()}, dict(options), seed,
+                   trial_seeds, data_root, work_dir)
 
 
 class Lock:
@@ -79,20 +90,38 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     the table; ``run_missing=False`` writes it from the stored runs alone (missing cells empty).
     ``progress`` has stage/start/advance."""
     maker = TABLES.get(table)()
-    planned = specs(table, preset, seeds, data_root, store / "checkpoints")
-    keys = [spec_key(spec) for _, spec in planned]
     start = time.perf_counter()
-    if on == "ray":
-        run_on_ray(planned, keys, store, address, retries)
+    attempted: set[str] = set()
+    while True:  # a round per plan: a table may plan more once a round's results are stored
+        planned = specs(table, preset, seeds, data_root, store / "checkpoints", _records(store))
+        keys = [spec_key(spec) for _, spec in planned]
+        if not run_missing or set(keys) <= attempted:
+            break
+        if on == "ray":
+            run_on_ray(planned, keys, store, address, retries)
+        _run_here(table, planned, keys, store, progress, poll)
+        attempted |= set(keys)
+    records = _records(store)
+    by_key = {record_key(r): r for r in records}
+    runs = [PlannedRun(cell, spec.protocol, spec.protocol_options, spec.seed, by_key.get(key))
+            for key, (cell, spec) in zip(keys, planned)]
+    frame = maker.summarise(runs, records)
+    maker.write(frame, runs, records, out_dir, Provenance(command, preset, seeds, time.perf_counter() - start,
+                                                          missing=sum(r.record is None for r in runs)))
+    return frame
+
+
+def _run_here(table: str, planned, keys, store: Path, progress, poll: float) -> None:
+    """Run the planned runs the store lacks, one training per cell and seed: its runs go to one
+    process in plan order (the first fits, the others reuse its weights), so two reproduces never
+    train the same network side by side."""
     if progress:
         progress.stage(f"reproduce {table} ({len(planned)} runs)")
         progress.start(len(planned))
-    # one training per cell and seed: its runs go to one process in plan order (the first fits, the
-    # others reuse its weights), so two reproduces never train the same network side by side
     trainings: dict[tuple, list] = {}
     for key, (cell, spec) in zip(keys, planned):
         trainings.setdefault((id(cell), spec.seed), []).append((key, cell, spec))
-    pending = list(trainings.values()) if run_missing else []
+    pending = list(trainings.values())
     while pending:
         done = {record_key(r) for r in _records(store)}
         waiting = []
@@ -119,14 +148,6 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
         pending = waiting
         if pending:
             time.sleep(poll)
-    records = _records(store)
-    by_key = {record_key(r): r for r in records}
-    runs = [PlannedRun(cell, spec.protocol, spec.protocol_options, spec.seed, by_key.get(key))
-            for key, (cell, spec) in zip(keys, planned)]
-    frame = maker.summarise(runs, records)
-    maker.write(frame, runs, records, out_dir, Provenance(command, preset, seeds, time.perf_counter() - start,
-                                                          missing=sum(r.record is None for r in runs)))
-    return frame
 
 
 def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) -> None:

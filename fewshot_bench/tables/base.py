@@ -72,9 +72,14 @@ class Table:
     name: str = "?"  # set by the registry
     summary: str = ""
 
-    def plan(self, preset: str) -> tuple[tuple, list[Cell]]:
+    def plan(self, preset: str, stored=None) -> tuple[tuple, list[Cell]]:
         """The protocols (names, or (name, options) pairs) and the cells of this table for a preset
-        family. Every cell runs on each protocol: the first fits the method, the others reuse its weights."""
+        family. Every cell runs on each protocol: the first fits the method, the others reuse its weights.
+
+        ``stored(cell, protocol, options, seed)`` gives a planned run's record, or None while it is not
+        in the store (``stored`` is None before any run): a table whose later cells depend on its
+        earlier results (a learning rate chosen on validation runs) plans them once those are stored,
+        and ``bench reproduce`` plans again after each round until nothing new is planned."""
         raise NotImplementedError
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:

@@ -8,6 +8,11 @@ counted FLOPs, ``budget_gflop``) at a constant learning rate, so the weights aft
 (``snapshots``, scored with ``keep=epochN``) are what 1/8, 1/4 and 1/2 of the budget train; one
 training serves its four points. Koch's task (omniglot20) trains the same recipes on Koch's
 background alphabets (turned alphabets as new ones).
+
+Each method's learning rate is chosen on the val classes first: its paper's Adam rate times 1/3, 1
+and 3, each trained on the train classes for the first quarter of the budget (seed 0) and scored on
+20-way one-shot episodes of the val classes; the best is the rate of all its budget trainings, on
+every task. The table plans those trainings once the choice is stored.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import write_atomic
 from fewshot_bench.stats import t_interval
@@ -25,6 +31,9 @@ BUDGET_GFLOP = 15_000.0  # about 5 minutes of a Conv-4 step on 2 AVX2 cores in f
 EPOCHS = 8
 FRACTIONS = {1: "1/8", 2: "1/4", 4: "1/2", 8: "1"}  # snapshot epoch -> share of the budget
 SEEDS = 3
+LR_FACTORS = (1 / 3, 1.0, 3.0)  # times the preset's (its paper's) Adam learning rate
+TUNE_EPOCHS = 2  # the choice trains the budget's first quarter: 2 of its 8 epochs
+TUNE_TASK = ("vinyals", {"way": 20, "shot": 1, "test_split": "val"})
 TASKS = (("5w1s", "vinyals", {"way": 5, "shot": 1}), ("20w1s", "vinyals", {"way": 20, "shot": 1}),
          ("omniglot20", "omniglot20", {}))
 # Conv-4 as options of the twins' config (the literature presets have it already)
@@ -42,34 +51,74 @@ ROWS = (("Prototypical nets (60-way)", "protonet", "cpu_1shot", {}),
         ("Contrastive siamese", "contrastive_siamese", "cpu", {**CONV4, "pairs": 30_000}))
 
 
-def plan_cells(preset: str) -> list[Cell]:
+def budget_options() -> dict:
+    return {"budget_gflop": BUDGET_GFLOP, "epochs": EPOCHS, "patience": EPOCHS, "schedule": "constant",
+            "snapshots": ",".join(str(e) for e in FRACTIONS)}
+
+
+def tuning_cells(preset: str) -> list[Cell]:
+    """Per method, its learning rate times each of ``LR_FACTORS``, trained for the budget's first
+    ``TUNE_EPOCHS`` epochs (the same steps per epoch as the budget trainings) and scored on val."""
+    share = BUDGET_GFLOP * TUNE_EPOCHS / EPOCHS
+    tune = {"budget_gflop": share, "epochs": TUNE_EPOCHS, "patience": TUNE_EPOCHS, "schedule": "constant",
+            "keep": "last"}
+    cells = []
+    for row, method, method_preset, options in ROWS:
+        name = "tiny" if preset == "tiny" else method_preset
+        base = METHODS.get(method).make_config(name, {k: str(v) for k, v in options.items()}).adam_lr
+        cells += [Cell(row, method, name, {**options, **tune, "adam_lr": float(f"{base * f:.3g}")},
+                       protocols=(TUNE_TASK,), seeds=1) for f in LR_FACTORS]
+    return cells
+
+
+def chosen_rates(cells: list[Cell], stored) -> dict[str, tuple[float, dict[float, float]]]:
+    """Row -> (the learning rate with the best val accuracy, every rate's val accuracy), for the rows
+    whose tuning runs are all stored."""
+    out = {}
+    for row in dict.fromkeys(c.row for c in cells):
+        records = {c.options["adam_lr"]: stored(c, TUNE_TASK[0], TUNE_TASK[1], 0) for c in cells if c.row == row}
+        if None not in records.values():
+            accuracy = {lr: 100 * r["accuracy"] for lr, r in records.items()}
+            out[row] = (max(accuracy, key=accuracy.get), accuracy)  # a tie goes to the smaller rate
+    return out
+
+
+def plan_cells(preset: str, stored=None) -> list[Cell]:
+    """The tuning cells, then the budget cells of every method whose rate is chosen."""
     if preset not in ("cpu", "tiny"):
         raise UserError(f"budget has cpu and tiny (for tests) preset families, got --preset {preset}")
-    budget = {"budget_gflop": BUDGET_GFLOP, "epochs": EPOCHS, "patience": EPOCHS, "schedule": "constant",
-              "snapshots": ",".join(str(e) for e in FRACTIONS)}
+    tuning = tuning_cells(preset)
+    rates = {row: lr for row, (lr, _) in chosen_rates(tuning, stored).items()} if stored else {}
     cells = []
     for epoch in FRACTIONS:  # the full budget's cell fits; the others read its snapshots
         for row, method, method_preset, options in ROWS:
+            if row not in rates:
+                continue
             for label, protocol, protocol_options in TASKS:
                 koch = {"rotations": True} if protocol == "omniglot20" else {}
                 cells.append(Cell(row, method, "tiny" if preset == "tiny" else method_preset,
-                                  {**options, **budget, **koch, "keep": f"epoch{epoch}"},
+                                  {**options, **budget_options(), **koch, "adam_lr": rates[row],
+                                   "keep": f"epoch{epoch}"},
                                   protocols=((protocol, dict(protocol_options)),), seeds=SEEDS))
-    return cells[::-1]  # the full budget first: its run trains, the smaller ones reuse
+    return tuning + cells[::-1]  # the full budget first: its run trains, the smaller ones reuse
+
+
+def is_tuning(run: PlannedRun) -> bool:
+    return run.protocol_options.get("test_split") == "val"
 
 
 @TABLES.register("budget")
 class Budget(Table):
     summary = "every learned method on one backbone and one budget: accuracy against training compute"
 
-    def plan(self, preset):
-        return tuple((p, o) for _, p, o in TASKS), plan_cells(preset)
+    def plan(self, preset, stored=None):
+        return tuple((p, o) for _, p, o in TASKS), plan_cells(preset, stored)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
         """One row per (method, task, budget share): GFLOPs spent to that snapshot, the mean over
         seeds and its t-interval."""
         groups: dict[tuple, list[PlannedRun]] = {}
-        for run in runs:
+        for run in (r for r in runs if not is_tuning(r)):
             epoch = int(run.cell.options["keep"].removeprefix("epoch"))
             groups.setdefault((run.cell.row, task_of(run), epoch), []).append(run)
         out = []
@@ -79,7 +128,8 @@ class Budget(Table):
             gflop = [sum(h["step_gflop"] * h["steps"] for h in r["training"]["history"][:epoch]) for r in done]
             mean, half = t_interval(accuracies) if len(accuracies) > 1 else (sum(accuracies) / len(accuracies), float("nan")) \
                 if accuracies else (float("nan"), float("nan"))
-            out.append({"system": row, "task": task, "share": FRACTIONS[epoch], "epoch": epoch,
+            out.append({"system": row, "task": task, "adam_lr": group[0].cell.options["adam_lr"],
+                        "share": FRACTIONS[epoch], "epoch": epoch,
                         "gflop": sum(gflop) / len(gflop) if gflop else float("nan"), "accuracy": mean,
                         "ci95_seeds": half, "seeds": len(done)})
         return pd.DataFrame(out)
@@ -91,8 +141,8 @@ class Budget(Table):
                  *about.missing_line(len(runs)),
                  f"- backbone Conv-4 (relation nets and MAML keep their papers' variants of it), the Vinyals train "
                  f"classes (omniglot20: Koch's background), no augmentation; each training spends {BUDGET_GFLOP:,.4g} "
-                 f"GFLOP over {EPOCHS} epochs at a constant learning rate (its paper's: not chosen on the val "
-                 f"classes here), read after epochs {', '.join(map(str, FRACTIONS))} (shares "
+                 f"GFLOP over {EPOCHS} epochs at a constant learning rate chosen on the val classes (below), "
+                 f"read after epochs {', '.join(map(str, FRACTIONS))} (shares "
                  f"{', '.join(FRACTIONS.values())} of the budget); cells: mean over training seeds"]
         for task, part in frame.groupby("task", sort=False):
             table = part.pivot_table(index="system", columns="share", values="accuracy", sort=False)
@@ -103,6 +153,7 @@ class Budget(Table):
                                                            for s in FRACTIONS.values()) + " |")
             lines += ["", "Top two at each budget (paired exact McNemar test on the identical trials, seeds paired): "
                       + "; ".join(f"{share}: {top_two(runs, task, epoch)}" for epoch, share in FRACTIONS.items())]
+        lines += ["", *rate_lines(runs)]
         write_atomic(out_dir / "budget.md", "\n".join(lines) + "\n")
         self.plot(frame, out_dir / "budget.png")
 
@@ -134,6 +185,30 @@ class Budget(Table):
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return True
+
+
+def rate_lines(runs: list[PlannedRun]) -> list[str]:
+    """The learning-rate choice: each method's val accuracy at each rate, the chosen one in bold."""
+    tuning = [r for r in runs if is_tuning(r)]
+    cells = list({id(r.cell): r.cell for r in tuning}.values())
+    records = {id(r.cell): r.record for r in tuning}
+    chosen = chosen_rates(cells, lambda cell, *_: records[id(cell)])
+    options = TUNE_TASK[1]
+    lines = ["## Learning rates, chosen on the val classes", "",
+             f"Each method's Adam rate times {', '.join(f'{f:.3g}' for f in LR_FACTORS)}, trained on the train "
+             f"classes for {TUNE_EPOCHS} of the {EPOCHS} epochs (seed 0) and scored on {options['way']}-way "
+             f"{options['shot']}-shot episodes of the val classes (%); the best (bold; a tie goes to the smaller "
+             "rate) trains every budget cell, on every task.", "",
+             "| system | " + " | ".join(f"x{f:.3g}" for f in LR_FACTORS) + " |", "|---" * (len(LR_FACTORS) + 1) + "|"]
+    for row in dict.fromkeys(c.row for c in cells):
+        best = chosen.get(row, (None, {}))[0]
+        texts = []
+        for c in (c for c in cells if c.row == row):
+            lr, record = c.options["adam_lr"], records[id(c)]
+            text = f"{lr:g}: " + ("not run" if record is None else f"{100 * record['accuracy']:.1f}")
+            texts.append(f"**{text}**" if lr == best else text)
+        lines.append(f"| {row} | " + " | ".join(texts) + " |")
+    return lines
 
 
 def task_of(run: PlannedRun) -> str:

@@ -223,7 +223,7 @@ class KochTable(Table):
 class Table1(KochTable):
     summary = "verification accuracy by training pairs and distortions (Koch 2015, Table 1)"
 
-    def plan(self, preset):
+    def plan(self, preset, stored=None):
         check_preset(preset)
         # paper: each epoch passes over all pairs and copies (up to 1.35M views), beyond a CPU; cpu:
         # the same pools of pairs and distortions under one fixed budget of CPU_TABLE1_STEPS batches
@@ -242,7 +242,7 @@ class Table2(KochTable):
     paper_trials = TABLE2_TRIALS
     store_figures = ("Table 2 (Koch 2015)", ("omniglot20", "lake_runs"), TABLE2, PAPER_ROW)
 
-    def plan(self, preset):
+    def plan(self, preset, stored=None):
         check_preset(preset)
         # our draws (omniglot20) beside Lake's runs, the trials of the paper's baselines
         cells = [Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=TABLE2["1-Nearest Neighbor"]),
@@ -290,7 +290,7 @@ class Table3(KochTable):
     published = TABLE3
     store_figures = ("Table 3 (Koch 2015)", ("mnist10",), TABLE3, PAPER_ROW)
 
-    def plan(self, preset):
+    def plan(self, preset, stored=None):
         check_preset(preset)
         return ("mnist10",), [
             Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=TABLE3["1-Nearest Neighbor"]),

@@ -158,7 +158,7 @@ def plan_cells(preset: str) -> list[Cell]:
 class Table4(Table):
     summary = "the few-shot literature's methods, each its paper's recipe, on Vinyals' benchmark and Koch's task"
 
-    def plan(self, preset):
+    def plan(self, preset, stored=None):
         return tuple((protocol, options) for _, protocol, options in COLUMNS), plan_cells(preset)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
