@@ -259,3 +259,16 @@ def test_reproduce_stored_writes_a_partial_table_and_runs_nothing(table, tmp_pat
 def test_reproduce_stored_refuses_ray(tmp_path):
     result = bench("reproduce", "table4", "--stored", "--on", "ray", "--store", str(tmp_path))
     assert result.returncode == 2 and "--stored runs nothing" in result.stderr
+
+
+def test_reproduce_replot_redraws_the_figure_from_the_csv_alone(tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "table3.csv").write_text(
+        "system,method,preset,ours,ci95,ci_over,seeds,train_s,paper,source\n"
+        "1-Nearest Neighbor,pixel_1nn,-,41.93,1.53,trials,1,0.0,26.5,our runs\n"
+        "Convolutional Siamese Net,conv_siamese,cpu35,78.45,1.27,trials,1,1462.1,70.3,our runs\n")
+    result = bench("reproduce", "table3", "--replot", "--out", str(tmp_path), "--store", str(tmp_path / "store"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "table3.png").stat().st_size > 10_000 and not (tmp_path / "store").exists()  # nothing ran
+    missing = bench("reproduce", "table1", "--replot", "--out", str(tmp_path))
+    assert missing.returncode == 2 and "--replot needs" in missing.stderr and "table1.csv" in missing.stderr

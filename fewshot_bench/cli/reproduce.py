@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--stored", action="store_true", help="write the table from the runs already stored and run "
                                                          "nothing (a long reproduce's progress; missing cells read "
                                                          "'not run')")
+    p.add_argument("--replot", action="store_true", help="redraw TABLE.png from the TABLE.csv in --out and run "
+                                                         "nothing (a figure whose runs are gone, after the plots "
+                                                         "changed)")
     data_root_arg(p)
     p.set_defaults(func=command)
 
@@ -36,6 +39,8 @@ def command(args) -> None:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     if args.stored and args.on != "local":
         raise UserError("--stored runs nothing: leave out --on ray")
+    if args.replot:
+        return replot(args.table, Path(args.out))
     command = f"bench reproduce {args.table} --preset {args.preset} --seeds {args.seeds}"
     with StageProgress(console) as progress:
         reproduce(args.table, args.preset, args.seeds, store_dir(args.store), Path(args.out),
@@ -43,3 +48,18 @@ def command(args) -> None:
                   address=args.address, run_missing=not args.stored)
     out.print((Path(args.out) / f"{args.table}.md").read_text(), highlight=False, soft_wrap=True)
     say(f"wrote {args.out}/{args.table}.csv, .md" + (", .png" if (Path(args.out) / f"{args.table}.png").exists() else ""))
+
+
+def replot(table: str, folder: Path) -> None:
+    """TABLE.png drawn again from TABLE.csv: the same numbers, the current figure code."""
+    import pandas as pd
+
+    from fewshot_bench.tables.base import TABLES
+
+    csv = folder / f"{table}.csv"
+    if not csv.is_file():
+        raise UserError(f"--replot needs {csv}: run `bench reproduce {table}` (or with --stored) first")
+    png = folder / f"{table}.png"
+    if not TABLES.get(table)().plot(pd.read_csv(csv), png):
+        raise UserError("--replot needs matplotlib: pip install -e '.[plot]'")
+    say(f"wrote {png} from {csv}")
