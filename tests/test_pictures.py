@@ -181,8 +181,10 @@ def test_a_tables_markdown_becomes_a_section_with_its_columns_and_notes():
 
     title, content = markdown_section("# table9: ours\n\n- command: `bench reproduce table9`\n\n"
                                       "| system | ours (%) | train s |\n|---|---|---|\n| a `b` | 88.3 ± 1.9 | 12 |\n\n"
-                                      "## Notes\n\n- ranks: a tie <b>\n")
+                                      "## Notes\n\n- ranks: a tie <b>\n- cells far away:\n  - a 20w1s -2.0 (1,600\n"
+                                      "    steps)\n  - b 5w1s -1.7\n- last\n")
     assert title == "table9: ours"
+    assert "<li>cells far away:<ul><li>a 20w1s -2.0 (1,600 steps)</li><li>b 5w1s -1.7</li></ul></li><li>last" in content
     assert "<code>bench reproduce table9</code>" in content and "<th>ours (%)</th>" in content
     assert "<td>88.3 ± 1.9</td><td>12</td>" in content and "<h3>Notes</h3>" in content
     assert "a tie &lt;b&gt;" in content  # text escaped

@@ -72,8 +72,11 @@ def markdown_section(text: str) -> tuple[str, str]:
     parts, items, rows = [], [], []
 
     def flush():
-        if items:
-            parts.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+        if items:  # (text, sub-items): one level of nesting, as the tables' notes use
+            parts.append("<ul>" + "".join(f"<li>{_inline(text)}" + ("<ul>" + "".join(f"<li>{_inline(c)}</li>"
+                                                                                      for c in children) + "</ul>"
+                                                                    if children else "") + "</li>"
+                                          for text, children in items) + "</ul>")
             items.clear()
         if rows:
             head, *body = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows
@@ -92,12 +95,18 @@ def markdown_section(text: str) -> tuple[str, str]:
         if rows:
             flush()
         if line.startswith("- "):
-            items.append(line[2:])
+            items.append((line[2:], []))
+        elif line.startswith("  - ") and items:
+            items[-1][1].append(line[4:])
         elif line.startswith("#"):
             flush()
             parts.append(f"<h3>{html.escape(line.lstrip('# '))}</h3>")
         elif line.strip() and items:
-            items[-1] += " " + line.strip()
+            text, children = items[-1]
+            if children:
+                children[-1] += " " + line.strip()
+            else:
+                items[-1] = (text + " " + line.strip(), children)
         elif line.strip():
             parts.append(f"<p class=note>{_inline(line)}</p>")
     flush()
