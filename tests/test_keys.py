@@ -47,3 +47,17 @@ def test_an_option_added_after_the_split_is_keyed_only_when_it_is_set():
 def test_every_family_keys_every_former_field():
     keyed = key_dict(EpisodeConfig(objective="trials"), {"optimizer": "adam"})
     assert set(keyed) <= set(FORMER_DEFAULTS) and keyed["optimizer"] == "adam" and keyed["loss"] == "bce"
+
+
+def test_a_run_is_labelled_by_the_newer_options_it_set():
+    from fewshot_bench.tables.store import preset_label
+
+    cls = METHODS.get("pixel_1nn")
+
+    def record(**options):
+        return {"method": "pixel_1nn", "preset": None,
+                "method_config": as_stored(cls(cls.make_config(None, options)).config_dict())}
+
+    assert preset_label(record()) == "-"
+    # invert is newer than the stored configs: left out of keys at its default, named when set
+    assert preset_label(record(metric="cosine", invert="true")) == "metric=cosine, invert=True"
