@@ -68,4 +68,5 @@ def test_budget_table_tiny_path(data_root, tmp_path, monkeypatch):
     md = (out / "budget.md").read_text()
     assert "## 5w1s" in md and "Top two at each budget" in md and (out / "budget.png").is_file()
     assert "## Learning rates, chosen on the val classes" in md and md.count("**") == 4  # one bold rate a method
+    assert "Chosen at the edge of the grid" in md  # two rates: either choice is an edge
     assert set(frame["share"]) == {"1/2", "1"} and not pd.isna(frame["accuracy"]).any()

@@ -208,6 +208,10 @@ def rate_lines(runs: list[PlannedRun]) -> list[str]:
             text = f"{lr:g}: " + ("not run" if record is None else f"{100 * record['accuracy']:.1f}")
             texts.append(f"**{text}**" if lr == best else text)
         lines.append(f"| {row} | " + " | ".join(texts) + " |")
+    rates = {row: [c.options["adam_lr"] for c in cells if c.row == row] for row in chosen}
+    edge = [row for row, (lr, _) in chosen.items() if lr in (min(rates[row]), max(rates[row]))]
+    if edge:  # the best may lie beyond the grid
+        lines += ["", "Chosen at the edge of the grid (a rate beyond it might do better): " + ", ".join(edge)]
     return lines
 
 
