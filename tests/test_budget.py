@@ -70,3 +70,28 @@ def test_budget_table_tiny_path(data_root, tmp_path, monkeypatch):
     assert "## Learning rates, chosen on the val classes" in md and md.count("**") == 4  # one bold rate a method
     assert "Chosen at the edge of the grid" in md  # two rates: either choice is an edge
     assert set(frame["share"]) == {"1/2", "1"} and not pd.isna(frame["accuracy"]).any()
+
+
+def test_the_rate_grid_grows_while_its_best_rate_lies_at_its_edge(monkeypatch):
+    monkeypatch.setattr(budget, "ROWS", (("Prototypical nets", "protonet", "tiny_episodes", {}),))
+
+    def stored_by(accuracy_of):
+        return lambda cell, protocol, options, seed: {"accuracy": accuracy_of(cell.options["adam_lr"])}
+
+    def rates(stored):
+        return [c.options["adam_lr"] for c in budget.tuning_cells("cpu", stored)]
+
+    base = [c.options["adam_lr"] for c in budget.tuning_cells("cpu")]
+    assert len(base) == len(budget.LR_FACTORS)
+    assert rates(stored_by(lambda lr: -abs(lr - base[1]))) == base  # best inside: the grid stays
+    rising = rates(stored_by(lambda lr: lr))  # best always the largest: up to EXTEND more, then stop
+    assert rising[:len(base)] == base and len(rising) == len(base) + budget.EXTEND
+    assert rising[-1] == pytest.approx(base[-1] * 3 ** budget.EXTEND, rel=1e-2)
+    falling = rates(stored_by(lambda lr: -lr))
+    assert falling[-len(base):] == base and len(falling) == len(base) + budget.EXTEND
+    # a grown grid's new rate not yet stored: no choice, so no budget training is planned
+    def partial(cell, *_):
+        return {"accuracy": cell.options["adam_lr"]} if cell.options["adam_lr"] in base else None
+
+    assert len(rates(partial)) == len(base) + 1
+    assert not [c for c in budget.plan_cells("cpu", partial) if not c.options.get("keep") == "last"]

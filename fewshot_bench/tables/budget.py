@@ -10,7 +10,7 @@ training serves its four points. Koch's task (omniglot20) trains the same recipe
 background alphabets (turned alphabets as new ones).
 
 Each method's learning rate is chosen on the val classes first: its paper's Adam rate times 1/3, 1
-and 3, each trained on the train classes for the first quarter of the budget (seed 0) and scored on
+and 3 (and up to two more factors of 3 while the best lies at the grid's edge), each trained on the train classes for the first quarter of the budget (seed 0) and scored on
 20-way one-shot episodes of the val classes; the best is the rate of all its budget trainings, on
 every task. The table plans those trainings once the choice is stored.
 """
@@ -32,6 +32,7 @@ EPOCHS = 8
 FRACTIONS = {1: "1/8", 2: "1/4", 4: "1/2", 8: "1"}  # snapshot epoch -> share of the budget
 SEEDS = 3
 LR_FACTORS = (1 / 3, 1.0, 3.0)  # times the preset's (its paper's) Adam learning rate
+EXTEND = 2  # more factors of 3 beyond the grid, where its best rate lies at its edge
 TUNE_EPOCHS = 2  # the choice trains the budget's first quarter: 2 of its 8 epochs
 TUNE_TASK = ("vinyals", {"way": 20, "shot": 1, "test_split": "val"})
 TASKS = (("5w1s", "vinyals", {"way": 5, "shot": 1}), ("20w1s", "vinyals", {"way": 20, "shot": 1}),
@@ -56,9 +57,11 @@ def budget_options() -> dict:
             "snapshots": ",".join(str(e) for e in FRACTIONS)}
 
 
-def tuning_cells(preset: str) -> list[Cell]:
+def tuning_cells(preset: str, stored=None) -> list[Cell]:
     """Per method, its learning rate times each of ``LR_FACTORS``, trained for the budget's first
-    ``TUNE_EPOCHS`` epochs (the same steps per epoch as the budget trainings) and scored on val."""
+    ``TUNE_EPOCHS`` epochs (the same steps per epoch as the budget trainings) and scored on val; where
+    the best stored rate is the grid's largest (smallest), the grid grows by another factor of 3 that
+    way, up to ``EXTEND`` times."""
     share = BUDGET_GFLOP * TUNE_EPOCHS / EPOCHS
     tune = {"budget_gflop": share, "epochs": TUNE_EPOCHS, "patience": TUNE_EPOCHS, "schedule": "constant",
             "keep": "last"}
@@ -66,8 +69,24 @@ def tuning_cells(preset: str) -> list[Cell]:
     for row, method, method_preset, options in ROWS:
         name = "tiny" if preset == "tiny" else method_preset
         base = METHODS.get(method).make_config(name, {k: str(v) for k, v in options.items()}).adam_lr
-        cells += [Cell(row, method, name, {**options, **tune, "adam_lr": float(f"{base * f:.3g}")},
-                       protocols=(TUNE_TASK,), seeds=1) for f in LR_FACTORS]
+
+        def cell(factor):
+            return Cell(row, method, name, {**options, **tune, "adam_lr": float(f"{base * factor:.3g}")},
+                        protocols=(TUNE_TASK,), seeds=1)
+
+        factors = list(LR_FACTORS)
+        while stored is not None:
+            chosen = chosen_rates([cell(f) for f in factors], stored).get(row)
+            if chosen is None:
+                break
+            rates = [cell(f).options["adam_lr"] for f in factors]
+            if chosen[0] == rates[-1] and factors[-1] < LR_FACTORS[-1] * 3 ** EXTEND:
+                factors.append(factors[-1] * 3)
+            elif chosen[0] == rates[0] and factors[0] > LR_FACTORS[0] / 3 ** EXTEND:
+                factors.insert(0, factors[0] / 3)
+            else:
+                break
+        cells += [cell(f) for f in factors]
     return cells
 
 
@@ -78,7 +97,7 @@ def chosen_rates(cells: list[Cell], stored) -> dict[str, tuple[float, dict[float
     for row in dict.fromkeys(c.row for c in cells):
         records = {c.options["adam_lr"]: stored(c, TUNE_TASK[0], TUNE_TASK[1], 0) for c in cells if c.row == row}
         if None not in records.values():
-            accuracy = {lr: 100 * r["accuracy"] for lr, r in records.items()}
+            accuracy = {lr: 100 * r["accuracy"] for lr, r in sorted(records.items())}
             out[row] = (max(accuracy, key=accuracy.get), accuracy)  # a tie goes to the smaller rate
     return out
 
@@ -87,7 +106,7 @@ def plan_cells(preset: str, stored=None) -> list[Cell]:
     """The tuning cells, then the budget cells of every method whose rate is chosen."""
     if preset not in ("cpu", "tiny"):
         raise UserError(f"budget has cpu and tiny (for tests) preset families, got --preset {preset}")
-    tuning = tuning_cells(preset)
+    tuning = tuning_cells(preset, stored)
     rates = {row: lr for row, (lr, _) in chosen_rates(tuning, stored).items()} if stored else {}
     cells = []
     for epoch in FRACTIONS:  # the full budget's cell fits; the others read its snapshots
@@ -145,12 +164,12 @@ class Budget(Table):
                  f"read after epochs {', '.join(map(str, FRACTIONS))} (shares "
                  f"{', '.join(FRACTIONS.values())} of the budget); cells: mean over training seeds"]
         for task, part in frame.groupby("task", sort=False):
-            table = part.pivot_table(index="system", columns="share", values="accuracy", sort=False)
             lines += ["", f"## {task}", "", "| system | " + " | ".join(FRACTIONS.values()) + " |",
                       "|---" * (len(FRACTIONS) + 1) + "|"]
-            for system, values in table.iterrows():
-                lines.append(f"| {system} | " + " | ".join("" if pd.isna(values.get(s)) else f"{values[s]:.1f}"
-                                                           for s in FRACTIONS.values()) + " |")
+            for system, cells in part.groupby("system", sort=False):
+                accuracy = dict(zip(cells["share"], cells["accuracy"]))
+                lines.append(f"| {system} | " + " | ".join("not run" if pd.isna(accuracy.get(s)) else
+                                                           f"{accuracy[s]:.1f}" for s in FRACTIONS.values()) + " |")
             lines += ["", "Top two at each budget (paired exact McNemar test on the identical trials, seeds paired): "
                       + "; ".join(f"{share}: {top_two(runs, task, epoch)}" for epoch, share in FRACTIONS.items())]
         lines += ["", *rate_lines(runs)]
@@ -188,28 +207,28 @@ class Budget(Table):
 
 
 def rate_lines(runs: list[PlannedRun]) -> list[str]:
-    """The learning-rate choice: each method's val accuracy at each rate, the chosen one in bold."""
+    """The learning-rate choice: each method's val accuracy at each rate tried, the chosen one in bold."""
     tuning = [r for r in runs if is_tuning(r)]
     cells = list({id(r.cell): r.cell for r in tuning}.values())
     records = {id(r.cell): r.record for r in tuning}
     chosen = chosen_rates(cells, lambda cell, *_: records[id(cell)])
     options = TUNE_TASK[1]
     lines = ["## Learning rates, chosen on the val classes", "",
-             f"Each method's Adam rate times {', '.join(f'{f:.3g}' for f in LR_FACTORS)}, trained on the train "
-             f"classes for {TUNE_EPOCHS} of the {EPOCHS} epochs (seed 0) and scored on {options['way']}-way "
-             f"{options['shot']}-shot episodes of the val classes (%); the best (bold; a tie goes to the smaller "
-             "rate) trains every budget cell, on every task.", "",
-             "| system | " + " | ".join(f"x{f:.3g}" for f in LR_FACTORS) + " |", "|---" * (len(LR_FACTORS) + 1) + "|"]
+             f"Each method's Adam rate times {', '.join(f'{f:.3g}' for f in LR_FACTORS)} (and up to {EXTEND} "
+             "further factors of 3 while the best lies at the grid's edge), trained on the train classes for "
+             f"{TUNE_EPOCHS} of the {EPOCHS} epochs (seed 0) and scored on {options['way']}-way "
+             f"{options['shot']}-shot episodes of the val classes: accuracy (%) by rate; the best (bold; a tie "
+             "goes to the smaller rate) trains every budget cell, on every task.", "",
+             "| system | val accuracy (%) by Adam rate | chosen |", "|---|---|---|"]
     for row in dict.fromkeys(c.row for c in cells):
         best = chosen.get(row, (None, {}))[0]
         texts = []
-        for c in (c for c in cells if c.row == row):
+        for c in sorted((c for c in cells if c.row == row), key=lambda c: c.options["adam_lr"]):
             lr, record = c.options["adam_lr"], records[id(c)]
             text = f"{lr:g}: " + ("not run" if record is None else f"{100 * record['accuracy']:.1f}")
             texts.append(f"**{text}**" if lr == best else text)
-        lines.append(f"| {row} | " + " | ".join(texts) + " |")
-    rates = {row: [c.options["adam_lr"] for c in cells if c.row == row] for row in chosen}
-    edge = [row for row, (lr, _) in chosen.items() if lr in (min(rates[row]), max(rates[row]))]
+        lines.append(f"| {row} | " + ", ".join(texts) + f" | {'' if best is None else f'{best:g}'} |")
+    edge = [row for row, (lr, accuracy) in chosen.items() if lr in (min(accuracy), max(accuracy))]
     if edge:  # the best may lie beyond the grid
         lines += ["", "Chosen at the edge of the grid (a rate beyond it might do better): " + ", ".join(edge)]
     return lines
