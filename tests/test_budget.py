@@ -42,6 +42,7 @@ def test_budget_table_tiny_path(data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "BUDGET_GFLOP", 0.4)
     monkeypatch.setattr(budget, "TUNE_EPOCHS", 1)
     monkeypatch.setattr(budget, "LR_FACTORS", (0.5, 2.0))
+    monkeypatch.setattr(budget, "EXTEND", 0)  # two rates: the grid's growth is tested on its own below
     monkeypatch.setattr(budget, "TUNE_TASK", ("vinyals", {"way": 5, "shot": 1, "episodes": 20, "test_split": "val"}))
     monkeypatch.setattr(budget, "plan_cells", lambda preset, stored=None, real=budget.plan_cells: real("cpu", stored))
     out = tmp_path / "results"

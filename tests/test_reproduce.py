@@ -30,6 +30,23 @@ def counted_runs(monkeypatch):
     return calls
 
 
+
+def test_a_plan_that_grows_with_its_results_runs_the_new_cells_in_plan_order(data_root, tmp_path, counted_runs,
+                                                                             monkeypatch):
+    def cell(size):
+        return Cell(f"1-NN at {size} px", "pixel_1nn", options={"input_size": size}, learns=False)
+
+    def staged_plan(self, preset, stored=None):
+        first, rest = cell(14), [cell(20), cell(22)]
+        chosen = stored is not None and stored(first, "mnist10", {}, 0) is not None
+        return ("mnist10",), [first, *([cell(18)] if chosen else []), *rest]  # planned once the first is in
+
+    monkeypatch.setattr(koch.Table3, "plan", staged_plan)
+    rep.reproduce("table3", "cpu", 1, tmp_path / "store", tmp_path / "out", command="bench reproduce table3")
+    # the new cell runs as soon as it is planned, before the rest of the round it grew in
+    assert [options["input_size"] for _, options, _ in counted_runs] == ["14", "18", "20", "22"]
+    assert "1-NN at 18 px" in (tmp_path / "out" / "table3.md").read_text()
+
 def test_reproduce_writes_tables_and_skips_stored_runs(data_root, tmp_path, counted_runs):
     store, out = tmp_path / "store", tmp_path / "results"
     frame = rep.reproduce("table3", "cpu", 1, store, out, command="bench reproduce table3")

@@ -91,16 +91,19 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     ``progress`` has stage/start/advance."""
     maker = TABLES.get(table)()
     start = time.perf_counter()
-    attempted: set[str] = set()
-    while True:  # a round per plan: a table may plan more once a round's results are stored
+
+    def plan():
         planned = specs(table, preset, seeds, data_root, store / "checkpoints", _records(store))
-        keys = [spec_key(spec) for _, spec in planned]
-        if not run_missing or set(keys) <= attempted:
-            break
+        return planned, [spec_key(spec) for _, spec in planned]
+
+    planned, keys = plan()
+    while run_missing:  # a round per plan: a table may plan more once some results are stored
         if on == "ray":
             run_on_ray(planned, keys, store, address, retries)
-        _run_here(table, planned, keys, store, progress, poll)
-        attempted |= set(keys)
+        _run_here(table, planned, keys, store, progress, poll, grown=lambda: bool(set(plan()[1]) - set(keys)))
+        before, planned, keys = set(keys), *plan()
+        if set(keys) <= before <= {record_key(r) for r in _records(store)}:
+            break  # nothing new planned, everything stored
     records = _records(store)
     by_key = {record_key(r): r for r in records}
     runs = [PlannedRun(cell, spec.protocol, spec.protocol_options, spec.seed, by_key.get(key))
@@ -111,10 +114,11 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     return frame
 
 
-def _run_here(table: str, planned, keys, store: Path, progress, poll: float) -> None:
+def _run_here(table: str, planned, keys, store: Path, progress, poll: float, grown=lambda: False) -> None:
     """Run the planned runs the store lacks, one training per cell and seed: its runs go to one
     process in plan order (the first fits, the others reuse its weights), so two reproduces never
-    train the same network side by side."""
+    train the same network side by side. After each training, ``grown()`` says whether the table now
+    plans more (a choice its new results made): then the round stops, so the new plan's order holds."""
     if progress:
         progress.stage(f"reproduce {table} ({len(planned)} runs)")
         progress.start(len(planned))
@@ -145,6 +149,8 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float) -> 
                         progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: ran")
             finally:
                 lock.release()
+            if grown():
+                return
         pending = waiting
         if pending:
             time.sleep(poll)
