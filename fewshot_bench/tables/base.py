@@ -120,6 +120,11 @@ def rounded_cell(runs: list[dict]) -> tuple[float, float, str]:
     return round(c["accuracy"], 2), round(c["ci95"], 2), runs[0]["ci_unit"] if len(runs) == 1 else "training seeds"
 
 
+def p_text(p: float) -> str:
+    """A p-value as the notes print it: an exact test's p can underflow to 0."""
+    return f"p = {p:.2g}" if p > 0 else "p < 1e-300"
+
+
 def verdict(value) -> bool | None:
     """A still-improving verdict as read back from a frame: bool (or numpy bool), else None (unknown)."""
     return bool(value) if isinstance(value, (bool, np.bool_)) else None

@@ -25,7 +25,7 @@ from fewshot_bench.errors import UserError
 from fewshot_bench.records import write_atomic
 from fewshot_bench.stats import t_interval
 from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, by_accuracy, correct_by_row,
-                                       machine_line, paired_test, pyplot)
+                                       machine_line, p_text, paired_test, pyplot)
 
 BUDGET_GFLOP = 15_000.0  # about 5 minutes of a Conv-4 step on 2 AVX2 cores in fp32
 EPOCHS = 8
@@ -247,4 +247,4 @@ def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
     first, second = by_accuracy(correct)[:2]
     test = paired_test(correct[first], correct[second])
     verdict = ">" if test["p_value"] < 0.05 else "= (a tie)"
-    return f"{first} {verdict} {second}, p = {test['p_value']:.2g}"
+    return f"{first} {verdict} {second}, {p_text(test['p_value'])}"

@@ -18,8 +18,8 @@ from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import training_budget, write_atomic
 from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, alphabet_columns, budget_columns,
-                                       by_accuracy, correct_by_row, machine_line, paired_test, pyplot, rounded_cell,
-                                       verdict)
+                                       by_accuracy, correct_by_row, machine_line, p_text, paired_test, pyplot,
+                                       rounded_cell, verdict)
 
 # Omniglot on Vinyals et al. 2016's split, accuracy (%) for 5-way 1-shot, 5-way 5-shot, 20-way
 # 1-shot, 20-way 5-shot, as each paper's Omniglot table gives it
@@ -403,5 +403,5 @@ def ranking(runs: list[PlannedRun], label: str) -> str:
     text = order[0]
     for a, b in zip(order, order[1:]):
         test = paired_test(by_row[a], by_row[b])
-        text += f" {'>' if test['p_value'] < 0.05 else '='} {b} (p = {test['p_value']:.2g})"
+        text += f" {'>' if test['p_value'] < 0.05 else '='} {b} ({p_text(test['p_value'])})"
     return text
