@@ -193,6 +193,10 @@ class Budget(Table):
                 ax.fill_between(part["gflop"], part["accuracy"] - band, part["accuracy"] + band,
                                 color=line.get_color(), alpha=0.15)
             ax.set_xscale("log")
+            shares = [BUDGET_GFLOP * epoch / EPOCHS for epoch in FRACTIONS]  # ticks at the budget's shares only
+            ax.set_xlim(shares[0] / 1.6, shares[-1] * 1.6)
+            ax.set_xticks(shares, [f"{g:,.0f}" for g in shares], fontsize=8)
+            ax.minorticks_off()
             ax.set_title(task, fontsize=10)
             ax.set_xlabel("training compute (GFLOP, forward and backward)")
             ax.grid(alpha=0.3)
