@@ -92,19 +92,20 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
     maker = TABLES.get(table)()
     start = time.perf_counter()
 
-    def plan():
-        planned = specs(table, preset, seeds, data_root, store / "checkpoints", _records(store))
-        return planned, [spec_key(spec) for _, spec in planned]
+    def plan():  # the table's runs, their keys, and the store's records they were planned from
+        records = _records(store)
+        planned = specs(table, preset, seeds, data_root, store / "checkpoints", records)
+        return planned, [spec_key(spec) for _, spec in planned], records
 
-    planned, keys = plan()
+    planned, keys, records = plan()
     while run_missing:  # a round per plan: a table may plan more once some results are stored
         if on == "ray":
             run_on_ray(planned, keys, store, address, retries)
         _run_here(table, planned, keys, store, progress, poll, grown=lambda: bool(set(plan()[1]) - set(keys)))
-        before, planned, keys = set(keys), *plan()
-        if set(keys) <= before <= {record_key(r) for r in _records(store)}:
+        before = set(keys)
+        planned, keys, records = plan()
+        if set(keys) <= before <= {record_key(r) for r in records}:
             break  # nothing new planned, everything stored
-    records = _records(store)
     by_key = {record_key(r): r for r in records}
     runs = [PlannedRun(cell, spec.protocol, spec.protocol_options, spec.seed, by_key.get(key))
             for key, (cell, spec) in zip(keys, planned)]

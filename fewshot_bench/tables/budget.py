@@ -10,9 +10,10 @@ training serves its four points. Koch's task (omniglot20) trains the same recipe
 background alphabets (turned alphabets as new ones).
 
 Each method's learning rate is chosen on the val classes first: its paper's Adam rate times 1/3, 1
-and 3 (and up to two more factors of 3 while the best lies at the grid's edge), each trained on the train classes for the first quarter of the budget (seed 0) and scored on
-20-way one-shot episodes of the val classes; the best is the rate of all its budget trainings, on
-every task. The table plans those trainings once the choice is stored.
+and 3 (and up to two more factors of 3 while the best lies at the grid's edge), each trained on the
+train classes for the first quarter of the budget (seed 0) and scored on 20-way one-shot episodes
+of the val classes; the best is the rate of all its budget trainings, on every task. The table
+plans those trainings once the choice is stored.
 """
 from __future__ import annotations
 
@@ -75,18 +76,19 @@ def tuning_cells(preset: str, stored=None) -> list[Cell]:
                         protocols=(TUNE_TASK,), seeds=1)
 
         factors = list(LR_FACTORS)
-        while stored is not None:
-            chosen = chosen_rates([cell(f) for f in factors], stored).get(row)
+        while True:
+            row_cells = [cell(f) for f in factors]
+            chosen = None if stored is None else chosen_rates(row_cells, stored).get(row)
             if chosen is None:
                 break
-            rates = [cell(f).options["adam_lr"] for f in factors]
+            rates = [c.options["adam_lr"] for c in row_cells]
             if chosen[0] == rates[-1] and factors[-1] < LR_FACTORS[-1] * 3 ** EXTEND:
                 factors.append(factors[-1] * 3)
             elif chosen[0] == rates[0] and factors[0] > LR_FACTORS[0] / 3 ** EXTEND:
                 factors.insert(0, factors[0] / 3)
             else:
                 break
-        cells += [cell(f) for f in factors]
+        cells += row_cells
     return cells
 
 

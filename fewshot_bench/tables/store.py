@@ -48,7 +48,8 @@ def preset_label(record: dict) -> str:
     if current is None:
         return f"{preset} cfg {fingerprint(config)[:6]}"
     # an option the current config leaves out (at its default) but the record has: compare with the default
-    changed = {k: v for k, v in config.items() if current.get(k, _default(record["method"], k)) != v}
+    changed = {k: v for k, v in config.items()
+               if (current[k] if k in current else _default(record["method"], k)) != v}
     # an option the record lacks was left out at its neutral value (stored before the option existed)
     missing = {k: _default(record["method"], k) for k in current if k not in config}
     changed.update({k: v for k, v in missing.items() if current[k] != v})
