@@ -96,6 +96,10 @@ def test_compare_reports_mcnemar_on_identical_trials(data_root, tmp_path, capsys
     out = capsys.readouterr().out
     assert "exact McNemar p =" in out and "over 2000 paired trials" in out
     assert main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store]) == 0  # stored now
+    capsys.readouterr()
+    assert main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store, "--trial-seed", "1"]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # other draws are stored: the error names them
+    assert "stored on episodes: mhd --seed 0 --trial-seed 0, pixel_1nn --seed 0 --trial-seed 0" in err
 
 
 def test_compare_never_runs_what_the_store_lacks_unless_asked(tmp_path, capsys):

@@ -50,7 +50,8 @@ def command(args) -> None:
         commands = "; ".join(f"bench run --method {m} --protocol {args.protocol} --seed {args.seed}{seeds}"
                              f" --store {store}" for m in missing)
         raise UserError(f"{store} has no run of {' or '.join(missing)} on {args.protocol} with seed {args.seed} and "
-                        f"trial draws {','.join(map(str, trial_seeds))}: run {commands} (or add --run-missing)")
+                        f"trial draws {','.join(map(str, trial_seeds))}: run {commands} (or add --run-missing)"
+                        + _stored_elsewhere(stored, missing, args.protocol))
     args.trial_seed = ",".join(map(str, trial_seeds))
     records = [found[m] or execute(args, m) for m in (args.method_a, args.method_b)]
     correct = [[c for d in r["draws"] for c in d["correct"]] for r in records]
@@ -67,3 +68,17 @@ def command(args) -> None:
         path = comparison_gallery(*records, only_a.head(args.limit), only_b.head(args.limit),
                                   source_for(records[0], args.data_root), Path(args.gallery), test)
         say(f"wrote {path}")
+
+
+def _stored_elsewhere(stored: list[dict], methods: list[str], protocol: str) -> str:
+    """A hint naming the seeds and trial draws the store does hold for the missing methods."""
+    held = sorted({f"{r['method']} --seed {r['seed']} --trial-seed {_draws(r['trial_seeds'])}"
+                   for r in stored if r["method"] in methods and r["protocol"] == protocol})
+    return f"; stored on {protocol}: {', '.join(held)}" if held else ""
+
+
+def _draws(seeds: list[int]) -> str:
+    """Trial draws as the CLI takes them: 0-9 for a range, 0,4,7 otherwise."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
