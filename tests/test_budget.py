@@ -96,3 +96,24 @@ def test_the_rate_grid_grows_while_its_best_rate_lies_at_its_edge(monkeypatch):
 
     assert len(rates(partial)) == len(base) + 1
     assert not [c for c in budget.plan_cells("cpu", partial) if not c.options.get("keep") == "last"]
+
+
+def test_the_notes_say_which_pairs_change_order_and_set_the_full_budget_beside_table4():
+    def run(row, epoch, hits):  # a stored 5w1s run of 400 trials, ``hits`` of them right (the first ones)
+        cell = budget.Cell(row, "protonet", "cpu_1shot", {"keep": f"epoch{epoch}"})
+        record = {"draws": [{"correct": [1] * hits + [0] * (400 - hits)}]}
+        return budget.PlannedRun(cell, "vinyals", {"way": 5, "shot": 1}, 0, record)
+
+    runs = [run("Prototypical nets (60-way)", 1, 300), run("SimpleShot (classifier)", 1, 200),
+            run("Prototypical nets (60-way)", 8, 320), run("SimpleShot (classifier)", 8, 380)]
+    frame = pd.DataFrame([{"system": "SimpleShot (classifier)", "task": "5w1s", "share": "1", "accuracy": 95.0},
+                          {"system": "Prototypical nets (60-way)", "task": "5w1s", "share": "1", "accuracy": 80.0}])
+    table4 = pd.DataFrame([{"system": "SimpleShot", "5w1s": 97.1, "5w1s_gflop": 36_800.0},
+                           {"system": "Prototypical nets", "5w1s": float("nan"), "5w1s_gflop": float("nan")}])
+    text = "\n".join(budget.reading_lines(frame, runs, table4))
+    assert ("order at 1/8 of the budget: Prototypical nets (60-way), SimpleShot (classifier); at 1: "
+            "SimpleShot (classifier), Prototypical nets (60-way)") in text
+    assert "SimpleShot (classifier) passes Prototypical nets (60-way) (1/8: Prototypical nets (60-way) > " in text
+    assert "| SimpleShot (classifier) | 5w1s | 95.0 | SimpleShot | 97.1 | 36,800 | -2.1 |" in text
+    assert "| Prototypical nets (60-way) | 5w1s | 80.0 | Prototypical nets | not run | | |" in text
+    assert "no table4.csv" in "\n".join(budget.reading_lines(frame, runs, None))

@@ -53,6 +53,15 @@ ROWS = (("Prototypical nets (60-way)", "protonet", "cpu_1shot", {}),
         ("Contrastive siamese", "contrastive_siamese", "cpu", {**CONV4, "pairs": 30_000}))
 
 
+# the Table 4 row that trains each method by its paper's recipe (or, for the twins, our presets): the
+# notes set each method's largest-budget point beside it
+TABLE4_ROWS = {"Prototypical nets (60-way)": "Prototypical nets", "Matching nets (20-way)": "Matching nets (scaled cosine)",
+               "Relation nets (20-way, own encoder)": "Relation nets",
+               "MAML first-order (20-way, own strided Conv-4)": "MAML (first-order)", "SimpleShot (classifier)": "SimpleShot",
+               "Conv siamese, trial loss": "Conv siamese (our cpu preset)",
+               "Conv siamese, pair loss": "Conv siamese (as Vinyals ran it)"}
+
+
 def budget_options() -> dict:
     return {"budget_gflop": BUDGET_GFLOP, "epochs": EPOCHS, "patience": EPOCHS, "schedule": "constant",
             "snapshots": ",".join(str(e) for e in FRACTIONS)}
@@ -174,7 +183,7 @@ class Budget(Table):
                                                            f"{accuracy[s]:.1f}" for s in FRACTIONS.values()) + " |")
             lines += ["", "Top two at each budget (paired exact McNemar test on the identical trials, seeds paired): "
                       + "; ".join(f"{share}: {top_two(runs, task, epoch)}" for epoch, share in FRACTIONS.items())]
-        lines += ["", *rate_lines(runs)]
+        lines += ["", *reading_lines(frame, runs, _table4(out_dir)), "", *rate_lines(runs)]
         write_atomic(out_dir / "budget.md", "\n".join(lines) + "\n")
         self.plot(frame, out_dir / "budget.png")
 
@@ -245,12 +254,81 @@ def task_of(run: PlannedRun) -> str:
                 if protocol == run.protocol and all(run.protocol_options.get(k) == v for k, v in options.items()))
 
 
-def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
-    """The two best methods at one budget, decided by a paired test on identical trials."""
-    correct = correct_by_row(runs, lambda run: task_of(run) == task and run.cell.options["keep"] == f"epoch{epoch}")
-    if len(correct) < 2:
-        return "not run"
-    first, second = by_accuracy(correct)[:2]
+def _correct_at(runs: list[PlannedRun], task: str, epoch: int) -> dict[str, dict[int, list[int]]]:
+    return correct_by_row(runs, lambda run: task_of(run) == task and run.cell.options["keep"] == f"epoch{epoch}")
+
+
+def _compared(correct: dict, first: str, second: str) -> str:
+    """``first`` against ``second`` (the more accurate first) by a paired test: '>' or a tie."""
     test = paired_test(correct[first], correct[second])
     verdict = ">" if test["p_value"] < 0.05 else "= (a tie)"
     return f"{first} {verdict} {second}, {p_text(test['p_value'])}"
+
+
+def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
+    """The two best methods at one budget, decided by a paired test on identical trials."""
+    correct = _correct_at(runs, task, epoch)
+    if len(correct) < 2:
+        return "not run"
+    return _compared(correct, *by_accuracy(correct)[:2])
+
+
+def reading_lines(frame: pd.DataFrame, runs: list[PlannedRun], table4: pd.DataFrame | None) -> list[str]:
+    """What the figure shows: per task, the order at the smallest and the largest budget read and the
+    pairs whose order flips between them (each end decided by a paired test); then each method's
+    largest-budget point beside its row of Table 4."""
+    lines = ["## What the figure shows", ""]
+    epochs = list(FRACTIONS)
+    for task in dict.fromkeys(frame["task"]):
+        first, last = _correct_at(runs, task, epochs[0]), _correct_at(runs, task, epochs[-1])
+        both = [row for row in by_accuracy(last) if row in first]
+        if len(both) < 2:
+            lines.append(f"- {task}: fewer than two methods read at both {FRACTIONS[epochs[0]]} and "
+                         f"{FRACTIONS[epochs[-1]]} of the budget")
+            continue
+        start = [row for row in by_accuracy(first) if row in both]
+        flips = []
+        for i, a in enumerate(start):
+            for b in start[i + 1:]:
+                if both.index(b) < both.index(a):  # b was below a at the start and is above it at the end
+                    flips.append(f"{b} passes {a} ({FRACTIONS[epochs[0]]}: {_compared(first, a, b)}; "
+                                 f"{FRACTIONS[epochs[-1]]}: {_compared(last, b, a)})")
+        lines.append(f"- {task}: order at {FRACTIONS[epochs[0]]} of the budget: {', '.join(start)}; at "
+                     f"{FRACTIONS[epochs[-1]]}: {', '.join(both)}; "
+                     + ("no pair changes order" if not flips else "order changes: " + "; ".join(flips)))
+    lines += ["", *table4_lines(frame, table4)]
+    return lines
+
+
+def table4_lines(frame: pd.DataFrame, table4: pd.DataFrame | None) -> list[str]:
+    """Each method's largest-budget point beside its Table 4 cell on the same task (that row's own
+    recipe: its network, the trainval classes, its training length)."""
+    if table4 is None:
+        return ["Table 4 is not beside this table (no table4.csv in the output folder): run `bench reproduce "
+                "table4 --stored` into it to set each method's largest budget beside its paper's recipe."]
+    full = FRACTIONS[max(FRACTIONS)]
+    lines = [f"Each method at the full budget ({BUDGET_GFLOP:,.0f} GFLOP, Conv-4, train classes) beside its row of "
+             "Table 4 (its paper's recipe, or our preset, on trainval; the GFLOP that row's training spent):", "",
+             "| system | task | budget | Table 4 row | Table 4 | Table 4 GFLOP | budget - Table 4 |",
+             "|---|---|---|---|---|---|---|"]
+    points = frame[frame["share"] == full].dropna(subset=["accuracy"])
+    by_system = table4.set_index("system")
+    for _, point in points.iterrows():
+        row = TABLE4_ROWS.get(point["system"])
+        column = point["task"]
+        if row is None or row not in by_system.index or column not in by_system.columns:
+            continue
+        theirs = by_system.at[row, column]
+        spent = by_system.at[row, f"{column}_gflop"] if f"{column}_gflop" in by_system.columns else float("nan")
+        if pd.isna(theirs):
+            lines.append(f"| {point['system']} | {column} | {point['accuracy']:.1f} | {row} | not run | | |")
+            continue
+        spent_text = "" if pd.isna(spent) else f"{spent:,.0f}"
+        lines.append(f"| {point['system']} | {column} | {point['accuracy']:.1f} | {row} | {theirs:.1f} | "
+                     f"{spent_text} | {point['accuracy'] - theirs:+.1f} |")
+    return lines
+
+
+def _table4(out_dir: Path) -> pd.DataFrame | None:
+    path = out_dir / "table4.csv"
+    return pd.read_csv(path) if path.is_file() else None
