@@ -171,6 +171,7 @@ def test_report_renders_in_a_real_browser_at_desktop_and_phone_widths(data_root,
         sections = attrs["data-sections"].split(",")
         assert sections == attrs["data-toc"].split(",")  # every section in the contents, in order
         assert {"table1", "table2", "table3", "table4", "every-run", "heatmap", "curves", "galleries"} <= set(sections)
+        assert sections[:4] == ["table1", "table2", "table3", "table4"]  # the paper's tables first, then ours
         plots = len([p for p in tables.glob("*.png") if p.with_suffix(".md").is_file()])  # the committed tables
         assert int(attrs["data-images"]) == plots + 4  # the tables' plots, heatmap, the twin's curves, two galleries
         assert json.loads(attrs["data-broken"].replace("&quot;", '"')) == []

@@ -114,11 +114,12 @@ def markdown_section(text: str) -> tuple[str, str]:
 
 
 def _paper_tables(tables: Path, out: Path) -> list[tuple[str, str, str]]:
-    """A section per table of the registry whose Markdown file is in ``tables``, in the registry's order."""
+    """A section per table of the registry whose Markdown file is in ``tables``: the papers' tables in
+    their order, then ours (the budget comparison)."""
     from fewshot_bench.tables.base import TABLES
 
     sections = []
-    for name in TABLES.names():
+    for name in sorted(TABLES.names(), key=lambda name: (not name.startswith("table"), name)):
         md, png = tables / f"{name}.md", tables / f"{name}.png"
         if not md.is_file():
             continue
