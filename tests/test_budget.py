@@ -111,9 +111,9 @@ def test_the_notes_say_which_pairs_change_order_and_set_the_full_budget_beside_t
     table4 = pd.DataFrame([{"system": "SimpleShot", "5w1s": 97.1, "5w1s_gflop": 36_800.0},
                            {"system": "Prototypical nets", "5w1s": float("nan"), "5w1s_gflop": float("nan")}])
     text = "\n".join(budget.reading_lines(frame, runs, table4))
-    assert ("order at 1/8 of the budget: Prototypical nets (60-way), SimpleShot (classifier); at 1: "
-            "SimpleShot (classifier), Prototypical nets (60-way)") in text
-    assert "SimpleShot (classifier) passes Prototypical nets (60-way) (1/8: Prototypical nets (60-way) > " in text
+    assert ("at 1/8 of the budget: (1) Prototypical nets (60-way) (2) SimpleShot (classifier); at 1: "
+            "(1) SimpleShot (classifier) (2) Prototypical nets (60-way)") in text
+    assert "  - SimpleShot (classifier) passes Prototypical nets (60-way): at 1/8 Prototypical nets (60-way) > " in text
     assert "| SimpleShot (classifier) | 5w1s | 95.0 | SimpleShot | 97.1 | 36,800 | -2.1 |" in text
     assert "| Prototypical nets (60-way) | 5w1s | 80.0 | Prototypical nets | not run | | |" in text
     assert "no table4.csv" in "\n".join(budget.reading_lines(frame, runs, None))

@@ -275,29 +275,36 @@ def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
 
 def reading_lines(frame: pd.DataFrame, runs: list[PlannedRun], table4: pd.DataFrame | None) -> list[str]:
     """What the figure shows: per task, the order at the smallest and the largest budget read and the
-    pairs whose order flips between them (each end decided by a paired test); then each method's
-    largest-budget point beside its row of Table 4."""
+    pairs whose order flips between them (each end decided by a paired test: a flip that is a tie at
+    both ends is noise and left out); then each method's largest-budget point beside its row of Table 4."""
     lines = ["## What the figure shows", ""]
-    epochs = list(FRACTIONS)
+    small, full = FRACTIONS[min(FRACTIONS)], FRACTIONS[max(FRACTIONS)]
     for task in dict.fromkeys(frame["task"]):
-        first, last = _correct_at(runs, task, epochs[0]), _correct_at(runs, task, epochs[-1])
-        both = [row for row in by_accuracy(last) if row in first]
-        if len(both) < 2:
-            lines.append(f"- {task}: fewer than two methods read at both {FRACTIONS[epochs[0]]} and "
-                         f"{FRACTIONS[epochs[-1]]} of the budget")
+        first, last = _correct_at(runs, task, min(FRACTIONS)), _correct_at(runs, task, max(FRACTIONS))
+        end = [row for row in by_accuracy(last) if row in first]
+        if len(end) < 2:
+            lines.append(f"- {task}: fewer than two methods read at both {small} and {full} of the budget")
             continue
-        start = [row for row in by_accuracy(first) if row in both]
+        start = [row for row in by_accuracy(first) if row in end]
+        lines.append(f"- {task}, most accurate first, at {small} of the budget: {_ranked(start)}; at {full}: "
+                     f"{_ranked(end)}")
         flips = []
         for i, a in enumerate(start):
             for b in start[i + 1:]:
-                if both.index(b) < both.index(a):  # b was below a at the start and is above it at the end
-                    flips.append(f"{b} passes {a} ({FRACTIONS[epochs[0]]}: {_compared(first, a, b)}; "
-                                 f"{FRACTIONS[epochs[-1]]}: {_compared(last, b, a)})")
-        lines.append(f"- {task}: order at {FRACTIONS[epochs[0]]} of the budget: {', '.join(start)}; at "
-                     f"{FRACTIONS[epochs[-1]]}: {', '.join(both)}; "
-                     + ("no pair changes order" if not flips else "order changes: " + "; ".join(flips)))
+                if end.index(b) > end.index(a):
+                    continue  # the same order at both ends
+                before, after = _compared(first, a, b), _compared(last, b, a)
+                ties = ("a tie" in before) + ("a tie" in after)
+                if ties < 2:
+                    flips.append(f"  - {b} passes {a}{' (a tie at one end)' if ties else ''}: at {small} "
+                                 f"{before}; at {full} {after}")
+        lines += flips or ["  - no pair changes order beyond the noise of a paired test"]
     lines += ["", *table4_lines(frame, table4)]
     return lines
+
+
+def _ranked(rows: list[str]) -> str:
+    return " ".join(f"({i}) {row}" for i, row in enumerate(rows, 1))  # names hold commas
 
 
 def table4_lines(frame: pd.DataFrame, table4: pd.DataFrame | None) -> list[str]:
