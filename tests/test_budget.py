@@ -117,3 +117,14 @@ def test_the_notes_say_which_pairs_change_order_and_set_the_full_budget_beside_t
     assert "| SimpleShot (classifier) | 5w1s | 95.0 | SimpleShot | 97.1 | 36,800 | -2.1 |" in text
     assert "| Prototypical nets (60-way) | 5w1s | 80.0 | Prototypical nets | not run | | |" in text
     assert "no table4.csv" in "\n".join(budget.reading_lines(frame, runs, None))
+
+
+def test_a_cell_says_its_seeds_where_they_differ_from_the_table():
+    frame = pd.DataFrame([{"accuracy": 90.0, "ci95_seeds": 1.5, "seeds": 3}, {"accuracy": 80.0, "ci95_seeds": 2.0, "seeds": 3},
+                          {"accuracy": 70.0, "ci95_seeds": float("nan"), "seeds": 1},
+                          {"accuracy": float("nan"), "ci95_seeds": float("nan"), "seeds": 0}])
+    usual = budget.usual_seeds(frame)
+    assert usual == 3 and "mean over 3 training seeds ± the 95% t-interval over seeds" in budget.seeds_line(frame)
+    texts = [budget.cell_text(row, usual) for _, row in frame.iterrows()]
+    assert texts == ["90.0 ± 1.5", "80.0 ± 2.0", f"70.0 (1 of {budget.SEEDS} seeds)", "not run"]
+    assert "one training seed" in budget.seeds_line(frame.iloc[2:])

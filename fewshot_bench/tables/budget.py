@@ -170,17 +170,17 @@ class Budget(Table):
         lines = [f"# budget: {self.summary}", "", f"- command: `{about.command}`", machine_line(),
                  *about.missing_line(len(runs)),
                  f"- backbone Conv-4 (relation nets and MAML keep their papers' variants of it), the Vinyals train "
-                 f"classes (omniglot20: Koch's background), no augmentation; each training spends {BUDGET_GFLOP:,.4g} "
+                 f"classes (omniglot20: Koch's background), no augmentation; each training spends {BUDGET_GFLOP:,.0f} "
                  f"GFLOP over {EPOCHS} epochs at a constant learning rate chosen on the val classes (below), "
                  f"read after epochs {', '.join(map(str, FRACTIONS))} (shares "
-                 f"{', '.join(FRACTIONS.values())} of the budget); cells: mean over training seeds"]
+                 f"{', '.join(FRACTIONS.values())} of the budget)", seeds_line(frame)]
         for task, part in frame.groupby("task", sort=False):
             lines += ["", f"## {task}", "", "| system | " + " | ".join(FRACTIONS.values()) + " |",
                       "|---" * (len(FRACTIONS) + 1) + "|"]
             for system, cells in part.groupby("system", sort=False):
-                accuracy = dict(zip(cells["share"], cells["accuracy"]))
-                lines.append(f"| {system} | " + " | ".join("not run" if pd.isna(accuracy.get(s)) else
-                                                           f"{accuracy[s]:.1f}" for s in FRACTIONS.values()) + " |")
+                by_share = {row["share"]: row for _, row in cells.iterrows()}
+                lines.append(f"| {system} | " + " | ".join(cell_text(by_share.get(s), usual_seeds(frame))
+                                                           for s in FRACTIONS.values()) + " |")
             lines += ["", "Top two at each budget (paired exact McNemar test on the identical trials, seeds paired): "
                       + "; ".join(f"{share}: {top_two(runs, task, epoch)}" for epoch, share in FRACTIONS.items())]
         lines += ["", *reading_lines(frame, runs, _table4(out_dir)), "", *rate_lines(runs)]
@@ -219,6 +219,27 @@ class Budget(Table):
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return True
+
+
+def usual_seeds(frame: pd.DataFrame) -> int:
+    """The number of training seeds most cells hold (a partial reproduce has cells with fewer)."""
+    counts = frame.loc[frame["seeds"] > 0, "seeds"]
+    return int(counts.mode().max()) if len(counts) else 0
+
+
+def seeds_line(frame: pd.DataFrame) -> str:
+    usual = usual_seeds(frame)
+    interval = " ± the 95% t-interval over seeds" if usual > 1 else ""
+    over = "one training seed" if usual == 1 else f"mean over {usual} training seeds{interval}"
+    return f"- cells: accuracy (%), {over} (of the {SEEDS} planned); a cell with another number of seeds says so"
+
+
+def cell_text(row, usual: int) -> str:
+    """One budget cell: mean (± interval over seeds), and its seed count where it is not the usual one."""
+    if row is None or pd.isna(row["accuracy"]):
+        return "not run"
+    text = f"{row['accuracy']:.1f}" + (f" ± {row['ci95_seeds']:.1f}" if row["seeds"] > 1 else "")
+    return text if row["seeds"] == usual else f"{text} ({int(row['seeds'])} of {SEEDS} seeds)"
 
 
 def rate_lines(runs: list[PlannedRun]) -> list[str]:
