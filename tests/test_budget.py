@@ -120,7 +120,8 @@ def test_the_notes_say_which_pairs_change_order_and_set_the_full_budget_beside_t
 
 
 def test_a_cell_says_its_seeds_where_they_differ_from_the_table():
-    frame = pd.DataFrame([{"accuracy": 90.0, "ci95_seeds": 1.5, "seeds": 3}, {"accuracy": 80.0, "ci95_seeds": 2.0, "seeds": 3},
+    frame = pd.DataFrame([{"accuracy": 90.0, "ci95_seeds": 1.5, "seeds": 3},
+                          {"accuracy": 80.0, "ci95_seeds": 2.0, "seeds": 3},
                           {"accuracy": 70.0, "ci95_seeds": float("nan"), "seeds": 1},
                           {"accuracy": float("nan"), "ci95_seeds": float("nan"), "seeds": 0}])
     usual = budget.usual_seeds(frame)

@@ -55,9 +55,11 @@ ROWS = (("Prototypical nets (60-way)", "protonet", "cpu_1shot", {}),
 
 # the Table 4 row that trains each method by its paper's recipe (or, for the twins, our presets): the
 # notes set each method's largest-budget point beside it
-TABLE4_ROWS = {"Prototypical nets (60-way)": "Prototypical nets", "Matching nets (20-way)": "Matching nets (scaled cosine)",
+TABLE4_ROWS = {"Prototypical nets (60-way)": "Prototypical nets",
+               "Matching nets (20-way)": "Matching nets (scaled cosine)",
                "Relation nets (20-way, own encoder)": "Relation nets",
-               "MAML first-order (20-way, own strided Conv-4)": "MAML (first-order)", "SimpleShot (classifier)": "SimpleShot",
+               "MAML first-order (20-way, own strided Conv-4)": "MAML (first-order)",
+               "SimpleShot (classifier)": "SimpleShot",
                "Conv siamese, trial loss": "Conv siamese (our cpu preset)",
                "Conv siamese, pair loss": "Conv siamese (as Vinyals ran it)"}
 
