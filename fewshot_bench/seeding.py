@@ -23,3 +23,10 @@ def parse_seeds(text) -> list[int]:
             raise UserError(f"bad seed list {text!r}: use a number (3), a range (0-9) or a list (0,4,7)")
         seeds.extend(range(int(m[1]), int(m[2] or m[1]) + 1))
     return seeds
+
+
+def format_seeds(seeds: list[int]) -> str:
+    """The inverse of :func:`parse_seeds`: [0..9] -> ``"0-9"``, [0, 4, 7] -> ``"0,4,7"``."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))

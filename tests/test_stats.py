@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fewshot_bench.seeding import parse_seeds
+from fewshot_bench.seeding import format_seeds, parse_seeds
 from fewshot_bench.errors import UserError
 from fewshot_bench.stats import mcnemar_exact, set_interval, t_interval
 
@@ -42,6 +42,11 @@ def test_mcnemar_identical_methods_p_is_one():
 @pytest.mark.parametrize("text,seeds", [("3", [3]), ("0-4", [0, 1, 2, 3, 4]), ("0,4,7", [0, 4, 7]), ("1-2,5", [1, 2, 5])])
 def test_parse_seeds(text, seeds):
     assert parse_seeds(text) == seeds
+    assert parse_seeds(format_seeds(seeds)) == seeds  # the text the CLI's messages print reads back
+
+
+def test_format_seeds_writes_ranges_as_ranges():
+    assert [format_seeds(s) for s in ([3], list(range(10)), [0, 4, 7])] == ["3", "0-9", "0,4,7"]
 
 
 @pytest.mark.parametrize("text", ["x", "5-2", "-1", "1--3"])

@@ -72,13 +72,8 @@ def command(args) -> None:
 
 def _stored_elsewhere(stored: list[dict], methods: list[str], protocol: str) -> str:
     """A hint naming the seeds and trial draws the store does hold for the missing methods."""
-    held = sorted({f"{r['method']} --seed {r['seed']} --trial-seed {_draws(r['trial_seeds'])}"
+    from fewshot_bench.seeding import format_seeds
+
+    held = sorted({f"{r['method']} --seed {r['seed']} --trial-seed {format_seeds(r['trial_seeds'])}"
                    for r in stored if r["method"] in methods and r["protocol"] == protocol})
     return f"; stored on {protocol}: {', '.join(held)}" if held else ""
-
-
-def _draws(seeds: list[int]) -> str:
-    """Trial draws as the CLI takes them: 0-9 for a range, 0,4,7 otherwise."""
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds))
