@@ -125,7 +125,7 @@ def test_a_cell_says_its_seeds_where_they_differ_from_the_table():
                           {"accuracy": 70.0, "ci95_seeds": float("nan"), "seeds": 1},
                           {"accuracy": float("nan"), "ci95_seeds": float("nan"), "seeds": 0}])
     usual = budget.usual_seeds(frame)
-    assert usual == 3 and "mean over 3 training seeds ± the 95% t-interval over seeds" in budget.seeds_line(frame)
+    assert usual == 3 and "mean over 3 training seeds ± the 95% t-interval over seeds" in budget.seeds_line(usual)
     texts = [budget.cell_text(row, usual) for _, row in frame.iterrows()]
     assert texts == ["90.0 ± 1.5", "80.0 ± 2.0", f"70.0 (1 of {budget.SEEDS} seeds)", "not run"]
-    assert "one training seed" in budget.seeds_line(frame.iloc[2:])
+    assert "one training seed" in budget.seeds_line(budget.usual_seeds(frame.iloc[2:]))

@@ -168,6 +168,7 @@ class Budget(Table):
 
     def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        usual = usual_seeds(frame)
         frame.to_csv(out_dir / "budget.csv", index=False)
         lines = [f"# budget: {self.summary}", "", f"- command: `{about.command}`", machine_line(),
                  *about.missing_line(len(runs)),
@@ -175,13 +176,13 @@ class Budget(Table):
                  f"classes (omniglot20: Koch's background), no augmentation; each training spends {BUDGET_GFLOP:,.0f} "
                  f"GFLOP over {EPOCHS} epochs at a constant learning rate chosen on the val classes (below), "
                  f"read after epochs {', '.join(map(str, FRACTIONS))} (shares "
-                 f"{', '.join(FRACTIONS.values())} of the budget)", seeds_line(frame)]
+                 f"{', '.join(FRACTIONS.values())} of the budget)", seeds_line(usual)]
         for task, part in frame.groupby("task", sort=False):
             lines += ["", f"## {task}", "", "| system | " + " | ".join(FRACTIONS.values()) + " |",
                       "|---" * (len(FRACTIONS) + 1) + "|"]
             for system, cells in part.groupby("system", sort=False):
                 by_share = {row["share"]: row for _, row in cells.iterrows()}
-                lines.append(f"| {system} | " + " | ".join(cell_text(by_share.get(s), usual_seeds(frame))
+                lines.append(f"| {system} | " + " | ".join(cell_text(by_share.get(s), usual)
                                                            for s in FRACTIONS.values()) + " |")
             lines += ["", "Top two at each budget (paired exact McNemar test on the identical trials, seeds paired): "
                       + "; ".join(f"{share}: {top_two(runs, task, epoch)}" for epoch, share in FRACTIONS.items())]
@@ -229,8 +230,7 @@ def usual_seeds(frame: pd.DataFrame) -> int:
     return int(counts.mode().max()) if len(counts) else 0
 
 
-def seeds_line(frame: pd.DataFrame) -> str:
-    usual = usual_seeds(frame)
+def seeds_line(usual: int) -> str:
     interval = " ± the 95% t-interval over seeds" if usual > 1 else ""
     over = "one training seed" if usual == 1 else f"mean over {usual} training seeds{interval}"
     return f"- cells: accuracy (%), {over} (of the {SEEDS} planned); a cell with another number of seeds says so"
@@ -281,11 +281,12 @@ def _correct_at(runs: list[PlannedRun], task: str, epoch: int) -> dict[str, dict
     return correct_by_row(runs, lambda run: task_of(run) == task and run.cell.options["keep"] == f"epoch{epoch}")
 
 
-def _compared(correct: dict, first: str, second: str) -> str:
-    """``first`` against ``second`` (the more accurate first) by a paired test: '>' or a tie."""
+def _compared(correct: dict, first: str, second: str) -> tuple[str, bool]:
+    """``first`` against ``second`` (the more accurate first) by a paired test: '>' or a tie, and
+    whether it is a tie."""
     test = paired_test(correct[first], correct[second])
-    verdict = ">" if test["p_value"] < 0.05 else "= (a tie)"
-    return f"{first} {verdict} {second}, {p_text(test['p_value'])}"
+    tie = test["p_value"] >= 0.05
+    return f"{first} {'= (a tie)' if tie else '>'} {second}, {p_text(test['p_value'])}", tie
 
 
 def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
@@ -293,7 +294,7 @@ def top_two(runs: list[PlannedRun], task: str, epoch: int) -> str:
     correct = _correct_at(runs, task, epoch)
     if len(correct) < 2:
         return "not run"
-    return _compared(correct, *by_accuracy(correct)[:2])
+    return _compared(correct, *by_accuracy(correct)[:2])[0]
 
 
 def reading_lines(frame: pd.DataFrame, runs: list[PlannedRun], table4: pd.DataFrame | None) -> list[str]:
@@ -316,8 +317,8 @@ def reading_lines(frame: pd.DataFrame, runs: list[PlannedRun], table4: pd.DataFr
             for b in start[i + 1:]:
                 if end.index(b) > end.index(a):
                     continue  # the same order at both ends
-                before, after = _compared(first, a, b), _compared(last, b, a)
-                ties = ("a tie" in before) + ("a tie" in after)
+                (before, tie_before), (after, tie_after) = _compared(first, a, b), _compared(last, b, a)
+                ties = tie_before + tie_after
                 if ties < 2:
                     flips.append(f"  - {b} passes {a}{' (a tie at one end)' if ties else ''}: at {small} "
                                  f"{before}; at {full} {after}")
