@@ -204,3 +204,14 @@ def test_runs_with_identical_answers_are_one_heatmap_row():
     assert len(grid) == 2  # euclidean and l1 chose alike: one row under both names
     merged = next(name for name in grid.index if " = " in name)
     assert "metric=l1" in merged and "cosine" not in merged
+
+
+def test_the_curve_marks_the_epoch_a_training_kept():
+    import pandas as pd
+    from fewshot_bench.pictures.figures import kept_epoch
+
+    history = pd.DataFrame({"epoch": [0, 1, 2, 3], "validation_accuracy": [0.5, 0.8, 0.7, 0.75]})
+    assert kept_epoch(history, "best")["epoch"] == 1
+    assert kept_epoch(history, "last")["epoch"] == 3
+    assert kept_epoch(history, "epoch1")["epoch"] == 0  # snapshots count epochs from 1
+    assert kept_epoch(history, "epoch4")["epoch"] == 3

@@ -236,6 +236,11 @@ def test_table4_tiny_reproduce_writes_budgets_seeds_and_paired_orders(data_root,
     assert "Order on 20w1s" in md and (" > " in md or " = " in md) and (out / "table4.png").is_file()
     published = frame[frame["system"] == "Baseline classifier (Vinyals et al.)"].iloc[0]
     assert published["published_only"] and published["20w1s_paper"] == 69.5
+    # the figure's title counts the seeds stored, not the seeds planned
+    assert table4._seed_counts(frame) == "2 training seeds"
+    partial = frame.copy()
+    partial.loc[partial["method"] == "relation_net", "20w1s_seeds"] = 1
+    assert table4._seed_counts(partial) == "1-2 of 2 training seeds"
 
 
 def test_matching_cosines_carry_a_learned_scale():

@@ -177,6 +177,16 @@ def label(record: dict) -> str:
 
 # ---------------------------------------------------------------- curves and heatmaps
 
+def kept_epoch(history: pd.DataFrame, keep: str) -> pd.Series:
+    """The history row of the weights a training kept: the last epoch, a snapshot (``epochN``,
+    counted from 1), or the best validation accuracy."""
+    if keep == "last":
+        return history.iloc[-1]
+    if keep.startswith("epoch"):
+        return history[history["epoch"] == int(keep.removeprefix("epoch")) - 1].iloc[0]
+    return history.loc[history["validation_accuracy"].idxmax()]
+
+
 def learning_curves(records: list[dict], path: Path) -> Path:
     """Training loss and validation accuracy per epoch, one line per run and ensemble member."""
     plt = pyplot()
@@ -193,7 +203,7 @@ def learning_curves(records: list[dict], path: Path) -> Path:
             loss_ax.plot(h["epoch"] + 1, h["loss"], label=name)
             if h["validation_accuracy"].notna().any():
                 line, = acc_ax.plot(h["epoch"] + 1, 100 * h["validation_accuracy"], label=name)
-                kept = h.iloc[-1] if keep == "last" else h.loc[h["validation_accuracy"].idxmax()]
+                kept = kept_epoch(h, keep)
                 acc_ax.plot(kept["epoch"] + 1, 100 * kept["validation_accuracy"], marker="*", markersize=11,
                             color=line.get_color(), linestyle="none")
     from matplotlib.ticker import MaxNLocator

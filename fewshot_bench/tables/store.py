@@ -34,11 +34,16 @@ def latest_per_seed(records: list[dict]) -> dict[tuple, list[dict]]:
     """Group records by (method, preset label, protocol label); within a group keep the newest run
     per seed. Runs of one preset with a config other than the preset's current one (``--set``
     overrides, an older version of the preset) get separate rows, labelled by the options that
-    differ (``metric=cosine``), or by a short hash of their config when more than three do."""
+    differ (``metric=cosine``); when more than three do, by the three that tell trainings apart
+    best (``TELLING``), the count of the rest and a short hash of the config."""
     groups: dict[tuple, dict[int, dict]] = {}
     for r in records:  # oldest first, so newer runs overwrite
         groups.setdefault((r["method"], preset_label(r), protocol_label(r)), {})[r["seed"]] = r
     return {k: list(v.values()) for k, v in groups.items()}
+
+
+# the options a reader tells trainings apart by (a budget point, a tuned rate), named first when many differ
+TELLING = ("budget_gflop", "keep", "adam_lr", "lr", "epochs", "way", "shot", "network")
 
 
 def preset_label(record: dict) -> str:
@@ -55,7 +60,12 @@ def preset_label(record: dict) -> str:
     changed.update({k: v for k, v in missing.items() if current[k] != v})
     if not changed:
         return preset
-    options = _options(changed) if len(changed) <= 3 else f"cfg {fingerprint(config)[:6]}"
+    if len(changed) <= 3:
+        options = _options(changed)
+    else:  # name the options runs are told apart by; the hash keeps configs that differ elsewhere apart
+        named = sorted(changed, key=lambda k: TELLING.index(k) if k in TELLING else len(TELLING))[:3]
+        options = (f"{_options({k: changed[k] for k in named})} +{len(changed) - 3} more, "
+                   f"cfg {fingerprint(config)[:6]}")
     return options if preset == "-" else f"{preset} {options}"
 
 

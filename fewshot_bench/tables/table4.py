@@ -273,7 +273,7 @@ class Table4(Table):
             ax.tick_params(labelsize=7)
         axes[0].set_yticks(range(len(frame)), frame["system"], fontsize=8)
         axes[0].set_ylim(len(frame) - 0.5, -0.5)
-        fig.suptitle(f"table4: ours (dots, 95% CI; {SEEDED} over 3 training seeds; hollow = still improving) and "
+        fig.suptitle(f"table4: ours (dots, 95% CI; {SEEDED} over {_seed_counts(frame)}; hollow = still improving) and "
                      "the published figures (black diamonds); each panel's axis zoomed", fontsize=9)
         fig.supxlabel("accuracy (%)", fontsize=9)
         fig.tight_layout()
@@ -311,6 +311,16 @@ def _verdict(row, label: str) -> bool | None:
 
 def _improving(row, label: str) -> bool:
     return _verdict(row, label) is True
+
+
+def _seed_counts(frame: pd.DataFrame) -> str:
+    """The training seeds the seeded column's learned cells hold: '3 training seeds', or '1-3 of 3'
+    while a reproduce is partial."""
+    counts = frame.loc[frame[SEEDED].notna() & (frame[f"{SEEDED}_planned"] > 1), f"{SEEDED}_seeds"]
+    low, high = (int(counts.min()), int(counts.max())) if len(counts) else (SEEDS, SEEDS)
+    if low == high == SEEDS:
+        return f"{SEEDS} training seeds"
+    return f"{low if low == high else f'{low}-{high}'} of {SEEDS} training seeds"
 
 
 def _cell_text(row, label: str) -> str:
