@@ -252,6 +252,23 @@ def test_channels_last_layout_does_not_change_the_embedding():
     torch.testing.assert_close(h, reference, atol=1e-5, rtol=1e-4)
 
 
+def test_a_block_pooling_before_its_relu_gives_the_same_outputs_and_gradients_bit_for_bit():
+    from fewshot_bench.learning.networks import conv_block
+
+    torch.manual_seed(0)
+    block = conv_block(3, 8, 3, padding=1)
+    relu_first = torch.nn.Sequential(block[0], block[1], torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+    x = torch.randn(4, 3, 9, 9)  # odd sides: the pool drops the same last row and column either way
+    grads = []
+    for net in (block, relu_first):
+        net.zero_grad()
+        out = net(x)
+        out.pow(2).sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
+
+
 def test_bf16_training_runs_and_scores_in_float32(tmp_path):
     bg = synthetic_background()
     m = tiny(precision="bf16", epochs=2)
