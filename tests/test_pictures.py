@@ -215,3 +215,17 @@ def test_the_curve_marks_the_epoch_a_training_kept():
     assert kept_epoch(history, "last")["epoch"] == 3
     assert kept_epoch(history, "epoch1")["epoch"] == 0  # snapshots count epochs from 1
     assert kept_epoch(history, "epoch4")["epoch"] == 3
+
+
+def test_curves_of_many_runs_put_the_legend_below_the_panels(tmp_path):
+    from PIL import Image
+    from fewshot_bench.pictures.figures import learning_curves
+
+    def run(k):
+        history = [{"epoch": e, "loss": 1.0 / (e + 1 + k), "validation_accuracy": 0.5 + 0.05 * e} for e in range(3)]
+        return {"method": "m", "preset": None, "method_config": {"objective": "trials", "keep": "last"},
+                "training": {"history": history}}
+
+    few = Image.open(learning_curves([run(0)], tmp_path / "few.png")).size
+    many = Image.open(learning_curves([run(k) for k in range(8)], tmp_path / "many.png")).size
+    assert many[0] == few[0] and many[1] > few[1]  # taller by the legend's rows, not squeezed into a panel

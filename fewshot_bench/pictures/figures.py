@@ -214,8 +214,14 @@ def learning_curves(records: list[dict], path: Path) -> Path:
     loss_ax.set(xlabel="epoch", ylabel="training loss", title=f"training loss ({', '.join(objectives)} objective)")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
                title="validation accuracy (* = the weights kept)")
-    acc_ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    lines = len(acc_ax.get_legend_handles_labels()[1])
+    if lines <= 4:
+        acc_ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+    else:  # many runs: the legend below the panels, where it hides no curve
+        fig.set_figheight(3.6 + 0.16 * lines)
+        fig.legend(*acc_ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=1, frameon=False)
+        fig.tight_layout(rect=(0, 0.16 * lines / fig.get_figheight(), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
