@@ -87,7 +87,7 @@ def training_seconds(record: dict, records: list[dict] = ()) -> float:
 
 def training_budget(record: dict) -> dict | None:
     """What the run's weights cost to train, all members together: optimiser steps, images seen,
-    GFLOP (each epoch's first step counted forward and backward, times its steps), seconds (the
+    GFLOP (``epoch_gflop``), seconds (the
     epochs' own, of the slowest member: a training resumed across processes counts every epoch
     once), and whether it was still improving at the end (``still_improving``). None for a method
     that does not train."""
@@ -97,9 +97,18 @@ def training_budget(record: dict) -> dict | None:
     history = training["history"]
     return {"steps": sum(h.get("steps", 0) for h in history),
             "images": sum(h.get("images", 0) for h in history),
-            "gflop": sum(h.get("step_gflop", 0.0) * h.get("steps", 0) for h in history),
+            "gflop": sum(map(epoch_gflop, history)),
             "seconds": epoch_seconds(history),
             "still_improving": still_improving(history, training.get("validation_trials", 0))}
+
+
+def epoch_gflop(epoch: dict) -> float:
+    """An epoch's training compute: its first step counted (forward and backward) per image, times
+    the images of all its steps, so that batches of varying size (the trial loss's alphabets) count
+    what they cost; epochs recorded before ``step_images`` existed: the first step times the steps."""
+    if epoch.get("step_images"):
+        return epoch["step_gflop"] * epoch.get("images", 0) / epoch["step_images"]
+    return epoch.get("step_gflop", 0.0) * epoch.get("steps", 0)
 
 
 def epoch_seconds(history: list[dict]) -> float:

@@ -4,7 +4,7 @@ import pytest
 
 from fewshot_bench.api import METHODS
 from fewshot_bench.experiments import reproduce as rep
-from fewshot_bench.records import load_records, training_budget
+from fewshot_bench.records import epoch_gflop, load_records, training_budget
 from fewshot_bench.tables import budget
 from tests.test_every_plugin import synthetic_background
 
@@ -25,11 +25,20 @@ def test_a_budget_sets_the_steps_and_snapshots_read_it_at_shares(tmp_path):
     assert len(steps) == 1 and len(history) == 4  # the same steps every epoch, set from the budget
     spent = sum(h["step_gflop"] * h["steps"] for h in history)
     assert spent == pytest.approx(0.5, rel=0.5)  # rounded to whole steps
+    # episodes of one size: counting per image gives the same spend as counting per step
+    assert sum(map(epoch_gflop, history)) == pytest.approx(spent)
     w1 = first.model_.layers[0][0].weight
     w4 = last.model_.layers[0][0].weight
     assert not (w1 == w4).all()  # epoch 1's weights are not the final ones
     with pytest.raises(Exception, match="keep must be"):
         cls.make_config("tiny_episodes", {**options, "keep": "epoch3"})
+
+
+def test_an_epochs_compute_counts_the_images_its_varying_batches_held():
+    # the counted first step held 10 images at 2 GFLOP; the epoch's 5 steps held 50 in all
+    assert epoch_gflop({"step_gflop": 2.0, "step_images": 10, "images": 50, "steps": 5}) == 10.0
+    assert epoch_gflop({"step_gflop": 2.0, "step_images": 20, "images": 50, "steps": 2}) == 5.0
+    assert epoch_gflop({"step_gflop": 2.0, "images": 50, "steps": 5}) == 10.0  # recorded before step_images
 
 
 def test_budget_table_tiny_path(data_root, tmp_path, monkeypatch):

@@ -102,6 +102,7 @@ class TrainingLoop:
                 for loss in itertools.islice(steps, 1):
                     self._step(loss, optimizer, scheduler, losses)
                     images += objective.images
+            step_images = images  # the counted step's images: objectives whose batches vary scale by them
             for loss in steps:
                 self._step(loss, optimizer, scheduler, losses)
                 images += objective.images
@@ -112,7 +113,7 @@ class TrainingLoop:
             history.append({"epoch": epoch, "loss": loss, "validation_accuracy": acc if validation else None,
                             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick,
                             "bf16": self.bf16_, "steps": len(losses), "images": images,
-                            "step_gflop": counter.get_total_flops() / 1e9})
+                            "step_gflop": counter.get_total_flops() / 1e9, "step_images": step_images})
             done = stop or epoch == cfg.epochs - 1
             if epoch + 1 in cfg.snapshots:
                 snapshots[epoch + 1] = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}

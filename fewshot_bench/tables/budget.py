@@ -23,7 +23,7 @@ import pandas as pd
 
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
-from fewshot_bench.records import write_atomic
+from fewshot_bench.records import epoch_gflop, write_atomic
 from fewshot_bench.stats import t_interval
 from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, by_accuracy, correct_by_row,
                                        machine_line, p_text, paired_test, pyplot)
@@ -157,7 +157,7 @@ class Budget(Table):
         for (row, task, epoch), group in groups.items():
             done = [r.record for r in group if r.record is not None]
             accuracies = [100 * r["accuracy"] for r in done]
-            gflop = [sum(h["step_gflop"] * h["steps"] for h in r["training"]["history"][:epoch]) for r in done]
+            gflop = [sum(map(epoch_gflop, r["training"]["history"][:epoch])) for r in done]
             mean, half = t_interval(accuracies) if len(accuracies) > 1 else (sum(accuracies) / len(accuracies), float("nan")) \
                 if accuracies else (float("nan"), float("nan"))
             out.append({"system": row, "task": task, "adam_lr": group[0].cell.options["adam_lr"],
