@@ -229,3 +229,18 @@ def test_curves_of_many_runs_put_the_legend_below_the_panels(tmp_path):
     few = Image.open(learning_curves([run(0)], tmp_path / "few.png")).size
     many = Image.open(learning_curves([run(k) for k in range(8)], tmp_path / "many.png")).size
     assert many[0] == few[0] and many[1] > few[1]  # taller by the legend's rows, not squeezed into a panel
+
+
+def test_runs_read_from_one_training_share_one_curves_figure(tmp_path):
+    from fewshot_bench.pictures.report import _curves
+
+    history = [{"epoch": e, "loss": 1.0 / (e + 1), "validation_accuracy": 0.5 + 0.1 * e} for e in range(2)]
+
+    def run(run_id, keep, trained=history):
+        return {**fake_record([1, 0, 1], [-1.0] * 3, [-1.0, 0.0, -1.0], run_id, "m"), "seed": 0, "finished": run_id,
+                "method_config": {"keep": keep}, "protocol_config": {}, "training": {"history": trained}}
+
+    other = [{**h, "loss": 2.0} for h in history]
+    [(_, _, content)] = _curves([run("r1", "epoch1"), run("r2", "epoch2"), run("r3", "last", other)], tmp_path)
+    assert content.count("<details>") == 2 and "and 1 more read from its training" in content
+    assert "<code>r1</code>, <code>r2</code>" in content and len(list(tmp_path.glob("curves-*.png"))) == 2

@@ -5,6 +5,7 @@ method on ``omniglot20``."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 import time
@@ -159,14 +160,21 @@ def _slug(name: str) -> str:
 
 
 def _curves(records: list[dict], out: Path) -> list[tuple[str, str, str]]:
-    parts = []
+    # runs read from one training at several epochs (keep=epochN) share its history: one figure,
+    # one star per kept epoch, named after the first
+    trainings: dict[str, list[tuple[str, dict]]] = {}
     for title, record in _omniglot20_runs(records):
-        if (record.get("training") or {}).get("history"):
-            name = f"curves-{_slug(title)}.png"
-            learning_curves([record], out / name)
-            parts.append(f"<details><summary>{html.escape(title)}</summary><p class=note>run "
-                         f"<code>{html.escape(record['run_id'])}</code></p>"
-                         f'<img src="{name}" alt="learning curves of {html.escape(title)}"></details>')
+        history = (record.get("training") or {}).get("history")
+        if history:
+            trainings.setdefault(json.dumps(history, sort_keys=True), []).append((title, record))
+    parts = []
+    for runs in trainings.values():
+        title = runs[0][0] + (f" and {len(runs) - 1} more read from its training" if len(runs) > 1 else "")
+        name = f"curves-{_slug(runs[0][0])}.png"
+        learning_curves([record for _, record in runs], out / name)
+        ids = ", ".join(f"<code>{html.escape(record['run_id'])}</code>" for _, record in runs)
+        parts.append(f"<details><summary>{html.escape(title)}</summary><p class=note>run{'s' * (len(runs) > 1)} "
+                     f"{ids}</p><img src=\"{name}\" alt=\"learning curves of {html.escape(title)}\"></details>")
     if not parts:
         return []
     return [("curves", "Learning curves", "<p class=note>Training loss and accuracy on the validation trials per "
