@@ -214,11 +214,12 @@ def learning_curves(records: list[dict], path: Path) -> Path:
     loss_ax.set(xlabel="epoch", ylabel="training loss", title=f"training loss ({', '.join(objectives)} objective)")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
                title="validation accuracy (* = the weights kept)")
-    lines = len(acc_ax.get_legend_handles_labels()[1])
-    if lines <= 4:
+    labels = acc_ax.get_legend_handles_labels()[1]
+    lines = len(labels)
+    if lines <= 4 and max(map(len, labels), default=0) <= 40:
         acc_ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
-    else:  # many runs: the legend below the panels, where it hides no curve
+    else:  # many runs or long names: the legend below the panels, where it hides no curve
         fig.set_figheight(3.6 + 0.16 * lines)
         fig.legend(*acc_ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=1, frameon=False)
         fig.tight_layout(rect=(0, 0.16 * lines / fig.get_figheight(), 1, 1))
