@@ -87,10 +87,9 @@ def training_seconds(record: dict, records: list[dict] = ()) -> float:
 
 def training_budget(record: dict) -> dict | None:
     """What the run's weights cost to train, all members together: optimiser steps, images seen,
-    GFLOP (``epoch_gflop``), seconds (the
-    epochs' own, of the slowest member: a training resumed across processes counts every epoch
-    once), and whether it was still improving at the end (``still_improving``). None for a method
-    that does not train."""
+    GFLOP (``epoch_gflop``), seconds (the epochs' own, of the slowest member: a training resumed
+    across processes counts every epoch once), and whether it was still improving at the end
+    (``still_improving``). None for a method that does not train."""
     training = record.get("training")
     if not training:
         return None

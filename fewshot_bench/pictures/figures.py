@@ -214,15 +214,15 @@ def learning_curves(records: list[dict], path: Path) -> Path:
     loss_ax.set(xlabel="epoch", ylabel="training loss", title=f"training loss ({', '.join(objectives)} objective)")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
                title="validation accuracy (* = the weights kept)")
-    labels = acc_ax.get_legend_handles_labels()[1]
-    lines = len(labels)
-    if lines <= 4 and max(map(len, labels), default=0) <= 40:
+    handles, labels = acc_ax.get_legend_handles_labels()
+    if len(labels) <= 4 and max(map(len, labels), default=0) <= 40:
         acc_ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
     else:  # many runs or long names: the legend below the panels, where it hides no curve
-        fig.set_figheight(3.6 + 0.16 * lines)
-        fig.legend(*acc_ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=1, frameon=False)
-        fig.tight_layout(rect=(0, 0.16 * lines / fig.get_figheight(), 1, 1))
+        legend_height = 0.16 * len(labels)  # inches, one row per line
+        fig.set_figheight(3.6 + legend_height)
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=1, frameon=False)
+        fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
