@@ -91,15 +91,20 @@ def test_table_writes_csv_and_markdown(data_root, tmp_path, capsys):
 
 def test_compare_reports_mcnemar_on_identical_trials(data_root, tmp_path, capsys):
     store = str(tmp_path / "store")
-    code = main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store, "--run-missing"])
+    small = ["--protocol", "episodes", "--protocol-set", "episodes=40", "--store", store]  # 200 trials
+    code = main(["compare", "pixel_1nn", "mhd", *small, "--run-missing"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "exact McNemar p =" in out and "over 2000 paired trials" in out
-    assert main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store]) == 0  # stored now
+    assert "exact McNemar p =" in out and "over 200 paired trials" in out
+    assert main(["compare", "pixel_1nn", "mhd", *small]) == 0  # stored now
     capsys.readouterr()
-    assert main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store, "--trial-seed", "1"]) == 2
+    assert main(["compare", "pixel_1nn", "mhd", *small, "--trial-seed", "1"]) == 2
     err = " ".join(capsys.readouterr().err.split())  # other draws are stored: the error names them
-    assert "stored on episodes: mhd --seed 0 --trial-seed 0, pixel_1nn --seed 0 --trial-seed 0" in err
+    assert "stored on episodes: mhd --protocol-set episodes=40 --seed 0 --trial-seed 0, pixel_1nn " in err
+    # other trials (the protocol's default 400 episodes) are not paired with these
+    assert main(["compare", "pixel_1nn", "mhd", "--protocol", "episodes", "--store", store]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "has no run of pixel_1nn or mhd on episodes with seed 0" in err
 
 
 def test_compare_never_runs_what_the_store_lacks_unless_asked(tmp_path, capsys):
