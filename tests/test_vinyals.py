@@ -52,6 +52,11 @@ def test_rotations_are_classes_of_their_own(data_root):
     upright, label0 = image("Angelic@rot000", 3)
     turned, label90 = image("Angelic@rot090", 3)
     assert label0 != label90 and np.array_equal(turned, np.rot90(upright))  # counter-clockwise, as PIL
+    # labels follow the split file's order, each class its 20 drawers in order
+    first = meta.groupby("label").first()
+    assert list(zip(first["alphabet"], first["character"], first["rotation"])) == \
+        [(vinyals.rotated_name(a, d), c, d) for a, c, d in vinyals.read_split(data_root, "train")]
+    assert (meta.groupby("label")["drawer"].apply(list) == [list(range(1, 21))] * 4112).all()
 
 
 def test_no_test_character_reaches_training(data_root):

@@ -73,16 +73,24 @@ def _class_set(root: str, part: str) -> ImageSet:
         if (alphabet, character) not in by_character:
             raise UserError(f"the Vinyals split names {alphabet}/{character}, which Omniglot under {root} lacks")
         rows.append(np.sort(by_character[(alphabet, character)]))
-    # each character downsampled once, however many of its rotations the part holds
-    characters = np.unique(np.concatenate(rows))
-    small = dict(zip(characters, to_tensor(images.images[characters], SIZE).mul(255).round().to(torch.uint8).numpy()))
-    out_images, out_meta = [], []
-    for label, ((alphabet, character, degrees), index) in enumerate(zip(classes, rows)):
-        out_images.append(rotate(np.stack([small[i] for i in index]), degrees))
-        out_meta.append(pd.DataFrame({"split": f"vinyals_{part}", "alphabet": rotated_name(alphabet, degrees),
-                                      "character": character, "drawer": meta["drawer"].to_numpy()[index],
-                                      "label": label, "rotation": degrees}))
-    return ImageSet(np.ascontiguousarray(np.concatenate(out_images)), pd.concat(out_meta, ignore_index=True))
+    # each character downsampled once, however many of its rotations the part holds; the part's
+    # images and meta built as whole arrays (a frame per class took seconds)
+    order = np.concatenate(rows)
+    characters = np.unique(order)
+    small = to_tensor(images.images[characters], SIZE).mul(255).round().to(torch.uint8).numpy()
+    out_images = small[np.searchsorted(characters, order)]
+    counts = [len(index) for index in rows]
+    degrees = np.repeat([d for _, _, d in classes], counts)
+    for turned in ROTATIONS[1:]:
+        at = degrees == turned
+        out_images[at] = rotate(out_images[at], turned)
+    out_meta = pd.DataFrame({"split": f"vinyals_{part}",
+                             "alphabet": np.repeat([rotated_name(a, d) for a, _, d in classes], counts),
+                             "character": np.repeat([c for _, c, _ in classes], counts),
+                             "drawer": meta["drawer"].to_numpy()[order],
+                             "label": np.repeat(np.arange(len(classes), dtype=np.int64), counts),
+                             "rotation": degrees.astype(np.int64)})
+    return ImageSet(np.ascontiguousarray(out_images), out_meta)
 
 
 def class_set(root: Path | None, part: str) -> ImageSet:
