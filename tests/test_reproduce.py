@@ -38,8 +38,9 @@ def test_a_plan_that_grows_with_its_results_runs_the_new_cells_in_plan_order(dat
 
     def staged_plan(self, preset, stored=None):
         first, rest = cell(14), [cell(20), cell(22)]
-        chosen = stored is not None and stored(first, "mnist10", {}, 0) is not None
-        return ("mnist10",), [first, *([cell(18)] if chosen else []), *rest]  # planned once the first is in
+        chosen = stored is not None and stored(first, "mnist10", {"trials": 50}, 0) is not None
+        # planned once the first is in
+        return (("mnist10", {"trials": 50}),), [first, *([cell(18)] if chosen else []), *rest]
 
     monkeypatch.setattr(koch.Table3, "plan", staged_plan)
     rep.reproduce("table3", "cpu", 1, tmp_path / "store", tmp_path / "out", command="bench reproduce table3")
