@@ -204,8 +204,9 @@ class Budget(Table):
                     continue
                 line, = ax.plot(part["gflop"], part["accuracy"], "o-", markersize=3, label=system)
                 band = part["ci95_seeds"].fillna(0)
-                ax.fill_between(part["gflop"], part["accuracy"] - band, part["accuracy"] + band,
-                                color=line.get_color(), alpha=0.15)
+                # a t-interval over 3 seeds can pass 0 or 100: the band stops where accuracy can
+                ax.fill_between(part["gflop"], (part["accuracy"] - band).clip(lower=0),
+                                (part["accuracy"] + band).clip(upper=100), color=line.get_color(), alpha=0.15)
             ax.set_xscale("log")
             shares = [BUDGET_GFLOP * epoch / EPOCHS for epoch in FRACTIONS]  # ticks at the budget's shares only
             ax.set_xlim(shares[0] / 1.6, shares[-1] * 1.6)
@@ -217,7 +218,8 @@ class Budget(Table):
         (axes[0] if len(tasks) > 1 else axes).set_ylabel("accuracy (%)")
         fig.legend(*(axes[0] if len(tasks) > 1 else axes).get_legend_handles_labels(), loc="lower center", ncol=4,
                    fontsize=7, frameon=False)
-        fig.suptitle("budget: accuracy against training compute (mean over seeds, band: 95% t-interval)", fontsize=10)
+        fig.suptitle("budget: accuracy against training compute (mean over seeds, band: 95% t-interval, "
+                     "cut at 0 and 100)", fontsize=10)
         fig.tight_layout(rect=(0, 0.12, 1, 1))
         fig.savefig(path, dpi=110)
         plt.close(fig)
