@@ -1,7 +1,6 @@
 """``bench compare A B``: two methods on the same trials, with McNemar's exact test."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fewshot_bench.cli.common import data_root_arg, out, plugin_arg, print_results, say, store_arg, writable_file
@@ -59,7 +58,7 @@ def command(args) -> None:
         described = f"{args.protocol} ({', '.join(args.protocol_options)})" if options else args.protocol
         raise UserError(f"{store} has no run of {' or '.join(missing)} on {described} with seed {args.seed} and "
                         f"trial draws {','.join(map(str, trial_seeds))}: run {commands} (or add --run-missing)"
-                        + _stored_elsewhere(stored, missing, args.protocol, _protocol_identity(args.protocol, None)[1]))
+                        + _stored_elsewhere(stored, missing, args.protocol))
     args.trial_seed = ",".join(map(str, trial_seeds))
     records = [found[m] or execute(args, m) for m in (args.method_a, args.method_b)]
     correct = [[c for d in r["draws"] for c in d["correct"]] for r in records]
@@ -83,21 +82,22 @@ def _protocol_identity(protocol: str, options: list[str] | None) -> tuple[str, d
     two runs face identical trials only where these match."""
     from fewshot_bench.api import PROTOCOLS
     from fewshot_bench.config import parse_assignments
+    from fewshot_bench.tables.store import as_stored
 
     cls = PROTOCOLS.get(protocol)
-    config = cls(cls.make_config(parse_assignments(options))).config_dict()
-    return cls.version, json.loads(json.dumps(config))  # as a record reads back: tuples are lists
+    return cls.version, as_stored(cls(cls.make_config(parse_assignments(options))).config_dict())
 
 
-def _stored_elsewhere(stored: list[dict], methods: list[str], protocol: str, default: dict) -> str:
+def _stored_elsewhere(stored: list[dict], methods: list[str], protocol: str) -> str:
     """A hint naming the protocol options (those off the default), seeds and trial draws the store
     does hold for the missing methods."""
     from fewshot_bench.seeding import format_seeds
+    from fewshot_bench.tables.store import changed_protocol_options, option_text
 
-    def options(config: dict) -> str:
-        return "".join(f" --protocol-set {k}={v}" for k, v in config.items() if default.get(k) != v)
+    def options(record: dict) -> str:
+        return "".join(f" --protocol-set {k}={option_text(v)}" for k, v in changed_protocol_options(record).items())
 
-    held = sorted({f"{r['method']}{options(r['protocol_config'])} --seed {r['seed']} "
+    held = sorted({f"{r['method']}{options(r)} --seed {r['seed']} "
                    f"--trial-seed {format_seeds(r['trial_seeds'])}"
                    for r in stored if r["method"] in methods and r["protocol"] == protocol})
     return f"; stored on {protocol}: {', '.join(held)}" if held else ""

@@ -48,7 +48,7 @@ TELLING = ("budget_gflop", "keep", "adam_lr", "lr", "epochs", "way", "shot", "ne
 
 def preset_label(record: dict) -> str:
     preset = record.get("preset") or "-"
-    config = json.loads(json.dumps(record.get("method_config") or {}, default=list))  # tuples as stored: lists
+    config = as_stored(record.get("method_config") or {})
     current = current_config(record["method"], record.get("preset"))
     if current is None:
         return f"{preset} cfg {fingerprint(config)[:6]}"
@@ -72,18 +72,33 @@ def preset_label(record: dict) -> str:
 def _default(method: str, option: str):
     """The default of a method's config option (what a record that lacks it ran with)."""
     fields = {f.name: f.default for f in dataclasses.fields(METHODS.get(method).Config)}
-    return json.loads(json.dumps(fields.get(option, "default"), default=list))  # tuples as records store them: lists
+    return as_stored(fields.get(option, "default"))
+
+
+def as_stored(value):
+    """A config value as a record reads back from JSON: tuples become lists."""
+    return json.loads(json.dumps(value, default=list))
+
+
+def option_text(value) -> str:
+    """A config value as ``--set``/``--protocol-set`` takes it: a list comma-separated."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _options(values: dict) -> str:
-    return ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items())
+    return ", ".join(f"{k}={option_text(v)}" for k, v in values.items())
+
+
+def changed_protocol_options(record: dict) -> dict:
+    """The record's protocol options that differ from the protocol's defaults."""
+    default = default_protocol_config(record["protocol"])
+    return {k: v for k, v in (record.get("protocol_config") or {}).items() if default.get(k, v) != v}
 
 
 def protocol_label(record: dict) -> str:
     """The protocol's name, followed by its options that differ from the defaults: runs on other
     drawers or trials are other columns, never mixed with the standard protocol's."""
-    changed = {k: v for k, v in (record.get("protocol_config") or {}).items()
-               if default_protocol_config(record["protocol"]).get(k, v) != v}
+    changed = changed_protocol_options(record)
     return f"{record['protocol']} ({_options(changed)})" if changed else record["protocol"]
 
 
