@@ -66,12 +66,21 @@ def test_scores_are_symmetric_in_their_inputs_shared_weights():
         torch.testing.assert_close(net.pair_logits(h[:3], h[1:4]), net.pair_logits(h[1:4], h[:3]))
 
 
-def test_split_weighted_l1_head_equals_the_direct_formula():
+@pytest.mark.parametrize("signs", ["mixed", "all positive", "all negative"])
+def test_split_weighted_l1_head_equals_the_direct_formula_and_its_gradients(signs):
     torch.manual_seed(0)
     net = TwinNet(ConvSiamese.make_config("tiny"))
-    a, b = torch.rand(4, 32), torch.rand(3, 32)
-    direct = ((a[:, None] - b[None]).abs() * net.head.weight[0]).sum(-1) + net.head.bias
-    torch.testing.assert_close(net.logits(a, b), direct, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # each sign's distance runs over its own features: one of them may have none
+        if signs != "mixed":
+            net.head.weight.abs_().mul_(1 if signs == "all positive" else -1)
+    a, b = torch.rand(2, 4, 32, requires_grad=True), torch.rand(2, 3, 32, requires_grad=True)
+    params = (a, b, net.head.weight, net.head.bias)
+    direct = ((a[:, :, None] - b[:, None]).abs() * net.head.weight[0]).sum(-1) + net.head.bias
+    ours = net.logits(a, b)
+    torch.testing.assert_close(ours, direct, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(direct)
+    for got, want in zip(torch.autograd.grad(ours, params, upstream), torch.autograd.grad(direct, params, upstream)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_distortion_components_stay_in_the_papers_ranges():

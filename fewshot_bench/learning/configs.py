@@ -102,8 +102,9 @@ class TrainingConfig(NetworkConfig):
     # faster per epoch on an AVX512-BF16 CPU, slower where bf16 is emulated), "auto" = bf16 where
     # oneDNN supports it on the CPU, else fp32; evaluation always runs in float32
     precision: str = "fp32"
-    # the training forward pass through torch.compile (inductor): opt-in, as on the 2-core AVX2
-    # development CPU it made a Conv-4 step 0.70-0.83x as fast; without a C++ compiler it trains eagerly
+    # the training forward pass through torch.compile (inductor): opt-in, as it made steps slower on
+    # both 2-core development CPUs (AVX2: a Conv-4 step 0.70-0.83x as fast; AVX512-BF16: the cpu
+    # conv siamese step 0.75x in bf16, 0.93x in fp32); without a C++ compiler it trains eagerly
     compile: bool = False
     device: str = "auto"  # "auto": CUDA when available, else CPU
 

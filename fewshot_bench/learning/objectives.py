@@ -57,7 +57,7 @@ def trial_loss(model, h: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.T
         # read drawer j's queries against drawer i's supports from the transpose (2.7x fewer pairs
         # than all (d c)^2, and none within a drawer, which the loss never uses)
         i, j = torch.triu_indices(d, d, offset=1, device=h.device)
-        upper = model.logits(e[i], e[j])  # (pairs, c, c'): drawer i's queries vs drawer j's supports
+        upper = model.logits(e.index_select(0, i), e.index_select(0, j))  # (pairs, c, c'): i's queries vs j's supports
         logits = torch.cat([upper, upper.transpose(1, 2)]).reshape(-1, c)  # every query vs another drawer
         target = torch.arange(c, device=h.device).repeat(d * (d - 1))
         loss = loss + F.cross_entropy(logits, target)
