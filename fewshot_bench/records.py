@@ -98,7 +98,15 @@ def training_budget(record: dict) -> dict | None:
             "images": sum(h.get("images", 0) for h in history),
             "gflop": sum(map(epoch_gflop, history)),
             "seconds": epoch_seconds(history),
+            "precision": training_precision(history),
             "still_improving": still_improving(history, training.get("validation_trials", 0))}
+
+
+def training_precision(history: list[dict]) -> str:
+    """What the training steps ran in: "bf16" (autocast), "fp32", or "bf16+fp32" for a training
+    resumed on another machine; epochs recorded without the field count as fp32."""
+    kinds = {"bf16" if h.get("bf16") else "fp32" for h in history}
+    return "+".join(sorted(kinds)) or "fp32"
 
 
 def epoch_gflop(epoch: dict) -> float:

@@ -238,6 +238,8 @@ def test_table4_tiny_reproduce_writes_budgets_seeds_and_paired_orders(data_root,
     assert proto["lake_runs_paper"] == 86.3 and not pd.isna(proto["omniglot20"])
     md = (out / "table4.md").read_text()
     assert "| system | 5w1s |" in md and "## Training budgets" in md and "## Recipes" in md
+    # each training says what it ran in, and on which ISA (the record's environment)
+    assert f"| fp32 ({records[0]['environment']['cpu_isa']}) |" in md
     assert "Order on 20w1s" in md and (" > " in md or " = " in md) and (out / "table4.png").is_file()
     published = frame[frame["system"] == "Baseline classifier (Vinyals et al.)"].iloc[0]
     assert published["published_only"] and published["20w1s_paper"] == 69.5

@@ -151,14 +151,24 @@ def environment() -> dict:
         "threads": torch.get_num_threads(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's kernels ran with
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),  # tracked files changed since that commit: the code was not the commit's
     }
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD")
+
+
+def git_dirty() -> bool | None:
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)

@@ -350,9 +350,11 @@ def budget_lines(runs: list[PlannedRun]) -> list[str]:
              "Forward and backward compute of the steps taken (each epoch's first step counted by torch's "
              "FlopCounterMode, times its steps); still improving: the last quarter of epochs beat the best "
              "before it by more than the validation's 95% interval, or, with no validation (trainval), its "
-             "mean training loss fell by more than 5% against the quarter before.", "",
-             "| system | preset | columns | steps (paper's) | images | TFLOP | train min | still improving |",
-             "|---|---|---|---|---|---|---|---|"]
+             "mean training loss fell by more than 5% against the quarter before. Precision: what the steps ran in "
+             "(bf16 autocast where the CPU has it, `precision=auto`), with the vector ISA of torch's kernels "
+             "where the record has it; train min depend on both.", "",
+             "| system | preset | columns | steps (paper's) | images | TFLOP | train min | precision | still improving |",
+             "|---|---|---|---|---|---|---|---|---|"]
     seen = set()
     for run in runs:
         key = (run.cell.row, run.cell.preset, tuple(sorted(run.cell.options.items())), tuple(map(str, run.cell.protocols)))
@@ -368,8 +370,14 @@ def budget_lines(runs: list[PlannedRun]) -> list[str]:
         improving = {True: "yes", False: "no", None: "unknown (under 4 epochs)"}[budget["still_improving"]]
         options = "".join(f" {k}={v}" for k, v in run.cell.options.items())
         lines.append(f"| {run.cell.row} | {run.cell.preset}{options} | {', '.join(columns)} | {steps} | "
-                     f"{budget['images']:,} | {budget['gflop'] / 1000:.1f} | {budget['seconds'] / 60:.1f} | {improving} |")
+                     f"{budget['images']:,} | {budget['gflop'] / 1000:.1f} | {budget['seconds'] / 60:.1f} | "
+                     f"{_precision(budget, run.record)} | {improving} |")
     return lines
+
+
+def _precision(budget: dict, record: dict) -> str:
+    isa = record.get("environment", {}).get("cpu_isa")
+    return f"{budget['precision']} ({isa})" if isa else budget["precision"]
 
 
 def paper_steps(method: str, preset: str | None) -> int | None:
