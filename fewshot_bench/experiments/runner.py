@@ -152,8 +152,8 @@ def environment() -> dict:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpu_isa": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's kernels ran with
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),  # tracked files changed since that commit: the code was not the commit's
+        "git_commit": CODE_VERSION[0],
+        "git_dirty": CODE_VERSION[1],  # tracked files changed since that commit: the code was not the commit's
     }
 
 
@@ -172,3 +172,8 @@ def git_commit() -> str | None:
 def git_dirty() -> bool | None:
     status = _git("status", "--porcelain", "--untracked-files=no")
     return None if status is None else bool(status)
+
+
+# read when the code is imported: a long reproduce keeps running the code it started with while
+# commits land, and its records must name that code, not the checkout's HEAD when each run ends
+CODE_VERSION = (git_commit(), git_dirty())
