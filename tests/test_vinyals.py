@@ -204,6 +204,9 @@ def test_table4_plans_each_papers_models_and_seeds(data_root):
     seeds = {(c.method, c.preset): c.seeds for c in cells if c.learns and c.protocols[0][0] == "vinyals"}
     assert seeds[("maml", "cpu_20w1s")] == 3 and seeds[("maml", "cpu_5w1s")] == 1
     assert seeds[("conv_siamese", "cpu_pairs")] == 3 and seeds[("simpleshot", "cpu")] == 3
+    # the pair-trained twin at its val-chosen rate on every column, not the preset's
+    pairs = [c for c in cells if c.preset == "cpu_pairs"]
+    assert len(pairs) == 2 and all(c.options["adam_lr"] == table4.PAIRS_ADAM_LR != 2e-3 for c in pairs)
     # the order runs every cell's first seed before any repeat
     planned = rep.specs("table4", "cpu", 1, None, None)
     first_repeat = next(k for k, (_, spec) in enumerate(planned) if spec.seed == 1)
