@@ -140,7 +140,8 @@ class TwinNet(nn.Module):
 
         def weighted_l1(sign: float) -> torch.Tensor:
             features = (sign * alpha > 0).nonzero().squeeze(1)
-            weight = sign * alpha[features]  # index_select: its backward is 1.5x faster than indexing's
+            weight = sign * alpha[features]
+            # index_select rather than indexing: its backward is 1.5x faster on these (P, c, F) inputs
             return torch.cdist(a.index_select(-1, features) * weight, b.index_select(-1, features) * weight, p=1)
 
         return weighted_l1(1.0) - weighted_l1(-1.0) + self.head.bias
