@@ -55,7 +55,8 @@ def save_record(record: dict, store: Path) -> Path:
 
 
 def load_records(store: Path) -> list[dict]:
-    """Every run record in the store, oldest first; unreadable files are reported, not fatal."""
+    """Every run record in the store, oldest first (by its microsecond `finished` stamp); unreadable
+    files are reported, not fatal."""
     if not store.is_dir():
         raise UserError(f"no results store at {store}; run `bench run ...` first or pass --store")
     records = []

@@ -6,6 +6,7 @@ import resource
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,8 @@ def make_record(spec, method, protocol, draws, train_seconds) -> dict:
     return {**alphabet_interval(correct, [g for d in draws for g in d["groups"]]),
         "schema": SCHEMA,
         "run_id": new_run_id(spec.method, spec.protocol, spec.seed),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        # microseconds: runs finishing within one second still sort oldest first
+        "finished": datetime.now().isoformat(timespec="microseconds"),
         "method": spec.method,
         "preset": method.preset,
         "method_config": method.config_dict(),
