@@ -489,6 +489,17 @@ def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax
     torch.testing.assert_close(torch.autograd.grad(ours, h)[0], torch.autograd.grad(expected, h)[0])
 
 
+def test_speed_eval_times_a_vinyals_column_and_its_embedding(data_root):
+    from fewshot_bench.experiments import speed
+
+    result = speed.evaluate(data_root, preset="tiny", protocol="vinyals", episodes=3)
+    assert result["trials"] == 3 * 20 and result["way"] == 20 and result["shot"] == 5
+    # each distinct image once per member and view, not once per episode
+    assert 0 < result["distinct_images"] <= 3 * 20 * 6
+    assert result["images_embedded"] == result["distinct_images"] * result["members"] * result["views"]
+    assert 0 < result["embed_seconds"] < result["seconds"] and result["isa"]
+
+
 def test_speed_train_reports_throughput_flops_and_the_gemm_limit(data_root):
     from fewshot_bench.experiments import speed
 

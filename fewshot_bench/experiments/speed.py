@@ -187,21 +187,40 @@ def top_kernels(step, steps: int = 3, top: int = 8) -> list[dict]:
     return [{"op": e.key, "self_cpu_pct": round(100 * e.self_cpu_time_total / total, 1)} for e in events[:top]]
 
 
-def evaluate(root: Path, preset: str = "paper") -> dict:
-    """Time the 400 omniglot20 trials with an (untrained) network: each image embedded once per set."""
+def evaluate(root: Path, preset: str = "paper", protocol: str = "omniglot20", episodes: int = 1000) -> dict:
+    """Time the scoring of one column with (untrained) networks, as many as the preset's ensemble:
+    "omniglot20" (400 trials) or "vinyals" (Table 4's slowest column, 20-way 5-shot, ``episodes``
+    episodes over the test classes). Each distinct image is embedded once per member and view;
+    ``embed_seconds`` is the part of ``seconds`` spent embedding, the rest is the heads' logits."""
     from fewshot_bench.api import METHODS, PROTOCOLS
+    from fewshot_bench.evaluation import shared_images
     from fewshot_bench.learning.networks import TwinNet
 
     cls = METHODS.get("conv_siamese")
     method = cls(cls.make_config(preset), seed=0, preset=preset)
     torch.manual_seed(0)
-    method.model_ = TwinNet(method.config)
-    protocol = PROTOCOLS.get("omniglot20")(data_root=root)
-    protocol.trial_sets(0)  # data loaded before timing
+    method.models_ = [TwinNet(method.config) for _ in range(method.config.members)]
+    options = {"way": 20, "shot": 5, "episodes": episodes} if protocol == "vinyals" else {}
+    protocol_ = PROTOCOLS.get(protocol)(data_root=root, **options)
+    distinct = len(shared_images(protocol_.trial_sets(0))[0])  # and data loaded before timing
+    embedded, embed_seconds = [0], [0.0]
+    embed = method._embed
+
+    def timed_embed(model, images, *args, **kwargs):
+        start = time.perf_counter()
+        out = embed(model, images, *args, **kwargs)
+        embed_seconds[0] += time.perf_counter() - start
+        embedded[0] += len(images)
+        return out
+
+    method._embed = timed_embed
     start = time.perf_counter()
-    result = protocol.evaluate(method, 0)
-    return {"trials": result["n_trials"], "seconds": time.perf_counter() - start,
-            "input_size": method.config.input_size}
+    result = protocol_.evaluate(method, 0)
+    return {"protocol": protocol, **options, "trials": result["n_trials"], "seconds": time.perf_counter() - start,
+            "embed_seconds": embed_seconds[0], "distinct_images": distinct, "images_embedded": embedded[0],
+            "members": method.config.members, "views": method.config.test_symmetries,
+            "input_size": method.config.input_size, "threads": torch.get_num_threads(),
+            "isa": torch.backends.cpu.get_cpu_capability()}
 
 
 def sweep(root: Path, trainings: int = 8) -> dict:
