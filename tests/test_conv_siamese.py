@@ -12,7 +12,7 @@ from fewshot_bench.errors import UserError
 from fewshot_bench.imageset import ImageSet
 from fewshot_bench.learning import checkpoints, trainer
 from fewshot_bench.learning import method as twin
-from fewshot_bench.learning.networks import TwinNet
+from fewshot_bench.learning.networks import TwinNet, weighted_l1_differences
 from fewshot_bench.learning.checkpoints import EarlyStopping
 from fewshot_bench.learning.sampling import CharacterIndex, balanced_pairs
 from helpers import glyph
@@ -81,6 +81,12 @@ def test_split_weighted_l1_head_equals_the_direct_formula_and_its_gradients(sign
     upstream = torch.randn_like(direct)
     for got, want in zip(torch.autograd.grad(ours, params, upstream), torch.autograd.grad(direct, params, upstream)):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():  # scoring sums the differences themselves, in blocks of rows
+        torch.testing.assert_close(net.logits(a, b), direct, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(net.logits(a[1], b[1]), direct[1], atol=1e-5, rtol=1e-5)  # one set
+        blocks = weighted_l1_differences(a, b, net.head.weight[0], chunk_elements=32 * 3)  # one row a block
+        torch.testing.assert_close(blocks + net.head.bias, direct, atol=1e-5, rtol=1e-5)
+        assert net.logits(a[:, :0], b).shape == (2, 0, 3)
 
 
 def test_distortion_components_stay_in_the_papers_ranges():
@@ -259,6 +265,28 @@ def test_channels_last_layout_does_not_change_the_embedding():
             plain = layer(plain.contiguous())
         reference = torch.sigmoid(net.fc(plain.flatten(1)))
     torch.testing.assert_close(h, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_inference_copy_folds_batch_norm_into_the_convolutions_and_embeds_alike():
+    from fewshot_bench.learning.networks import inference_copy
+
+    torch.manual_seed(0)
+    net = TwinNet(tiny().config)
+    for norm in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics of a trained net
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2)
+        norm.weight.data.uniform_(0.5, 1.5), norm.bias.data.uniform_(-0.5, 0.5)
+    net.train()
+    x = torch.rand(6, 1, 16, 16)
+    with torch.inference_mode():
+        fused = inference_copy(net)
+        assert net.training and not fused.training  # the original is left as it was
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        torch.testing.assert_close(fused.embed(x), net.eval().embed(x), atol=1e-6, rtol=1e-5)
+    # MAML's batch norm uses each batch's own statistics: nothing to fold, it stays
+    maml = METHODS.get("maml")
+    model = twin.build_network(maml.make_config("tiny"))
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in inference_copy(model).modules()) == \
+        sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0
 
 
 def test_a_block_pooling_before_its_relu_gives_the_same_outputs_and_gradients_bit_for_bit():
@@ -464,7 +492,7 @@ def test_validation_during_training_scores_one_view(monkeypatch):
 
 @pytest.mark.parametrize("metric", ["weighted_l1", "euclidean"])
 def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax(metric):
-    from fewshot_bench.learning.networks import TwinNet
+    from fewshot_bench.learning.networks import TwinNet, weighted_l1_differences
     from fewshot_bench.learning.objectives import trial_loss
     from fewshot_bench.learning.configs import TwinConfig
 

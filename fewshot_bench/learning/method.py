@@ -23,7 +23,7 @@ from fewshot_bench.learning.checkpoints import Checkpoint, data_fingerprint
 from fewshot_bench.learning.configs import ClassifierConfig, MamlConfig, MetricConfig, TrainingConfig, TwinConfig
 from fewshot_bench.learning.ensemble import train_in_processes
 from fewshot_bench.learning.legacy_keys import key_dict
-from fewshot_bench.learning.networks import build_network, symmetry
+from fewshot_bench.learning.networks import build_network, inference_copy, symmetry
 from fewshot_bench.learning.objectives import adapt, class_scores
 from fewshot_bench.learning.sampling import CharacterIndex
 from fewshot_bench.learning.trainer import TrainingLoop
@@ -74,8 +74,11 @@ class NetworkMethod(TrainingLoop, Method):
 
     @torch.inference_mode()
     def _embed(self, model, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """Embeddings of one network, through a copy with its batch norms folded into the
+        convolutions (``inference_copy``)."""
         model.eval()
-        return torch.cat([model.test_features(model.embed(as_batch(images[i:i + batch]).to(self.device)))
+        net = inference_copy(model)
+        return torch.cat([net.test_features(net.embed(as_batch(images[i:i + batch]).to(self.device)))
                           for i in range(0, len(images), batch)])
 
     @torch.inference_mode()

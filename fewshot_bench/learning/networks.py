@@ -13,15 +13,35 @@ layer-wise SGD settings.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def symmetry(images: torch.Tensor, k: int) -> torch.Tensor:
     """Symmetry k (0-7) of the square images (..., H, W): k % 4 quarter turns, mirrored when k >= 4."""
     images = torch.rot90(images, k % 4, dims=(-2, -1))
     return images.flip(-1) if k >= 4 else images
+
+
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with each batch norm that has running statistics folded
+    into the convolution before it (at inference it is an affine map per channel): the same
+    embeddings up to float rounding, without the batch-norm pass. Batch norm on the batch's own
+    statistics (MAML's) is left as it is."""
+    model = copy.deepcopy(model).eval()
+    for block in model.modules():
+        if not isinstance(block, nn.Sequential):
+            continue
+        for i in range(len(block) - 1):
+            conv, norm = block[i], block[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None:
+                block[i] = fuse_conv_bn_eval(conv, norm).to(memory_format=torch.channels_last)
+                block[i + 1] = nn.Identity()
+    return model
 
 
 def conv_block(c_in: int, c_out: int, k: int, stride: int = 1, padding: int = 0, batch_norm: bool = True,
@@ -34,6 +54,20 @@ def conv_block(c_in: int, c_out: int, k: int, stride: int = 1, padding: int = 0,
     # Neither has weights, so the stored weights' keys are the same either way round
     block += [nn.MaxPool2d(2), nn.ReLU(inplace=True)] if pool else [nn.ReLU(inplace=True)]
     return nn.Sequential(*block)
+
+
+def weighted_l1_differences(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor,
+                            chunk_elements: int = 1 << 22) -> torch.Tensor:
+    """sum_j alpha_j |a_j - b_j| for all pairs (..., A, F) x (..., B, F) -> (..., A, B), through
+    the differences themselves, in blocks of rows of about ``chunk_elements`` floats: without
+    gradients, 2.2x faster than the two cdists on Vinyals' 20 x 100 sets (torch's p=1 cdist
+    kernel is slow; training keeps it, as its backward never holds the differences)."""
+    rows = max(1, chunk_elements // max(1, b.shape[-2] * b.shape[-1]))
+    out = []
+    for block in a.split(rows, dim=-2):
+        d = (block.unsqueeze(-2) - b.unsqueeze(-3)).abs_()
+        out.append((d.flatten(0, -2) @ alpha).view(d.shape[:-1]))
+    return torch.cat(out, dim=-2)
 
 
 class TwinNet(nn.Module):
@@ -129,7 +163,8 @@ class TwinNet(nn.Module):
         (|alpha_j| |a_j - b_j| = ||alpha_j| a_j - |alpha_j| b_j|): exact, and torch.cdist never
         materialises the (A, B, F) difference tensor, so training steps run 2.4x faster. Each
         distance runs over its own features only (the other sign's terms are 0): half the work of
-        two full-width distances, the same logits bit for bit (steps 1.1-1.2x faster).
+        two full-width distances, the same logits bit for bit (steps 1.1-1.2x faster). Without
+        gradients (scoring) the differences are summed directly (``weighted_l1_differences``).
         """
         if self.metric == "cosine":
             cosine = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(-1, -2)
@@ -137,6 +172,8 @@ class TwinNet(nn.Module):
         if self.head is None:
             return -torch.cdist(a, b).pow(2)
         alpha = self.head.weight[0]
+        if not torch.is_grad_enabled():
+            return weighted_l1_differences(a, b, alpha) + self.head.bias
 
         def weighted_l1(sign: float) -> torch.Tensor:
             features = (sign * alpha > 0).nonzero().squeeze(1)
