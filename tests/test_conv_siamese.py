@@ -492,7 +492,7 @@ def test_validation_during_training_scores_one_view(monkeypatch):
 
 @pytest.mark.parametrize("metric", ["weighted_l1", "euclidean"])
 def test_trial_loss_scores_each_pair_of_drawers_once_and_equals_the_full_softmax(metric):
-    from fewshot_bench.learning.networks import TwinNet, weighted_l1_differences
+    from fewshot_bench.learning.networks import TwinNet
     from fewshot_bench.learning.objectives import trial_loss
     from fewshot_bench.learning.configs import TwinConfig
 
