@@ -66,6 +66,11 @@ KOCH = ("omniglot20", "lake_runs")
 PAIRS_ADAM_LR = 2.2e-4
 
 
+def short_float(x: float) -> str:
+    """A small rate as written by hand, 2.2e-4 (Python writes 0.00022, or 2.2e-04)."""
+    return f"{x:.1e}".replace("e-0", "e-")
+
+
 # the rows: (label, method, published figures or None, how the row's recipe relates to its paper)
 ROWS = {
     "Pixels 1-NN (cosine)": ("pixel_1nn", "pixels", "Vinyals et al.'s Pixels row: nearest neighbour on raw 28x28 "
@@ -91,7 +96,8 @@ ROWS = {
                                "SGD in batches of 4, as their code); no published Omniglot figures on this split"),
     "Conv siamese (as Vinyals ran it)": ("conv_siamese", "siamese", "one network trained on same/different "
                                          "pairs, scored without test-time views (preset cpu_pairs, 9 epochs: the "
-                                         "other rows' budget, at the Adam rate 2.2e-4 chosen on the val classes "
+                                         f"other rows' budget, at the Adam rate {short_float(PAIRS_ADAM_LR)} chosen "
+                                         "on the val classes "
                                          "against the preset's 2e-3), as Vinyals et al. ran Koch's network; ours is "
                                          "28x28 and smaller than Koch's"),
     "Conv siamese (our cpu preset)": ("conv_siamese", None, "our cpu preset: two networks trained on one-shot "
