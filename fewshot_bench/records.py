@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from fewshot_bench.errors import UserError
+from fewshot_bench.keys import record_key
 
 SCHEMA = 1
 
@@ -69,6 +70,28 @@ def load_records(store: Path) -> list[dict]:
         if record.get("schema") == SCHEMA:
             records.append(record)
     return sorted(records, key=lambda r: r.get("finished", ""))
+
+
+_KEYS: dict[Path, tuple[tuple, str | None]] = {}
+
+
+def stored_keys(store: Path) -> set[str]:
+    """The run keys of the store's records, each file parsed once per version of it: reproduces
+    waiting on each other poll the store every few seconds, and parsing all its records (hundreds
+    of MB of per-trial lists) each time kept a third of a core busy."""
+    keys = set()
+    for path in store.glob("*.json") if store.is_dir() else ():
+        try:
+            stat = path.stat()
+            version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if _KEYS.get(path, (None,))[0] != version:
+                record = json.loads(path.read_text())
+                _KEYS[path] = (version, record_key(record) if record.get("schema") == SCHEMA else None)
+        except (OSError, json.JSONDecodeError):
+            continue  # load_records reports unreadable files
+        if _KEYS[path][1]:
+            keys.add(_KEYS[path][1])
+    return keys
 
 
 def training_seconds(record: dict, records: list[dict] = ()) -> float:

@@ -184,3 +184,19 @@ def test_one_reproduce_owns_a_training_with_all_its_runs(tmp_path, monkeypatch, 
     thread.join(timeout=300)
     assert done.is_set() and len(counted_runs) == 2
     assert {record_key(r) for r in load_records(store)} == {rep.spec_key(s) for _, s in planned}
+
+
+def test_stored_keys_are_the_records_keys_and_follow_rewritten_files(tmp_path):
+    from fewshot_bench.keys import record_key
+    from fewshot_bench.records import SCHEMA, save_record, stored_keys
+
+    store = tmp_path / "store"
+    assert stored_keys(store) == set()  # no store yet: nothing stored
+    base = {"schema": SCHEMA, "method": "pixel_1nn", "preset": None, "method_config": {}, "protocol": "omniglot20",
+            "protocol_config": {}, "trial_seeds": [0], "finished": "x"}
+    for seed in (0, 1):
+        save_record({**base, "run_id": f"r{seed}", "seed": seed}, store)
+    (store / "broken.json").write_text("{")  # unreadable: load_records warns, keys skip it
+    assert stored_keys(store) == {record_key(r) for r in load_records(store)} and len(stored_keys(store)) == 2
+    save_record({**base, "run_id": "r1", "seed": 2}, store)  # a file replaced: parsed again
+    assert stored_keys(store) == {record_key({**base, "seed": s}) for s in (0, 2)}

@@ -18,7 +18,7 @@ from fewshot_bench.errors import UserError
 from fewshot_bench.experiments.runner import RunSpec, run, spec_key
 from fewshot_bench.experiments.sweep import SweepProgress, Training, run_ray
 from fewshot_bench.keys import record_key
-from fewshot_bench.records import load_records, save_record
+from fewshot_bench.records import load_records, save_record, stored_keys
 from fewshot_bench.tables.base import TABLES, Cell, PlannedRun, Provenance
 
 TRIAL_SEEDS = list(range(10))  # the draws of a protocol whose trials are drawn anew (Protocol.redrawn)
@@ -128,7 +128,7 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
         trainings.setdefault((id(cell), spec.seed), []).append((key, cell, spec))
     pending = list(trainings.values())
     while pending:
-        done = {record_key(r) for r in _records(store)}
+        done = stored_keys(store)
         waiting = []
         for group in pending:
             missing = [(key, cell, spec) for key, cell, spec in group if key not in done]
@@ -144,7 +144,7 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
                 continue
             try:
                 for key, cell, spec in missing:
-                    if key not in {record_key(r) for r in _records(store)}:
+                    if key not in stored_keys(store):
                         save_record(run(spec), store)
                     if progress:
                         progress.advance(f"{cell.method} on {spec.protocol}, seed {spec.seed}: ran")
@@ -159,7 +159,7 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
 
 def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) -> None:
     """The table's missing runs as sweep trainings (one per cell and seed, all its protocols), on Ray."""
-    done = {record_key(r) for r in _records(store)}
+    done = stored_keys(store)
     groups = {}
     for key, (cell, spec) in zip(keys, planned):
         groups.setdefault((id(cell), spec.seed), []).append((spec, key))

@@ -23,7 +23,7 @@ import pandas as pd
 from fewshot_bench.api import PROTOCOLS
 from fewshot_bench.config import parse_assignments
 from fewshot_bench.errors import UserError
-from fewshot_bench.records import load_records, save_record, write_atomic
+from fewshot_bench.records import load_records, save_record, stored_keys, write_atomic
 from fewshot_bench.experiments.runner import RunSpec, build, run, spec_key
 from fewshot_bench.keys import record_key
 from fewshot_bench.seeding import parse_seeds
@@ -97,7 +97,7 @@ def plan(methods, presets, protocols, seeds, trial_seeds, grid, store: Path, dat
         raise UserError("a sweep needs at least one --method and one --protocol")
     for name in protocols:
         PROTOCOLS.get(name)  # unknown names fail here, listing the valid ones
-    done = {record_key(r) for r in (load_records(store) if store.is_dir() else [])}
+    done = stored_keys(store)
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
     trainings = []
     for method, preset, options, seed in itertools.product(methods, presets or [None], points, parse_seeds(seeds)):
