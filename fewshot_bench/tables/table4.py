@@ -16,7 +16,6 @@ import pandas as pd
 
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
-from fewshot_bench.methods.conv_siamese import CPU_PAIRS_PRESET
 from fewshot_bench.records import training_budget, write_atomic
 from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, alphabet_columns, budget_columns,
                                        by_accuracy, correct_by_row, machine_line, p_text, paired_test, pyplot,
@@ -68,8 +67,8 @@ PAIRS_ADAM_LR = 2.2e-4
 
 
 def short_float(x: float) -> str:
-    """A small rate as written by hand, 2.2e-4 or 2e-3 (Python writes 0.00022, or 2.2e-04)."""
-    return f"{x:.1e}".replace(".0e", "e").replace("e-0", "e-")
+    """A small rate as written by hand, 2.2e-4 (Python writes 0.00022, or 2.2e-04)."""
+    return f"{x:.1e}".replace("e-0", "e-")
 
 
 # the rows: (label, method, published figures or None, how the row's recipe relates to its paper)
@@ -98,9 +97,9 @@ ROWS = {
     "Conv siamese (as Vinyals ran it)": ("conv_siamese", "siamese", "one network trained on same/different "
                                          "pairs, scored without test-time views (preset cpu_pairs, 9 epochs: the "
                                          f"other rows' budget, at the Adam rate {short_float(PAIRS_ADAM_LR)} chosen "
-                                         "on the val classes against the preset's "
-                                         f"{short_float(CPU_PAIRS_PRESET['adam_lr'])}), as Vinyals et al. ran Koch's "
-                                         "network; ours is 28x28 and smaller than Koch's"),
+                                         "on the val classes "
+                                         "against the preset's 2e-3), as Vinyals et al. ran Koch's network; ours is "
+                                         "28x28 and smaller than Koch's"),
     "Conv siamese (our cpu preset)": ("conv_siamese", None, "our cpu preset: two networks trained on one-shot "
                                       "trials, each score averaged over 8 views of the square"),
     # published only
