@@ -71,9 +71,26 @@ class Method:
         self.preset = preset or self.default_preset
         self.work_dir = work_dir  # where a learning method may cache checkpoints
 
+    # options ``bench tune`` searches (name -> ``space.Param``), declared beside the presets
+    search_space: dict = {}
+
+    @classmethod
+    def search_space_for(cls, config) -> dict:
+        """The ranges ``bench tune`` searches from ``config`` (a family may pick by its optimiser)."""
+        return dict(cls.search_space)
+
     @classmethod
     def make_config(cls, preset: str | None = None, overrides: dict | None = None):
-        return build_config(cls.Config, cls.presets, preset, overrides, f"method {cls.name}")
+        """The config of a named preset (the method's own, else one ``bench tune`` wrote: see
+        ``presets.py``) with ``overrides`` applied."""
+        presets = cls.presets
+        if preset and preset not in presets:
+            from fewshot_bench.presets import find_preset
+
+            tuned = find_preset(cls.name, preset)
+            if tuned is not None:
+                presets = {**presets, preset: tuned}
+        return build_config(cls.Config, presets, preset, overrides, f"method {cls.name}")
 
     @property
     def input_size(self) -> int | None:
@@ -166,6 +183,12 @@ class Protocol:
 
     def validation(self, seed: int = 0) -> list[TrialSet] | None:
         return None
+
+    def tuning_sets(self, trials: int, seed: int = 0) -> list[TrialSet]:
+        """About ``trials`` trials drawn from validation data alone (never a test class): what
+        ``bench tune`` scores settings on. A protocol without validation data cannot be tuned on."""
+        raise UserError(f"protocol {self.name} has no validation data to tune on; tune on omniglot20, "
+                        "verification or vinyals")
 
     def trial_sets(self, trial_seed: int) -> list[TrialSet]:
         raise NotImplementedError

@@ -16,7 +16,8 @@ import numpy as np
 from fewshot_bench.api import PROTOCOLS, Protocol
 from fewshot_bench.config import require, require_minimums
 from fewshot_bench.data.episodes import draw_episodes, episode_rng
-from fewshot_bench.data.vinyals_split import characters, class_set
+from fewshot_bench.data.vinyals_split import base_alphabet, characters, class_set
+from fewshot_bench.errors import UserError
 
 VALIDATION_EPISODES = 16  # 16 20-way one-shot episodes: 320 validation trials, as Koch's
 
@@ -67,6 +68,25 @@ class Vinyals(Protocol):
             return None
         rng = np.random.default_rng([seed, 688])
         return draw_episodes(class_set(self.data_root, "val"), VALIDATION_EPISODES, 20, 1, 1, rng, "val")
+
+    def tuning_sets(self, trials: int, seed: int = 0):
+        """Episodes of this protocol's shape from the val classes (never a test class), at least
+        ``trials`` queries in all; only beside train_split=train, which keeps the val classes out of
+        training."""
+        c = self.config
+        if c.train_split != "train":
+            raise UserError("tuning needs --protocol-set train_split=train: with trainval the val classes "
+                            "are training data and cannot score a setting")
+        val = class_set(self.data_root, "val")
+        sets = draw_episodes(val, max(1, -(-trials // (c.way * c.queries))), c.way, c.shot, c.queries,
+                             np.random.default_rng([seed, c.way, c.shot, 3200]), "val")
+        allowed = characters(val)
+        for ts in sets:  # the firewall: only val characters score a setting
+            for image in ts.query_ids + ts.support_ids:
+                alphabet, character, _ = image.split("/")
+                if (base_alphabet(alphabet), character) not in allowed:
+                    raise RuntimeError(f"a tuning episode holds {image}, which is not a val class")
+        return sets
 
     def trial_sets(self, trial_seed: int):
         c = self.config

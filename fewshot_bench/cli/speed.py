@@ -13,6 +13,8 @@ def add_parser(subparsers) -> None:
                    help="load: Omniglot cold and warm; mhd: batched vs scipy; train: training steps; eval: "
                         "a column scored (--protocol); sweep: here vs on Ray")
     p.add_argument("--preset", help="conv_siamese preset for train (default cpu) and eval (default paper)")
+    p.add_argument("--method", default="conv_siamese", help="train: the learned method whose steps are timed "
+                                                             "(default conv_siamese)")
     p.add_argument("--protocol", choices=["omniglot20", "vinyals"], default="omniglot20",
                    help="eval: the 400 omniglot20 trials (default) or Table 4's slowest column, 1,000 "
                         "20-way 5-shot Vinyals episodes")
@@ -26,6 +28,8 @@ def command(args) -> None:
 
     root = data_root(args.data_root)
     kwargs = {"preset": args.preset} if args.preset and args.name in ("train", "eval") else {}
+    if args.name == "train":
+        kwargs["method"] = args.method
     if args.name == "eval":
         kwargs["protocol"] = args.protocol
     result = getattr(speed, {"eval": "evaluate"}.get(args.name, args.name))(root, **kwargs)

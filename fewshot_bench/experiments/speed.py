@@ -78,18 +78,21 @@ def mhd(root: Path, sets: int = 4, repeats: int = 3) -> dict:
             "same_predictions": bool(same_argmax)}
 
 
-def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3) -> dict:
-    """conv_siamese training steps on real batches (sampling, rotations, distortions) against a
-    bare PyTorch loop of the same network, batch shape and loss on random tensors, in fp32 and
-    (where oneDNN supports it) bf16; and the machine's own limit measured in the same run: the
-    step's achieved GFLOP/s (forward and backward, counted by torch's FlopCounterMode; the L1
-    head's cdist is not counted) against a large fp32 GEMM's on the same threads."""
+def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3, method: str = "conv_siamese") -> dict:
+    """A learned method's training steps on real batches (sampling, rotations, distortions: the
+    pipeline, as the trainer runs an epoch) against a bare PyTorch loop of the same network, batch
+    shape and loss on random tensors (the objective's ``bare_loss``), in fp32 and (where oneDNN
+    supports it) bf16; and the machine's own limit measured in the same run: the step's achieved
+    GFLOP/s (forward and backward, counted by torch's FlopCounterMode; the L1 head's cdist is not
+    counted) against a large fp32 GEMM's on the same threads. Any objective: Koch's pairs, the
+    trials, episodes, MAML, the classifier."""
     from fewshot_bench.api import METHODS
 
-    cls = METHODS.get("conv_siamese")
+    cls = METHODS.get(method)
     base = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
-    precisions = ["fp32"] + (["bf16"] if use_bf16_auto() else [])
-    out = {"isa": torch.backends.cpu.get_cpu_capability(), "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    precisions = ["fp32"] + (["bf16"] if use_bf16_auto() and base.config.objective != "maml" else [])
+    out = {"method": method, "objective": base.config.objective, "isa": torch.backends.cpu.get_cpu_capability(),
+           "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
            "threads": torch.get_num_threads(), "images_per_step": None, "gemm_gflops": gemm_gflops(),
            # bf16 GEMM only where oneDNN runs bf16 natively (elsewhere it is emulated: no limit worth quoting)
            "bf16_gemm_gflops": gemm_gflops(dtype=torch.bfloat16) if "bf16" in precisions else None}
@@ -122,24 +125,27 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
     from fewshot_bench.imageset import to_tensor
     from fewshot_bench.data.omniglot import background_set, omniglot
     from fewshot_bench.learning.sampling import CharacterIndex
-    from fewshot_bench.learning.networks import TwinNet
-    from fewshot_bench.learning.objectives import trial_loss
+    from fewshot_bench.learning.networks import build_network
 
-    method = cls(cls.make_config(preset, {"steps_per_epoch": steps, "precision": precision}), seed=0, preset=preset)
+    method = cls(cls.make_config(preset, {"steps_per_epoch": steps, "pair_steps": steps, "precision": precision}
+                                 if "pair_steps" in cls.Config.__dataclass_fields__ else
+                                 {"steps_per_epoch": steps, "precision": precision}), seed=0, preset=preset)
     cfg = method.config
     background = background_set(omniglot(root))
     data = to_tensor(background.images, cfg.input_size)[:, None]
     index = CharacterIndex(background)
+    objective = method.objective_for(index)
     torch.manual_seed(0)
-    method.model_ = TwinNet(cfg)
+    method.model_ = build_network(cfg, objective.n_classes(), 1)
     method.bf16_ = precision == "bf16"
-    optimizer, scheduler = method._optimizer(cfg.steps_per_epoch)
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    d, c, a = cfg.drawers_per_character, cfg.way, cfg.alphabets_per_batch
-    x = torch.rand(a * d * c, 1, cfg.input_size, cfg.input_size)
+    objective.prepare(rng)  # Koch's pairs are drawn once, before the first epoch
+    optimizer, scheduler = method._optimizer(objective.steps_per_epoch())
+    bare_loss = objective.bare_loss(data)
+    images_per_step = objective.images
 
     def step():
-        loss = trial_loss(method.model_, method.train_embed(x), [(d, c)] * a)  # same precision
+        loss = bare_loss()  # same precision
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -147,8 +153,6 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
     def bare():
         for _ in range(steps):
             step()
-
-    objective = method.objective_for(index)
 
     def pipeline():  # an epoch as the trainer runs it: batches drawn, distorted, stepped
         losses = []
@@ -164,12 +168,13 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
     for _ in range(repeats):
         bare_t += timed(bare, 1)
         pipe_t += timed(pipeline, 1)
-    images = steps * a * d * c
-    return {"images_per_step": a * d * c, "bare_images_per_s": images / statistics.median(bare_t),
+    images = steps * images_per_step
+    return {"images_per_step": images_per_step, "bare_images_per_s": images / statistics.median(bare_t),
             "pipeline_images_per_s": images / statistics.median(pipe_t),
             "ratio": statistics.median(bare_t) / statistics.median(pipe_t),
             "step_gflop": counter.get_total_flops() / 1e9,
             "step_gflops": counter.get_total_flops() * steps / statistics.median(bare_t) / 1e9,
+            "step_ms": 1000 * statistics.median(bare_t) / steps,
             "top_kernels": kernels}
 
 

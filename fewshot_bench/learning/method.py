@@ -26,6 +26,7 @@ from fewshot_bench.learning.legacy_keys import key_dict
 from fewshot_bench.learning.networks import build_network, inference_copy, symmetry
 from fewshot_bench.learning.objectives import adapt, class_scores
 from fewshot_bench.learning.sampling import CharacterIndex
+from fewshot_bench.learning.spaces import ADAM, KOCH_SGD
 from fewshot_bench.learning.trainer import TrainingLoop
 
 
@@ -45,6 +46,7 @@ class NetworkMethod(TrainingLoop, Method):
     # the method whose trained networks this one uses (their checkpoints): methods that differ only
     # in how they score share one training; None = its own name
     trains_as: str | None = None
+    search_space = ADAM  # bench tune: the Adam rate and weight decay (a method file may declare more)
 
     @property
     def weights_name(self) -> str:
@@ -211,6 +213,13 @@ class TwinMethod(NetworkMethod):
     ``optimizer=sgd``) or on the one-shot trial itself (``objective=trials``)."""
 
     Config = TwinConfig
+    architecture_space: dict = {}  # the twin's layer ranges, searched under either optimiser
+
+    @classmethod
+    def search_space_for(cls, config) -> dict:
+        """Koch's per-layer SGD ranges where the twin trains with the paper's SGD, else Adam's;
+        with the twin's architecture ranges either way."""
+        return {**cls.architecture_space, **(KOCH_SGD if config.optimizer == "sgd" else ADAM)}
 
     def _optimizer(self, steps_per_epoch: int):
         cfg = self.config

@@ -172,6 +172,12 @@ class Objective:
         """One epoch: a loss per step, on batches of ``data`` (N, 1, H, W) drawn with ``rng``/``gen``."""
         raise NotImplementedError
 
+    def bare_loss(self, data: torch.Tensor):
+        """A function giving a step's loss on one fixed batch of random images of this objective's
+        batch shape: the network and loss alone, without sampling or distortions (``bench speed
+        train``'s bare loop). Sets ``images``."""
+        raise NotImplementedError
+
 
 @objective("pairs")
 class Pairs(Objective):
@@ -202,6 +208,17 @@ class Pairs(Objective):
             yield pair_loss(model, h[:, 0], h[:, 1], torch.as_tensor(self.targets[pair], device=h.device),
                             cfg.loss, cfg.margin)
 
+    def bare_loss(self, data):
+        cfg, model = self.config, self.method.model_
+        x = torch.rand(2 * cfg.batch_size, *data.shape[1:])
+        same = (torch.arange(cfg.batch_size) % 2).float()
+        self.images = len(x)
+
+        def loss():
+            h = self.method.train_embed(x).view(cfg.batch_size, 2, -1)
+            return pair_loss(model, h[:, 0], h[:, 1], same.to(h.device), cfg.loss, cfg.margin)
+        return loss
+
 
 class Grids(Objective):
     """Steps of ``alphabets_per_batch`` grids of ``way`` characters by ``drawers_per_character``
@@ -229,6 +246,13 @@ class Grids(Objective):
 
     def loss(self, x: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
         raise NotImplementedError
+
+    def bare_loss(self, data):
+        cfg = self.config
+        shapes = [(cfg.drawers_per_character, cfg.way)] * cfg.alphabets_per_batch
+        x = torch.rand(sum(d * c for d, c in shapes), *data.shape[1:])
+        self.images = len(x)
+        return lambda: self.loss(x, shapes)
 
 
 @objective("trials")
@@ -299,3 +323,14 @@ class Classes(Objective):
             self.images = len(x)
             logits = self.method.model_.classifier(self.method.train_embed(x))
             yield F.cross_entropy(logits, labels.to(logits.device))
+
+    def bare_loss(self, data):
+        cfg = self.config
+        x = torch.rand(cfg.batch_size, *data.shape[1:])
+        labels = torch.arange(cfg.batch_size) % self.n_classes()
+        self.images = len(x)
+
+        def loss():
+            logits = self.method.model_.classifier(self.method.train_embed(x))
+            return F.cross_entropy(logits, labels.to(logits.device))
+        return loss

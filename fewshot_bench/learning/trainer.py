@@ -90,6 +90,8 @@ class TrainingLoop:
             gen.set_state(state["gen"])
             history, start_epoch = state["history"], state["epoch"] + 1
             snapshots = state.get("snapshots", {})
+            self.resumed_epochs_ = start_epoch
+            self._report_epochs(history)  # a tune's pruner sees the resumed epochs too
 
         for epoch in range(start_epoch, cfg.epochs):
             tick = time.perf_counter()
@@ -123,9 +125,18 @@ class TrainingLoop:
                      "gen": gen.get_state(), "history": history, "epoch": epoch, "done": done,
                      "best_state": stopper.best_state, **({"snapshots": snapshots} if cfg.snapshots else {})}
             checkpoint.save(state)
+            self._report_epochs(history)  # after the save: a pruned training's epochs are kept
             if done:
                 break
         return self._kept(state), history, False
+
+    # called with the history after each epoch (and after a resume): ``bench tune`` reports the
+    # validation curve to Optuna there, whose pruner may stop the training by raising
+    epoch_callback = None
+
+    def _report_epochs(self, history: list[dict]) -> None:
+        if self.epoch_callback is not None:
+            self.epoch_callback(history)
 
     def _kept(self, state: dict) -> dict:
         """The weights a finished training keeps (config ``keep``: last, best, or a snapshot epoch)."""

@@ -1,0 +1,392 @@
+"""``bench tune``: Bayesian optimisation of a method's options on validation data alone, as Koch
+et al. 2015 tuned their networks (Whetlab then; Optuna's TPE sampler here).
+
+A trial is one training (``fit`` on the protocol's background, the held-out check first) scored on
+the protocol's tuning trials (``Protocol.tuning_sets``: validation alphabets or val classes, never a
+test class): its score is the best validation accuracy over its epochs, as the paper scored a
+trial. Each epoch's accuracy is reported to Optuna, whose median pruner stops trials that trail the
+others at the same epoch.
+
+The study lives in the store (``<store>/tune/<study>.db``, Optuna's SQLite storage): a stopped tune
+resumes where it stopped, and tunes sharing a store cooperate on one study. A trial whose process
+died stops sending heartbeats; the next tune marks it failed and queues it again with the same
+settings, whose training resumes from its last epoch's checkpoint (checkpoints are keyed by config).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fewshot_bench.api import METHODS, PROTOCOLS
+from fewshot_bench.errors import UserError
+from fewshot_bench.records import write_atomic
+from fewshot_bench.seeding import seed_everything
+from fewshot_bench.space import Param, adjusted, suggest_options
+
+HEARTBEAT_S = 60  # a running trial's heartbeat; one silent for GRACE_S is taken as dead
+GRACE_S = 180
+TUNING_TRIALS = 3200  # validation trials a setting is scored on (Koch's 320 swing by about 2.5 points)
+
+
+@dataclass
+class Setup:
+    """What a study tunes: it is stored with the study, and a resumed tune must match it."""
+
+    method: str
+    preset: str | None
+    protocol: str
+    protocol_options: dict = field(default_factory=dict)
+    fixed: dict = field(default_factory=dict)  # options set for every trial (--set)
+    space: dict = field(default_factory=dict)  # name -> range text (Param.text)
+    val_trials: int = TUNING_TRIALS
+    seed: int = 0  # the training seed of every trial, and the sampler's seed
+    data_root: str | None = None
+
+    def key(self) -> dict:
+        """The settings that define the study (where the data lies does not)."""
+        return {k: v for k, v in asdict(self).items() if k != "data_root"}
+
+
+def study_name(setup: Setup) -> str:
+    return f"{setup.method}-{setup.preset or METHODS.get(setup.method).default_preset}-{setup.protocol}"
+
+
+def make_setup(method: str, preset: str | None, protocol: str, protocol_options: dict, fixed: dict,
+               space_changes: dict, val_trials: int, seed: int, data_root: Path | None) -> tuple[Setup, dict]:
+    """Check everything a tune needs before any work: the method, preset, options and search space,
+    and that the protocol can be tuned on. Returns the setup and its ``Param`` ranges."""
+    method_cls = METHODS.get(method)
+    protocol_cls = PROTOCOLS.get(protocol)
+    if val_trials < 20:
+        raise UserError(f"--val-trials must be >= 20, got {val_trials}")
+    protocol_cls.make_config(protocol_options)
+    base = method_cls.make_config(preset or method_cls.default_preset, fixed)
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(base)]
+    declared = method_cls.search_space_for(base)
+    if not declared and not space_changes:
+        raise UserError(f"method {method} declares no search space (it learns nothing to tune?); "
+                        "give ranges with --space NAME=log:LOW:HIGH")
+    space = adjusted(declared, space_changes, fields)
+    clash = sorted(set(space) & set(fixed))
+    if clash:
+        raise UserError(f"{', '.join(clash)} both fixed (--set) and searched; switch the range off with "
+                        f"--space {clash[0]}=off, or drop the --set")
+    setup = Setup(method, preset or method_cls.default_preset, protocol, dict(protocol_options), dict(fixed),
+                  {k: p.text() for k, p in space.items()}, val_trials, seed,
+                  str(data_root) if data_root else None)
+    return setup, space
+
+
+def check_data(setup: Setup) -> int:
+    """Before any trial: the protocol's background passes the held-out check and its tuning trials
+    can be drawn (missing data fails here, in one line). Returns the number of tuning trials."""
+    protocol_cls = PROTOCOLS.get(setup.protocol)
+    protocol = protocol_cls(protocol_cls.make_config(setup.protocol_options),
+                            data_root=Path(setup.data_root) if setup.data_root else None)
+    protocol.check_background(protocol.background())
+    return sum(len(ts.answer) for ts in protocol.tuning_sets(setup.val_trials, setup.seed))
+
+
+def storage_url(store: Path, name: str) -> str:
+    return f"sqlite:///{(store / 'tune' / f'{name}.db').resolve()}"
+
+
+def open_study(url: str, name: str, setup: Setup | None = None, heartbeat: int = HEARTBEAT_S, grace: int = GRACE_S):
+    """The study ``name`` in ``url``, made with ``setup`` if new; a stored study must have been made
+    with the same setup (else a user error naming the difference)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # bench prints each trial itself
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
+    storage = optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"timeout": 60}}, heartbeat_interval=heartbeat, grace_period=grace,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    seed = setup.seed if setup else 0
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+    # a trial is pruned where its epoch's validation trails the median of earlier trials at that epoch
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction="maximize", load_if_exists=True)
+    stored = study.user_attrs.get("setup")
+    if setup is not None:
+        if stored is None:
+            study.set_user_attr("setup", setup.key())
+        elif stored != json.loads(json.dumps(setup.key())):
+            diff = sorted(k for k in stored if stored.get(k) != json.loads(json.dumps(setup.key())).get(k))
+            raise UserError(f"study {name} was made with other settings ({', '.join(diff)} differ); give another "
+                            f"--study name, or the same settings to resume it")
+    elif stored is None:
+        raise UserError(f"no study named {name} in {url.removeprefix('sqlite:///')}")
+    return study
+
+
+class TrialRunner:
+    """One Optuna trial: the options it suggests, a training scored on the tuning trials. Picklable,
+    so a Ray task can run it."""
+
+    def __init__(self, setup: Setup, store: Path, threads: int | None = None):
+        self.setup, self.store, self.threads = setup, Path(store), threads
+
+    def space(self) -> dict[str, Param]:
+        from fewshot_bench.space import parse_param
+
+        method_cls = METHODS.get(self.setup.method)
+        declared = method_cls.search_space_for(method_cls.make_config(self.setup.preset, self.setup.fixed))
+        return {k: parse_param(v, declared[k].per if k in declared else "") for k, v in self.setup.space.items()}
+
+    def __call__(self, trial) -> float:
+        import optuna
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        s = self.setup
+        method_cls = METHODS.get(s.method)
+        base = method_cls.make_config(s.preset, s.fixed)
+        options = {**s.fixed, **suggest_options(trial, self.space(), base)}
+        try:
+            config = method_cls.make_config(s.preset, options)
+        except UserError as exc:  # a combination the config refuses: not a setting to score
+            trial.set_user_attr("refused", str(exc))
+            raise optuna.TrialPruned(f"config refused: {exc}") from None
+        method = method_cls(config, seed=s.seed, preset=s.preset, work_dir=self.store / "checkpoints")
+        protocol_cls = PROTOCOLS.get(s.protocol)
+        root = Path(s.data_root) if s.data_root else None
+        protocol = protocol_cls(protocol_cls.make_config(s.protocol_options), data_root=root)
+        seed_everything(s.seed)
+        background = protocol.background()
+        protocol.check_background(background)  # the held-out check before every fit
+        tuning = protocol.tuning_sets(s.val_trials, s.seed)
+        reported = {}  # epoch -> validation accuracy, as reported to Optuna
+
+        def report(history):
+            for h in history:
+                if h["epoch"] not in reported and h["validation_accuracy"] is not None:
+                    reported[h["epoch"]] = h["validation_accuracy"]
+                    trial.report(h["validation_accuracy"], h["epoch"])
+            trial.set_user_attr("epochs", len(history))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {history[-1]['epoch'] + 1}: validation trails the median")
+
+        method.epoch_callback = report
+        start = time.perf_counter()
+        trial.set_user_attr("options", json.loads(json.dumps(options)))
+        try:
+            method.fit(background, tuning)
+        except RuntimeError as exc:
+            if "non-finite" not in str(exc):
+                raise
+            # the training diverged (a rate too high): a setting that scores what it reached before
+            trial.set_user_attr("diverged", True)
+            return max(reported.values(), default=0.0)
+        history = method.history_
+        scores = [h["validation_accuracy"] for h in history if h["validation_accuracy"] is not None]
+        if not scores:
+            raise RuntimeError(f"{s.method} recorded no validation accuracy; only trained networks can be tuned")
+        best = max(scores)
+        trial.set_user_attr("epochs", len(history))
+        trial.set_user_attr("best_epoch", scores.index(best) + 1)
+        trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 1))
+        trial.set_user_attr("epoch_seconds", round(sum(h["seconds"] for h in history), 1))
+        trial.set_user_attr("tflop", round(sum(h["step_gflop"] * h["steps"] for h in history) / 1000, 2))
+        trial.set_user_attr("resumed_from_epoch", getattr(method, "resumed_epochs_", 0))
+        trial.set_user_attr("reused_checkpoint", bool(method.reused_checkpoint_))
+        return best
+
+
+def finished_states():
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def trials_left(study, n_trials: int) -> int:
+    done = sum(t.state in finished_states() for t in study.get_trials(deepcopy=False))
+    return max(0, n_trials - done)
+
+
+def optimize_here(study, runner: TrialRunner, n_trials: int, progress=None) -> None:
+    """Trials in this process until the study holds ``n_trials`` finished ones (other tunes of the
+    same study count: they stop together)."""
+    import optuna
+
+    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=finished_states())]
+    if progress:
+        callbacks.append(lambda study, trial: progress(study, trial))
+    if trials_left(study, n_trials):
+        study.optimize(runner, n_trials=trials_left(study, n_trials), callbacks=callbacks, catch=(RuntimeError,),
+                       gc_after_trial=True)
+
+
+def _remote_trials(url: str, name: str, runner: TrialRunner, n_trials: int) -> int:
+    """On a Ray worker: trials of the stored study until it holds ``n_trials`` finished ones."""
+    study = open_study(url, name)
+    optimize_here(study, runner, n_trials)
+    return trials_left(study, n_trials)
+
+
+def optimize_on_ray(url: str, name: str, runner: TrialRunner, n_trials: int, workers: int,
+                    address: str | None = None) -> None:
+    """``workers`` Ray tasks, each running trials against the study's storage until the study holds
+    ``n_trials`` finished trials. The storage must be reachable from the workers: the store's SQLite
+    file on a local Ray (or a shared folder); a database URL (--storage) on a cluster."""
+    from fewshot_bench.experiments.sweep import ray_module
+
+    ray = ray_module()
+    started_here = address is None
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 **({"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"} if started_here else {}))
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"could not {'start Ray' if started_here else f'join the Ray cluster at {address}'} "
+                        f"({str(exc).strip().splitlines()[0]})") from None
+    try:
+        remote = ray.remote(_remote_trials).options(num_cpus=runner.threads or 1, max_retries=2)
+        ray.get([remote.remote(url, name, runner, n_trials) for _ in range(workers)])
+    finally:
+        ray.shutdown()
+
+
+# ---------------------------------------------------------------- what a study leaves
+
+def history_frame(study):
+    """One row per trial: its number, state, score, settings and cost."""
+    import pandas as pd
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "score": None if t.value is None else round(100 * t.value, 2),
+                     "last_validation": (round(100 * t.intermediate_values[max(t.intermediate_values)], 2)
+                                         if t.intermediate_values else None),
+                     **{k: t.user_attrs.get(k) for k in ("epochs", "best_epoch", "train_seconds", "tflop",
+                                                         "resumed_from_epoch")},
+                     "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(t),
+                     **{f"param:{k}": v for k, v in t.params.items()}})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        done = frame["score"].where(frame["state"] == "complete")
+        frame["best_so_far"] = done.cummax().ffill()
+    return frame
+
+
+def best_trial(study):
+    from optuna.trial import TrialState
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def importances(study) -> dict[str, float]:
+    """Each searched parameter's share of the score's variance (Optuna's fANOVA), over complete
+    trials; empty with fewer than two complete trials or a single parameter value."""
+    import optuna
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return {}
+    try:
+        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def write_outputs(study, name: str, store: Path, out: Path, preset_name: str, command: str) -> dict:
+    """The study's history (CSV), its figure (PNG), a summary (Markdown) and, once a trial is
+    complete, the best trial as a named preset in the store. Returns what was written."""
+    from fewshot_bench.presets import preset_path, write_preset
+
+    setup = study.user_attrs["setup"]
+    frame = history_frame(study)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"csv": out / f"tune-{name}.csv"}
+    write_atomic(written["csv"], frame.to_csv(index=False))
+    shares = importances(study)
+    if plot_study(frame, shares, out / f"tune-{name}.png", name):
+        written["png"] = out / f"tune-{name}.png"
+    best = best_trial(study)
+    if best is not None:
+        method_cls = METHODS.get(setup["method"])
+        config = method_cls.make_config(setup["preset"], best.user_attrs["options"])
+        values = json.loads(json.dumps(asdict(config)))
+        path = preset_path(setup["method"], preset_name, store)
+        write_preset(path, setup["method"], values, {
+            "study": name, "trial": best.number, "storage": str(store / "tune" / f"{name}.db"),
+            "score": round(100 * best.value, 2), "scored_on": f"{setup['val_trials']} tuning trials of {setup['protocol']}'s "
+                                                               "validation data (best epoch)",
+            "base_preset": setup["preset"], "searched": sorted(setup["space"]), "command": command})
+        written["preset"] = path
+    write_atomic(out / f"tune-{name}.md", summary_markdown(study, name, frame, shares, best, command, preset_name))
+    written["md"] = out / f"tune-{name}.md"
+    return written
+
+
+def summary_markdown(study, name, frame, shares, best, command, preset_name) -> str:
+    setup = study.user_attrs["setup"]
+    counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    lines = [f"# tune: {name}", "", f"- command: `{command}`",
+             f"- method {setup['method']} from preset {setup['preset']}; protocol {setup['protocol']} "
+             f"{setup['protocol_options'] or ''}; fixed: {setup['fixed'] or 'nothing'}",
+             f"- score: the best validation accuracy over a trial's epochs on {setup['val_trials']} tuning trials "
+             "(validation alphabets or val classes only; no test class scores a trial)",
+             f"- trials: {len(frame)} ({', '.join(f'{v} {k}' for k, v in counts.items())})",
+             "- search space: " + "; ".join(f"{k} {v}" for k, v in setup["space"].items())]
+    if best is not None:
+        lines += [f"- best: trial {best.number}, {100 * best.value:.2f}% at epoch {best.user_attrs.get('best_epoch')} "
+                  f"of {best.user_attrs.get('epochs')}; preset `{preset_name}` "
+                  f"(`bench run --method {setup['method']} --preset {preset_name} ...`)", "",
+                  "| parameter | best value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in best.params.items()]
+    if shares:
+        lines += ["", "| parameter | importance (fANOVA) |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in shares.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def plot_study(frame, shares: dict, path: Path, name: str) -> bool:
+    """Two panels: each trial's score and the best so far; the parameters' importances."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    if not len(frame):
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    for state, marker, colour in (("complete", "o", "#4c72b0"), ("pruned", "x", "#999999")):
+        part = frame[frame["state"] == state]
+        values = part["score"] if state == "complete" else part["last_validation"]
+        left.plot(part["trial"], values, marker, color=colour, linestyle="none",
+                  label=state if state == "complete" else "pruned (last validation)")
+    left.step(frame["trial"], frame["best_so_far"], where="post", color="#dd8452", label="best so far")
+    left.set_xlabel("trial")
+    left.set_ylabel("validation accuracy (%)")
+    left.set_title(f"{name}", fontsize=10)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8, frameon=False)
+    if shares:
+        top = list(shares.items())[:12][::-1]
+        right.barh([k for k, _ in top], [v for _, v in top], color="#55a868")
+        right.set_xlabel("importance (fANOVA share)")
+        right.tick_params(axis="y", labelsize=7)
+    else:
+        right.text(0.5, 0.5, "importances need two\ncomplete trials", ha="center", va="center")
+        right.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
