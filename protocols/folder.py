@@ -101,6 +101,19 @@ class Folder(Protocol):
         rng = np.random.default_rng([seed, 688])
         return draw_episodes(val, VALIDATION_EPISODES, min(20, classes), 1, 1, rng, "val")
 
+    def tuning_sets(self, trials: int, seed: int = 0):
+        """Episodes of this protocol's shape (``way`` capped by the val classes) from the val classes
+        alone, at least ``trials`` queries in all: what bench tune scores a setting on."""
+        c = self.config
+        val = self.part("val")
+        classes = val.meta["label"].nunique()
+        if classes < 2:
+            raise UserError(f"the val split holds {classes} class; tuning needs two or more: give the val part "
+                            "more classes (split)")
+        way = min(c.way, classes)
+        return draw_episodes(val, max(1, -(-trials // (way * c.queries))), way, c.shot, c.queries,
+                             np.random.default_rng([seed, 3200]), "val")
+
     def trial_sets(self, trial_seed: int):
         c = self.config
         test = self.part("test")

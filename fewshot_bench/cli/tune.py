@@ -50,6 +50,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--on", choices=["local", "ray"], default="local", help="trials here (default) or as Ray tasks")
     p.add_argument("--workers", type=int, default=None, help="--on ray: trials at once (default: CPUs / threads)")
     p.add_argument("--address", help="--on ray: join this Ray cluster instead of starting one")
+    p.add_argument("--grace", type=int, default=180, help="seconds without a heartbeat after which a running "
+                                                         "trial counts as dead and is queued again (default 180)")
     p.add_argument("--report", action="store_true", help="write the study's files and preset, run no trial")
     p.add_argument("--out", default="results/tune", help="where the history CSV, figure and summary go "
                                                          "(default results/tune)")
@@ -92,7 +94,9 @@ def command(args) -> None:
     name = args.study or tune.study_name(setup)
     url = tune.storage_url(store, name)
     (store / "tune").mkdir(parents=True, exist_ok=True)
-    study = tune.open_study(url, name, setup)
+    if args.grace < 3:
+        raise UserError(f"--grace must be >= 3 seconds, got {args.grace}")
+    study = tune.open_study(url, name, setup, grace=args.grace)
     runner = tune.TrialRunner(setup, store, args.threads)
     left = tune.trials_left(study, args.trials)
     if not args.report:
@@ -101,7 +105,7 @@ def command(args) -> None:
             f"(study: {url.removeprefix('sqlite:///')})")
         if left and args.on == "ray":
             workers = args.workers or max(1, (os.cpu_count() or 1) // (args.threads or 1))
-            tune.optimize_on_ray(url, name, runner, args.trials, workers, args.address)
+            tune.optimize_on_ray(url, name, runner, args.trials, workers, args.address, args.grace)
         elif left:
             tune.optimize_here(study, runner, args.trials, progress=_printer())
     command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else \

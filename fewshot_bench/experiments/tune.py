@@ -21,6 +21,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import write_atomic
@@ -97,17 +99,20 @@ def storage_url(store: Path, name: str) -> str:
     return f"sqlite:///{(store / 'tune' / f'{name}.db').resolve()}"
 
 
-def open_study(url: str, name: str, setup: Setup | None = None, heartbeat: int = HEARTBEAT_S, grace: int = GRACE_S):
+def open_study(url: str, name: str, setup: Setup | None = None, grace: int = GRACE_S):
     """The study ``name`` in ``url``, made with ``setup`` if new; a stored study must have been made
-    with the same setup (else a user error naming the difference)."""
+    with the same setup (else a user error naming the difference). A running trial beats every
+    ``grace / 3`` seconds (at most a minute); one silent for ``grace`` seconds is taken as dead."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # bench prints each trial itself
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
     storage = optuna.storages.RDBStorage(
-        url, engine_kwargs={"connect_args": {"timeout": 60}}, heartbeat_interval=heartbeat, grace_period=grace,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-    seed = setup.seed if setup else 0
+        url, engine_kwargs={"connect_args": {"timeout": 60}}, heartbeat_interval=max(1, min(HEARTBEAT_S, grace // 3)),
+        grace_period=grace, heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    # each process samples with its own seed: tunes cooperating on a study with one seed would draw
+    # the same random settings while the sampler starts up (TPE's constant liar keeps them apart later)
+    seed = int(np.random.SeedSequence([setup.seed if setup else 0, os.getpid(), time.time_ns()]).generate_state(1)[0])
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
     # a trial is pruned where its epoch's validation trails the median of earlier trials at that epoch
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
@@ -224,15 +229,15 @@ def optimize_here(study, runner: TrialRunner, n_trials: int, progress=None) -> N
                        gc_after_trial=True)
 
 
-def _remote_trials(url: str, name: str, runner: TrialRunner, n_trials: int) -> int:
+def _remote_trials(url: str, name: str, runner: TrialRunner, n_trials: int, grace: int = GRACE_S) -> int:
     """On a Ray worker: trials of the stored study until it holds ``n_trials`` finished ones."""
-    study = open_study(url, name)
+    study = open_study(url, name, grace=grace)
     optimize_here(study, runner, n_trials)
     return trials_left(study, n_trials)
 
 
 def optimize_on_ray(url: str, name: str, runner: TrialRunner, n_trials: int, workers: int,
-                    address: str | None = None) -> None:
+                    address: str | None = None, grace: int = GRACE_S) -> None:
     """``workers`` Ray tasks, each running trials against the study's storage until the study holds
     ``n_trials`` finished trials. The storage must be reachable from the workers: the store's SQLite
     file on a local Ray (or a shared folder); a database URL (--storage) on a cluster."""
@@ -248,7 +253,7 @@ def optimize_on_ray(url: str, name: str, runner: TrialRunner, n_trials: int, wor
                         f"({str(exc).strip().splitlines()[0]})") from None
     try:
         remote = ray.remote(_remote_trials).options(num_cpus=runner.threads or 1, max_retries=2)
-        ray.get([remote.remote(url, name, runner, n_trials) for _ in range(workers)])
+        ray.get([remote.remote(url, name, runner, n_trials, grace) for _ in range(workers)])
     finally:
         ray.shutdown()
 

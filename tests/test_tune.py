@@ -1,0 +1,215 @@
+"""bench tune: Optuna studies on validation data only, resumable, pruned, on Ray, ending in a preset."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fewshot_bench.errors import UserError
+
+optuna = pytest.importorskip("optuna")
+
+# the tiny Koch recipe (pairs, layer-wise SGD), only the learning rates searched: fast trials
+TINY = dict(method="conv_siamese", preset="tiny_koch", protocol="omniglot20", protocol_options={}, fixed={},
+            space_changes={"channels": "off", "kernels": "off", "fc_units": "off", "momentum": "off", "l2": "off"},
+            val_trials=200, seed=0)
+
+
+def tiny_setup(data_root, **changes):
+    from fewshot_bench.experiments import tune
+
+    return tune.make_setup(**{**TINY, **changes, "data_root": data_root})[0]
+
+
+def tiny_study(tmp_path, setup, name="s"):
+    from fewshot_bench.experiments import tune
+
+    (tmp_path / "tune").mkdir(exist_ok=True)
+    url = tune.storage_url(tmp_path, name)
+    return url, tune.open_study(url, name, setup), tune.TrialRunner(setup, tmp_path)
+
+
+def states(study):
+    return [t.state.name for t in study.get_trials()]
+
+
+def test_a_tune_ends_in_a_preset_that_bench_run_runs(data_root, tmp_path):
+    from fewshot_bench.cli.main import main
+    from fewshot_bench.records import load_records
+
+    store, out = tmp_path / "store", tmp_path / "out"
+    args = ["tune", "--method", "conv_siamese", "--preset", "tiny_koch", "--trials", "2", "--val-trials", "200",
+            "--store", str(store), "--out", str(out), "--preset-name", "mine", "--data-root", str(data_root)]
+    args += [a for k in ("channels", "kernels", "fc_units") for a in ("--space", f"{k}=off")]
+    assert main(args) == 0
+    study = optuna.load_study(study_name="conv_siamese-tiny_koch-omniglot20",
+                              storage=f"sqlite:///{store / 'tune' / 'conv_siamese-tiny_koch-omniglot20.db'}")
+    best = max(study.trials, key=lambda t: t.value)
+    assert states(study) == ["COMPLETE", "COMPLETE"]
+    # history, figure and summary written; the preset holds the best trial's per-layer values
+    name = "tune-conv_siamese-tiny_koch-omniglot20"
+    assert {p.name for p in out.iterdir()} == {f"{name}.csv", f"{name}.png", f"{name}.md"}
+    preset = (store / "presets" / "conv_siamese" / "mine.toml").read_text()
+    assert f"trial = {best.number}" in preset and 'study = "conv_siamese-tiny_koch-omniglot20"' in preset
+    assert main(["run", "--method", "conv_siamese", "--preset", "mine", "--protocol", "omniglot20", "--store",
+                 str(store), "--no-progress", "--data-root", str(data_root)]) == 0
+    record = load_records(store)[0]
+    assert record["preset"] == "mine"
+    assert list(record["method_config"]["lr"]) == [best.params[f"lr.{i}"] for i in range(4)]
+    assert list(record["method_config"]["momentum"]) == [best.user_attrs["options"]["momentum"][i] for i in range(4)]
+    # the same preset by its file's path
+    path = store / "presets" / "conv_siamese" / "mine.toml"
+    assert main(["run", "--method", "conv_siamese", "--preset", str(path), "--protocol", "omniglot20", "--store",
+                 str(store), "--no-progress", "--data-root", str(data_root)]) == 0
+
+
+def test_trials_are_scored_by_their_best_validation_epoch(data_root, tmp_path):
+    setup = tiny_setup(data_root)
+    _, study, runner = tiny_study(tmp_path, setup)
+    from fewshot_bench.experiments.tune import optimize_here
+
+    optimize_here(study, runner, 1)
+    trial = study.trials[0]
+    assert trial.value == max(trial.intermediate_values.values())
+    assert len(trial.intermediate_values) == 3 == trial.user_attrs["epochs"]
+    assert trial.user_attrs["best_epoch"] - 1 == max(trial.intermediate_values, key=trial.intermediate_values.get)
+
+
+def test_a_tune_never_draws_test_trials(data_root, tmp_path, monkeypatch):
+    """The protocol's test draws are never asked for, and every tuning image is a validation image."""
+    from fewshot_bench.api import PROTOCOLS
+    from fewshot_bench.data.splits import VALIDATION_ALPHABETS, VALIDATION_DRAWERS
+    from fewshot_bench.experiments.tune import optimize_here
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a tune drew test trials")
+
+    monkeypatch.setattr(PROTOCOLS.get("omniglot20"), "trial_sets", refuse)
+    _, study, runner = tiny_study(tmp_path, tiny_setup(data_root))
+    optimize_here(study, runner, 1)
+    assert states(study) == ["COMPLETE"]
+    for ts in PROTOCOLS.get("omniglot20")(data_root=data_root).tuning_sets(3200):
+        for image in ts.query_ids + ts.support_ids:
+            alphabet, _, drawer = image.split("/")
+            assert alphabet in VALIDATION_ALPHABETS and int(drawer) in VALIDATION_DRAWERS
+
+
+def test_a_tune_refuses_protocols_whose_validation_is_not_held_out(data_root):
+    # Vinyals' trainval trains on the val classes: nothing would be left to tune on
+    with pytest.raises(UserError, match="train_split=train"):
+        from fewshot_bench.experiments.tune import check_data
+
+        check_data(tiny_setup(data_root, protocol="vinyals", protocol_options={"train_split": "trainval"}))
+    # a protocol that gives no validation data (a plugin's, say) cannot be tuned on
+    from fewshot_bench.api import Protocol
+
+    with pytest.raises(UserError, match="no validation data to tune on"):
+        Protocol().tuning_sets(100)
+
+
+def test_vinyals_tuning_episodes_hold_val_classes_only(data_root):
+    from fewshot_bench.api import PROTOCOLS
+    from fewshot_bench.data.vinyals_split import base_alphabet, characters, class_set
+
+    sets = PROTOCOLS.get("vinyals")(data_root=data_root, way=20).tuning_sets(400)
+    val, test = characters(class_set(data_root, "val")), characters(class_set(data_root, "test"))
+    seen = {(base_alphabet(i.split("/")[0]), i.split("/")[1]) for ts in sets for i in ts.query_ids + ts.support_ids}
+    assert sum(len(ts.answer) for ts in sets) >= 400 and seen <= val and not seen & test
+
+
+def test_the_pruner_stops_a_trial_that_trails(data_root, tmp_path, monkeypatch):
+    """Five trials whose validation reads 0.5 every epoch, then one reading 0.1: stopped at the
+    first epoch the pruner judges (n_warmup_steps=2: the third), its training cut short."""
+    from fewshot_bench.experiments.tune import optimize_here
+    from fewshot_bench.learning.trainer import TrainingLoop
+
+    monkeypatch.setattr(TrainingLoop, "_validate", lambda self, validation: 10 * self.config.lr[0])
+    setup = tiny_setup(data_root, fixed={"epochs": "6", "patience": "6"})
+    _, study, runner = tiny_study(tmp_path, setup)
+    for lr in [0.05] * 5 + [0.01]:
+        study.enqueue_trial({f"lr.{i}": lr for i in range(4)})
+    optimize_here(study, runner, 6)
+    assert states(study) == ["COMPLETE"] * 5 + ["PRUNED"]
+    pruned = study.trials[-1]
+    assert pruned.user_attrs["epochs"] == 3 and sorted(pruned.intermediate_values) == [0, 1, 2]
+    assert all(t.user_attrs["epochs"] == 6 for t in study.trials[:5])
+
+
+def test_a_study_made_with_other_settings_is_not_resumed(data_root, tmp_path):
+    from fewshot_bench.experiments import tune
+
+    url, _, _ = tiny_study(tmp_path, tiny_setup(data_root))
+    with pytest.raises(UserError, match="val_trials"):
+        tune.open_study(url, "s", tiny_setup(data_root, val_trials=400))
+
+
+def test_bad_search_ranges_are_one_line_errors(data_root):
+    for changes, message in [({"lr": "log:0:1"}, "low > 0"), ({"lr": "linear:1:2"}, "not understood"),
+                             ({"nope": "log:1e-3:1e-1"}, "not an option"), ({"adam_lr": "choice:"}, "at least one")]:
+        with pytest.raises(UserError, match=message):
+            tiny_setup(data_root, space_changes={**TINY["space_changes"], **changes})
+    with pytest.raises(UserError, match="both fixed"):
+        tiny_setup(data_root, fixed={"lr": "0.01"})
+
+
+def _finished(db, state):
+    with sqlite3.connect(db) as con:
+        return con.execute("select count(*) from trials where state = ?", (state,)).fetchone()[0]
+
+
+def _running_with_epochs(db):
+    with sqlite3.connect(db) as con:
+        return con.execute("select count(*) from trials t join trial_intermediate_values v on t.trial_id = v.trial_id "
+                           "where t.state = 'RUNNING'").fetchone()[0]
+
+
+def test_a_study_killed_mid_trial_resumes_without_repeating_finished_trials(data_root, tmp_path):
+    store = tmp_path / "store"
+    db = store / "tune" / "conv_siamese-tiny_koch-omniglot20.db"
+    args = [sys.executable, "-m", "fewshot_bench.cli", "tune", "--method", "conv_siamese", "--preset", "tiny_koch",
+            "--trials", "3", "--val-trials", "2000", "--store", str(store), "--out", str(tmp_path / "out"),
+            "--set", "epochs=8", "--set", "patience=8", "--grace", "3", "--data-root", str(data_root)]
+    args += [a for k in ("channels", "kernels", "fc_units", "momentum", "l2") for a in ("--space", f"{k}=off")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:  # kill it once a trial is finished and the next has run an epoch or more
+        deadline = time.time() + 240
+        while not (db.exists() and _finished(db, "COMPLETE") >= 1 and _running_with_epochs(db) >= 1):
+            assert proc.poll() is None and time.time() < deadline, "the tune ended before it could be killed"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    study = optuna.load_study(study_name="conv_siamese-tiny_koch-omniglot20", storage=f"sqlite:///{db}")
+    before = {t.number: (t.value, t.datetime_complete) for t in study.trials if t.state.name == "COMPLETE"}
+    killed = next(t for t in study.trials if t.state.name == "RUNNING")
+    time.sleep(3.5)  # past the grace period: the killed trial's heartbeat has stopped
+    assert subprocess.run(args, capture_output=True, env=env).returncode == 0
+    study = optuna.load_study(study_name="conv_siamese-tiny_koch-omniglot20", storage=f"sqlite:///{db}")
+    trials = {t.number: t for t in study.trials}
+    # finished trials kept as they were, not rerun
+    assert {n: (trials[n].value, trials[n].datetime_complete) for n in before} == before
+    # the killed trial failed and was queued again with its settings; its training resumed from its checkpoint
+    assert trials[killed.number].state.name == "FAIL"
+    retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number)
+    assert retry.state.name == "COMPLETE" and retry.params == killed.params
+    assert retry.user_attrs["resumed_from_epoch"] >= 1
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3
+
+
+@pytest.mark.slow
+def test_the_same_study_runs_on_a_local_ray(data_root, tmp_path):
+    pytest.importorskip("ray")
+    from fewshot_bench.experiments import tune
+
+    setup = tiny_setup(data_root)
+    url, study, runner = tiny_study(tmp_path, setup)
+    runner.threads = 1
+    tune.optimize_on_ray(url, "s", runner, 2, workers=2)
+    study = tune.open_study(url, "s", setup)
+    assert states(study) == ["COMPLETE", "COMPLETE"]
+    # the workers wrote the trials' checkpoints into the store
+    assert len(list((tmp_path / "checkpoints").glob("conv_siamese-*.pt"))) == 2
