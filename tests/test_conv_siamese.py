@@ -535,11 +535,30 @@ def test_speed_train_reports_throughput_flops_and_the_gemm_limit(data_root):
     assert result["isa"] and result["gemm_gflops"] > 0 and result["images_per_step"] == 2 * 5 * 4
     fp32 = result["fp32"]
     assert fp32["bare_images_per_s"] > 0 and fp32["pipeline_images_per_s"] > 0 and fp32["step_gflop"] > 0
-    assert 0 < fp32["fraction_of_gemm"] == fp32["step_gflops"] / result["gemm_gflops"]
+    assert 0 < fp32["fraction_of_gemm"] < 2  # a step cannot run much above the machine's GEMM
     # where the step's time goes, and the bf16 limit where the CPU has bf16 (else none quoted)
     kernels = fp32["top_kernels"]
     assert 0 < len(kernels) <= 8 and all(k["op"] and 0 < k["self_cpu_pct"] <= 100 for k in kernels)
     assert [k["self_cpu_pct"] for k in kernels] == sorted((k["self_cpu_pct"] for k in kernels), reverse=True)
     assert (result["bf16_gemm_gflops"] is None) == (not result["bf16_available"])
     if result["bf16_available"]:
-        assert result["bf16"]["fraction_of_gemm"] == result["bf16"]["step_gflops"] / result["bf16_gemm_gflops"]
+        assert 0 < result["bf16"]["fraction_of_gemm"] < 2
+
+
+@pytest.mark.parametrize("method, preset, objective, images", [
+    ("conv_siamese", "tiny_koch", "pairs", 2 * 16), ("mlp_siamese", "tiny", "pairs", 2 * 32),
+    ("protonet", "tiny", "trials", 2 * 5 * 4), ("matching_net", "tiny", "matching", None),
+    ("relation_net", "tiny", "relation", None), ("maml", "tiny", "maml", None), ("simpleshot", "tiny", "classes", None)])
+def test_speed_train_times_every_objective(data_root, method, preset, objective, images):
+    """Every objective's bare step and pipeline run (Koch's pairs once died: their pairs were never drawn)."""
+    from fewshot_bench.api import METHODS
+    from fewshot_bench.experiments import speed
+
+    result = speed.train(data_root, preset=preset, steps=2, repeats=1, method=method, limits=False)
+    assert result["objective"] == objective
+    cfg = METHODS.get(method).make_config(preset)
+    expected = images or (cfg.batch_size if objective == "classes" else
+                          cfg.alphabets_per_batch * cfg.way * cfg.drawers_per_character)
+    assert result["images_per_step"] == expected
+    fp32 = result["fp32"]
+    assert fp32["step_gflop"] > 0 and fp32["bare_images_per_s"] > 0 and fp32["pipeline_images_per_s"] > 0

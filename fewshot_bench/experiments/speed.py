@@ -78,14 +78,16 @@ def mhd(root: Path, sets: int = 4, repeats: int = 3) -> dict:
             "same_predictions": bool(same_argmax)}
 
 
-def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3, method: str = "conv_siamese") -> dict:
+def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3, method: str = "conv_siamese",
+          limits: bool = True) -> dict:
     """A learned method's training steps on real batches (sampling, rotations, distortions: the
     pipeline, as the trainer runs an epoch) against a bare PyTorch loop of the same network, batch
     shape and loss on random tensors (the objective's ``bare_loss``), in fp32 and (where oneDNN
     supports it) bf16; and the machine's own limit measured in the same run: the step's achieved
     GFLOP/s (forward and backward, counted by torch's FlopCounterMode; the L1 head's cdist is not
-    counted) against a large fp32 GEMM's on the same threads. Any objective: Koch's pairs, the
-    trials, episodes, MAML, the classifier."""
+    counted) against a large fp32 GEMM's on the same threads (``limits``: the GEMMs and the
+    profile of the step's kernels; a check of the paths alone goes without). Any objective: Koch's
+    pairs, the trials, episodes, MAML, the classifier."""
     from fewshot_bench.api import METHODS
 
     cls = METHODS.get(method)
@@ -93,14 +95,15 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3, me
     precisions = ["fp32"] + (["bf16"] if use_bf16_auto() and base.config.objective != "maml" else [])
     out = {"method": method, "objective": base.config.objective, "isa": torch.backends.cpu.get_cpu_capability(),
            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-           "threads": torch.get_num_threads(), "images_per_step": None, "gemm_gflops": gemm_gflops(),
+           "threads": torch.get_num_threads(), "images_per_step": None,
+           "gemm_gflops": gemm_gflops() if limits else None,
            # bf16 GEMM only where oneDNN runs bf16 natively (elsewhere it is emulated: no limit worth quoting)
-           "bf16_gemm_gflops": gemm_gflops(dtype=torch.bfloat16) if "bf16" in precisions else None}
+           "bf16_gemm_gflops": gemm_gflops(dtype=torch.bfloat16) if "bf16" in precisions and limits else None}
     for precision in precisions:
-        result = _train_speed(cls, preset, steps, repeats, root, precision)
+        result = _train_speed(cls, preset, steps, repeats, root, precision, limits)
         out["images_per_step"] = result.pop("images_per_step")
         limit = out["bf16_gemm_gflops"] if precision == "bf16" else out["gemm_gflops"]
-        out[precision] = {**result, "fraction_of_gemm": result["step_gflops"] / limit,
+        out[precision] = {**result, "fraction_of_gemm": result["step_gflops"] / limit if limit else None,
                           "gemm": f"{precision} GEMM on the same threads"}
     out["preset"], out["bf16_available"] = base.preset, "bf16" in precisions
     return out
@@ -119,7 +122,7 @@ def gemm_gflops(n: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
     return 2 * n ** 3 / statistics.median(timed(lambda: torch.mm(a, b), repeats)) / 1e9
 
 
-def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
+def _train_speed(cls, preset, steps, repeats, root, precision, limits: bool = True) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from fewshot_bench.imageset import to_tensor
@@ -163,7 +166,7 @@ def _train_speed(cls, preset, steps, repeats, root, precision) -> dict:
     counter = FlopCounterMode(display=False)
     with counter:
         step()  # also the warm-up
-    kernels = top_kernels(step)
+    kernels = top_kernels(step) if limits else []
     bare_t, pipe_t = [], []
     for _ in range(repeats):
         bare_t += timed(bare, 1)
