@@ -184,6 +184,11 @@ class Protocol:
     def validation(self, seed: int = 0) -> list[TrialSet] | None:
         return None
 
+    def check_feasible(self, method: Method) -> None:
+        """Before the method is fitted: raise a UserError if this protocol cannot score it (too few
+        test classes for ``way``, too few images for ``shot + queries``, colour images for a method of
+        grey ones), so that no training is thrown away. Protocols whose configs fix this need nothing."""
+
     def tuning_sets(self, trials: int, seed: int = 0) -> list[TrialSet]:
         """About ``trials`` trials drawn from validation data alone (never a test class): what
         ``bench tune`` scores settings on. A protocol without validation data cannot be tuned on."""

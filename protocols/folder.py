@@ -114,6 +114,13 @@ class Folder(Protocol):
         return draw_episodes(val, max(1, -(-trials // (way * c.queries))), way, c.shot, c.queries,
                              np.random.default_rng([seed, 3200]), "val")
 
+    def check_feasible(self, method) -> None:
+        """The test split holds ``way`` classes of ``shot + queries`` images, and colour images go
+        to a method that takes them: checked before any training."""
+        if self.config.channels == 3 and not method.takes_colour:
+            raise UserError(f"method {method.name} works on grey images only; run it with --protocol-set channels=1")
+        self._check_test(self.part("test"))
+
     def trial_sets(self, trial_seed: int):
         c = self.config
         test = self.part("test")

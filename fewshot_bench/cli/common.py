@@ -74,6 +74,16 @@ def store_arg(p) -> None:
     p.add_argument("--store", help="results store folder (default: $FEWSHOT_BENCH_STORE, then ./runs)")
 
 
+def writable_store(args) -> Path:
+    """The store a writing subcommand will write in, checked before any work (see writable_folder)."""
+    from fewshot_bench.records import store_dir
+
+    store = store_dir(args.store)
+    writable_folder(str(store), "--store" if args.store else f"the store ({store}, from $FEWSHOT_BENCH_STORE or "
+                                                             "the default ./runs; or pass --store)")
+    return store
+
+
 def plugin_arg(p) -> None:
     p.add_argument("--plugin", action="append", metavar="FILE.py",
                    help="load methods/protocols from a Python file (repeatable)")

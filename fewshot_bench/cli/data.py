@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import console, data_root_arg, out
+from fewshot_bench.cli.common import console, data_root_arg, out, writable_folder
 from fewshot_bench.errors import UserError
 
 
@@ -36,6 +36,7 @@ def command(args) -> None:
         raise UserError(f"{args.path!r}: only `bench data check PATH` takes a path; the data root is --data-root")
     root = data_root(args.data_root)
     if args.action == "fetch":
+        writable_folder(str(root), "--data-root")  # before any download
         fetch_missing(root, args.base_url)
     show_data(root)
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewshot_bench.cli.common import RegistryNames, console, data_root_arg, out, say, store_arg
+from fewshot_bench.cli.common import (RegistryNames, console, data_root_arg, out, say, store_arg, writable_folder,
+                                      writable_store)
 from fewshot_bench.errors import UserError
 
 
@@ -32,20 +33,21 @@ def add_parser(subparsers) -> None:
 
 def command(args) -> None:
     from fewshot_bench.progress import StageProgress
-    from fewshot_bench.records import store_dir
     from fewshot_bench.experiments.reproduce import reproduce
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     if args.stored and args.on != "local":
         raise UserError("--stored runs nothing: leave out --on ray")
+    writable_folder(args.out, "--out")
     if args.replot:
         return replot(args.table, Path(args.out))
+    store = writable_store(args)
     # the default --seeds is left out: the budget and Table 4's seeded cells fix their own
     seeds = f" --seeds {args.seeds}" if args.seeds > 1 else ""
     command = f"bench reproduce {args.table} --preset {args.preset}{seeds}"
     with StageProgress(console) as progress:
-        reproduce(args.table, args.preset, args.seeds, store_dir(args.store), Path(args.out),
+        reproduce(args.table, args.preset, args.seeds, store, Path(args.out),
                   Path(args.data_root) if args.data_root else None, progress, command, on=args.on,
                   address=args.address, run_missing=not args.stored)
     out.print((Path(args.out) / f"{args.table}.md").read_text(), highlight=False, soft_wrap=True)

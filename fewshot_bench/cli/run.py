@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fewshot_bench.cli.common import console, data_root_arg, out, plugin_arg, print_results, say, store_arg
+from fewshot_bench.cli.common import (console, data_root_arg, out, plugin_arg, print_results, say, store_arg,
+                                      writable_store)
 
 
 def add_parser(subparsers) -> None:
@@ -40,14 +41,14 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
     from fewshot_bench.api import PROTOCOLS
     from fewshot_bench.config import parse_assignments
     from fewshot_bench.progress import StageProgress
-    from fewshot_bench.records import save_record, store_dir, write_atomic
+    from fewshot_bench.records import save_record, write_atomic
     from fewshot_bench.experiments.runner import RunSpec, run
     from fewshot_bench.seeding import parse_seeds
 
     protocol_options = parse_assignments(getattr(args, "protocol_options", None))
     if getattr(args, "runs", None):
         protocol_options["runs"] = args.runs
-    store = store_dir(args.store)
+    store = writable_store(args)  # before any work: a training is not thrown away for a bad path
     spec = RunSpec(method=method, protocol=args.protocol, preset=getattr(args, "preset", None),
                    method_options=parse_assignments(getattr(args, "method_options", None)),
                    protocol_options=protocol_options, seed=args.seed,

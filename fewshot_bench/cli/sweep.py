@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import console, data_root_arg, out, store_arg
+from fewshot_bench.cli.common import console, data_root_arg, out, store_arg, writable_store
 from fewshot_bench.errors import UserError
 
 
@@ -41,7 +41,6 @@ def add_parser(subparsers) -> None:
 def command(args) -> None:
     import pandas as pd
 
-    from fewshot_bench.records import store_dir
     from fewshot_bench.experiments.sweep import SweepProgress, parse_grid, plan, read_spec, run_local, run_ray, summary
 
     spec = read_spec(Path(args.spec)) if args.spec else {"methods": [], "presets": [], "protocols": [],
@@ -57,7 +56,7 @@ def command(args) -> None:
         raise UserError(f"--retries must be >= 0, got {args.retries}")
     if args.on == "local" and args.address:
         raise UserError("--address joins a Ray cluster: add --on ray")
-    store = store_dir(args.store)
+    store = writable_store(args)
     from fewshot_bench.data.datasets import data_root
 
     trainings = plan(methods, presets, protocols, seeds, trial_seeds, grid, store, data_root(args.data_root).resolve())

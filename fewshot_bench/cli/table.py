@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewshot_bench.cli.common import out, say, store_arg
+from fewshot_bench.cli.common import out, say, store_arg, writable_folder
 from fewshot_bench.errors import UserError
 
 
@@ -20,6 +20,8 @@ def command(args) -> None:
     from fewshot_bench.records import load_records, store_dir
     from fewshot_bench.tables.store import long_table, to_markdown, wide_table
 
+    if args.out:
+        writable_folder(args.out, "--out")
     records = load_records(store_dir(args.store))
     if not records:
         raise UserError(f"no run records in {store_dir(args.store)}; run `bench run ...` first")

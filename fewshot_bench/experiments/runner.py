@@ -66,6 +66,7 @@ def run(spec: RunSpec, progress=None) -> dict:
     method, protocol = build(spec)
     seeds = trial_seeds(spec)
     seed_everything(spec.seed)
+    protocol.check_feasible(method)  # a protocol that cannot run fails before the training, not after
     background = protocol.background()
     protocol.check_background(background)
     validation = protocol.validation(spec.seed)
