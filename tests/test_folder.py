@@ -49,7 +49,8 @@ def folder_run(root, method="pixel_1nn", preset=None, store=None, **options):
 def test_a_learned_method_runs_end_to_end_on_a_colour_folder(tmp_path):
     root = colour_folder(tmp_path / "colour", classes=10)
     record = folder_run(root, "protonet", "tiny", tmp_path / "ckpt", way=2, channels=3)
-    assert record["n_trials"] == 40 and 0 <= record["accuracy"] <= 1
+    # each class has its own colour: 2-way episodes are easy (chance 0.5)
+    assert record["n_trials"] == 40 and record["accuracy"] >= 0.8
     split = record["protocol_data"]["split"]
     assert sum(len(v) for v in split.values()) == 10 and not set(split["train"]) & set(split["test"])
     images = load_folder(root, 84, 3)

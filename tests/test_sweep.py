@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -101,8 +102,16 @@ def test_a_failing_run_is_reported_while_the_others_land(data_root, tmp_path, ca
 
 def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(data_root, tmp_path):
     store = tmp_path / "store"
-    trainings = sweep.plan(["conv_siamese"], ["tiny"], ["omniglot20"], "0", None, {"epochs": ["6"]}, store)
+    # 20 epochs: the training runs for several seconds, so a kill a second in lands mid-training
+    trainings = sweep.plan(["conv_siamese"], ["tiny"], ["omniglot20"], "0", None,
+                           {"epochs": ["20"], "patience": ["20"]}, store)
     killed = []
+
+    def running_the_task(pid: int) -> bool:  # Ray titles a worker by the task it runs, IDLE between tasks
+        try:
+            return b"ray::_remote_training" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
 
     def kill_first_worker():
         deadline = time.time() + 120
@@ -110,8 +119,9 @@ def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(data_root, tmp_p
             pids = processes("ray::_remote_training")
             if pids:
                 time.sleep(1.0)  # mid-run
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
+                if running_the_task(pids[0]):  # still training, not finished: the kill cuts a training short
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
             time.sleep(0.2)
 
     thread = threading.Thread(target=kill_first_worker, daemon=True)
@@ -120,7 +130,10 @@ def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(data_root, tmp_p
         sweep.run_ray(trainings, store, progress, None, retries=2)
     thread.join(timeout=5)
     assert killed, "no Ray worker was seen running the training"
+    assert not Path(f"/proc/{killed[0]}").exists()  # it died
     assert trainings[0].error is None and len(load_records(store)) == 1
+    # the rerun trained all 20 epochs anew (the driver had no checkpoint to resume from)
+    assert load_records(store)[0]["training"]["epochs"] == 20
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])

@@ -170,10 +170,26 @@ def test_each_method_trains_on_the_vinyals_split_and_scores_k_shot_episodes(name
     assert record["draws"][0]["sets"][0]["support_class"] == sorted([0, 1, 2, 3, 4] * 5)
 
 
-def test_matching_net_full_context_embeddings_train(data_root, tmp_path):
-    record = run(RunSpec("matching_net", "vinyals", "tiny", {"fce": "true"}, {"episodes": 20}, 0, [0], None,
-                         tmp_path / "checkpoints"))
-    assert record["method_config"]["fce"] is True and record["n_trials"] == 100
+def test_matching_net_full_context_embeddings_train_and_change_the_scores(data_root, tmp_path):
+    import torch
+
+    from fewshot_bench.experiments.runner import build
+    from fewshot_bench.learning.networks import build_network
+
+    spec = RunSpec("matching_net", "vinyals", "tiny", {"fce": "true"}, {"episodes": 20}, 0, [0], None,
+                   tmp_path / "checkpoints")
+    method, protocol = build(spec)
+    method.fit(protocol.background())
+    fce = method.model_.fce
+    assert fce is not None
+    torch.manual_seed(0)
+    untrained = build_network(method.config).fce  # the same initialisation, before training
+    assert any(not torch.equal(a, b) for a, b in zip(fce.state_dict().values(), untrained.state_dict().values()))
+    episode = protocol.trial_sets(0)[0]
+    sets = [(method.prepare(episode.queries), method.prepare(episode.support), episode.support_class)]
+    with_fce = method.score_sets(sets)[0]
+    method.model_.fce = None  # the same network scoring without its full-context embeddings
+    assert not torch.allclose(with_fce, method.score_sets(sets)[0])
 
 
 def test_maml_refuses_more_classes_than_it_has_outputs(data_root, tmp_path):
