@@ -65,6 +65,19 @@ def require_minimums(config, **lowest) -> None:
         require(value >= low, f"{name} must be >= {low}, got {value}")
 
 
+def read_toml(path, option: str) -> dict:
+    """A TOML file a command line names (``option``), or a one-line user error saying what is wrong."""
+    import tomllib
+    from pathlib import Path
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{option} {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{option} {path} is not valid TOML ({exc})") from None
+
+
 def parse_assignments(items: list[str] | None) -> dict[str, str]:
     """``["lr=0.1", "epochs=3"]`` -> ``{"lr": "0.1", "epochs": "3"}``."""
     out = {}

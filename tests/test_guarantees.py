@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot_bench.errors import UserError
 from fewshot_bench.learning.trainer import TrainingLoop
 from test_conv_siamese import synthetic_background, tiny
 

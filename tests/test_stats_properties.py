@@ -58,3 +58,25 @@ def test_accuracy_and_its_interval_do_not_depend_on_the_order_of_trials(trials, 
     first = set_interval([c for c, _ in trials], [g for _, g in trials])
     second = set_interval([c for c, _ in shuffled], [g for _, g in shuffled])
     assert first[0] == pytest.approx(second[0]) and first[1] == pytest.approx(second[1])
+
+
+def test_an_empty_list_has_no_mean_and_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's mean of nothing would warn
+        mean, half = t_interval([])
+    assert math.isnan(mean) and half == 0.0
+
+
+def test_the_set_interval_is_the_t_interval_of_each_sets_own_accuracy():
+    # three sets at 1/2, 1 and 0: each set's accuracy is its own trials' mean
+    correct, groups = [1, 0, 1, 1, 0, 0], ["a", "a", "b", "b", "c", "c"]
+    assert set_interval(correct, groups) == pytest.approx((0.5, t_interval([0.5, 1.0, 0.0])[1]))
+
+
+def test_mcnemar_reads_records_zero_one_correctness_as_booleans():
+    # run records keep correctness as 0/1 integers
+    assert mcnemar_exact([1, 0, 1, 1, 0], [0, 0, 1, 0, 1]) == {"only_a": 2, "only_b": 1, "p_value": 1.0}
+    with pytest.raises(ValueError, match="paired test needs the same trials"):
+        mcnemar_exact([1, 0], [1])

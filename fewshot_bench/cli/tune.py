@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tomllib
 from pathlib import Path
 
 from fewshot_bench.cli.common import console, data_root_arg, say, store_arg, writable_folder
@@ -61,12 +60,9 @@ def add_parser(subparsers) -> None:
 
 
 def read_space_file(path: str) -> dict:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"--space-file {path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"--space-file {path} is not valid TOML ({exc})") from None
+    from fewshot_bench.config import read_toml
+
+    data = read_toml(path, "--space-file")
     return {k: str(v) for k, v in data.get("space", data).items()}
 
 
@@ -108,8 +104,9 @@ def command(args) -> None:
             tune.optimize_on_ray(url, name, runner, args.trials, workers, args.address, args.grace)
         elif left:
             tune.optimize_here(study, runner, args.trials, progress=_printer())
-    command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else \
-        f"bench tune --method {args.method} --protocol {args.protocol}"
+    # the command that runs (or resumes) the study: a --report rerun names the tune, not itself
+    command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--report") \
+        if sys.argv[1:2] == ["tune"] else f"bench tune --method {args.method} --protocol {args.protocol}"
     written = tune.write_outputs(study, name, store, Path(args.out), args.preset_name or name, command_line)
     best = tune.best_trial(study)
     if best is not None:

@@ -14,14 +14,13 @@ import itertools
 import os
 import signal
 import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from fewshot_bench.api import PROTOCOLS
-from fewshot_bench.config import parse_assignments
+from fewshot_bench.config import parse_assignments, read_toml
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records, save_record, stored_keys, write_atomic
 from fewshot_bench.experiments.runner import RunSpec, build, run, spec_key
@@ -74,12 +73,7 @@ def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
 
 def read_spec(path: Path) -> dict:
     """A sweep as TOML: method, preset, protocol (strings or lists), seeds, trial_seeds, [grid]."""
-    try:
-        spec = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"no sweep spec at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path} is not valid TOML ({exc})") from None
+    spec = read_toml(path, "--spec")
     unknown = set(spec) - {"method", "preset", "protocol", "seeds", "trial_seeds", "grid"}
     if unknown:
         raise UserError(f"{path}: unknown keys {sorted(unknown)}; valid: method, preset, protocol, seeds, "
@@ -200,19 +194,24 @@ def ray_module():
     return ray
 
 
-def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, address: str | None,
-            retries: int) -> None:
-    """Each training a Ray task reserving its CPUs/GPUs; killed workers are retried ``retries``
-    times; Ctrl-C or SIGTERM cancels what is outstanding and, for a Ray started here, stops it."""
+def start_ray(address: str | None):
+    """Ray, joined at ``address`` or started here (listening on the loopback address only)."""
     ray = ray_module()
     started_here = address is None
-    # a Ray started here listens on the loopback address only
     try:
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                  **({"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"} if started_here else {}))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"could not {'start Ray' if started_here else f'join the Ray cluster at {address}'} "
                         f"({str(exc).strip().splitlines()[0]}); check `ray status --address {address or 'auto'}`") from None
+    return ray
+
+
+def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, address: str | None,
+            retries: int) -> None:
+    """Each training a Ray task reserving its CPUs/GPUs; killed workers are retried ``retries``
+    times; Ctrl-C or SIGTERM cancels what is outstanding and, for a Ray started here, stops it."""
+    ray = start_ray(address)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     pending = {}
     try:

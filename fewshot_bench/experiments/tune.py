@@ -241,16 +241,9 @@ def optimize_on_ray(url: str, name: str, runner: TrialRunner, n_trials: int, wor
     """``workers`` Ray tasks, each running trials against the study's storage until the study holds
     ``n_trials`` finished trials. The storage must be reachable from the workers: the store's SQLite
     file on a local Ray (or a shared folder); a database URL (--storage) on a cluster."""
-    from fewshot_bench.experiments.sweep import ray_module
+    from fewshot_bench.experiments.sweep import start_ray
 
-    ray = ray_module()
-    started_here = address is None
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 **({"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"} if started_here else {}))
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UserError(f"could not {'start Ray' if started_here else f'join the Ray cluster at {address}'} "
-                        f"({str(exc).strip().splitlines()[0]})") from None
+    ray = start_ray(address)
     try:
         remote = ray.remote(_remote_trials).options(num_cpus=runner.threads or 1, max_retries=2)
         ray.get([remote.remote(url, name, runner, n_trials, grace) for _ in range(workers)])
