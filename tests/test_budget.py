@@ -24,7 +24,24 @@ def test_a_budget_sets_the_steps_and_snapshots_read_it_at_shares(tmp_path):
     steps = {h["steps"] for h in history}
     assert len(steps) == 1 and len(history) == 4  # the same steps every epoch, set from the budget
     spent = sum(h["step_gflop"] * h["steps"] for h in history)
-    assert spent == pytest.approx(0.5, rel=0.5)  # rounded to whole steps
+    # the steps per epoch: the budget's quarter over one step's FLOPs, rounded to whole steps
+    step_gflop = history[0]["step_gflop"]
+    assert steps == {max(1, round(0.5 / 4 / step_gflop))}
+    # and one step's FLOPs as torch counts a forward and backward of a batch of the same shape
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fewshot_bench.imageset import as_batch, to_tensor
+    from fewshot_bench.learning.networks import build_network
+    from fewshot_bench.learning.sampling import CharacterIndex
+
+    probe = cls(cls.make_config("tiny_episodes", options), seed=0, preset="tiny_episodes")
+    objective = probe.objective_for(CharacterIndex(background))
+    probe.model_ = build_network(probe.config, objective.n_classes(), 1)
+    loss = objective.bare_loss(as_batch(to_tensor(background.images, probe.config.input_size)))
+    with FlopCounterMode(display=False) as counter:
+        loss().backward()
+    assert step_gflop == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-6)
     # episodes of one size: counting per image gives the same spend as counting per step
     assert sum(map(epoch_gflop, history)) == pytest.approx(spent)
     w1 = first.model_.layers[0][0].weight
