@@ -332,7 +332,7 @@ def summary_markdown(study, name, frame, shares, best, command, preset_name) -> 
     lines = [f"# tune: {name}", "", f"- command: `{command}`",
              f"- method {setup['method']} from preset {setup['preset']}; protocol {setup['protocol']} "
              f"{setup['protocol_options'] or ''}; fixed: {setup['fixed'] or 'nothing'}",
-             f"- score: the best validation accuracy over a trial's epochs on {setup['val_trials']} tuning trials "
+             f"- score: the best validation accuracy over a trial's epochs on {setup['val_trials']:,} tuning trials "
              "(validation alphabets or val classes only; no test class scores a trial)",
              f"- trials: {len(frame)} ({', '.join(f'{v} {k}' for k, v in counts.items())})",
              "- search space: " + "; ".join(f"{k} {v}" for k, v in setup["space"].items())]
@@ -343,7 +343,10 @@ def summary_markdown(study, name, frame, shares, best, command, preset_name) -> 
                   "| parameter | best value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in best.params.items()]
     if shares:
-        lines += ["", "| parameter | importance (fANOVA) |", "|---|---|"]
+        complete = int((frame["state"] == "complete").sum())
+        lines += ["", f"Importances (fANOVA) from {complete} complete trials" +
+                  (": with fewer than about ten they mean little." if complete < 10 else "."), "",
+                  "| parameter | importance (fANOVA) |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in shares.items()]
     return "\n".join(lines) + "\n"
 
