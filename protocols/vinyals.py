@@ -63,6 +63,13 @@ class Vinyals(Protocol):
             raise RuntimeError(f"{len(leaked)} held-out Vinyals characters reached training data, "
                                f"e.g. {sorted(leaked)[:3]}")
 
+    def check_feasible(self, method) -> None:
+        """Before any training: the episodes' part holds ``way`` classes."""
+        classes = class_set(self.data_root, self.config.test_split).meta["label"].nunique()
+        if self.config.way > classes:
+            raise UserError(f"way={self.config.way} needs that many classes; the {self.config.test_split} classes "
+                            f"number {classes}: lower way (--protocol-set way=N)")
+
     def validation(self, seed: int = 0):
         if self.config.train_split == "trainval":  # the val classes are training data then
             return None

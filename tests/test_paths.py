@@ -93,3 +93,13 @@ def test_colour_images_for_a_grey_method_fail_before_anything_is_scored(tmp_path
     assert main(["run", "--method", "mhd", "--protocol", "folder", "--protocol-set", f"root={root}",
                  "--protocol-set", "channels=3", "--no-progress", "--store", str(tmp_path / "s")]) == 2
     assert "works on grey images only" in capsys.readouterr().err
+
+
+def test_vinyals_episodes_wider_than_their_classes_fail_before_training(data_root, tmp_path, capsys, monkeypatch):
+    from fewshot_bench.learning.trainer import TrainingLoop
+
+    monkeypatch.setattr(TrainingLoop, "train", lambda *a, **k: pytest.fail("trained for episodes that cannot be drawn"))
+    assert main(["run", "--method", "protonet", "--preset", "tiny", "--protocol", "vinyals", "--protocol-set",
+                 "way=700", "--protocol-set", "test_split=val", "--no-progress", "--store", str(tmp_path / "s"),
+                 "--data-root", str(data_root)]) == 2
+    assert "way=700 needs that many classes; the val classes number 688" in capsys.readouterr().err
