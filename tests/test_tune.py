@@ -155,15 +155,22 @@ def test_bad_search_ranges_are_one_line_errors(data_root):
         tiny_setup(data_root, fixed={"lr": "0.01"})
 
 
+def _count(db, query, *args) -> int:
+    """A count from the study's database; 0 while Optuna is still creating its tables."""
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute(query, args).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def _finished(db, state):
-    with sqlite3.connect(db) as con:
-        return con.execute("select count(*) from trials where state = ?", (state,)).fetchone()[0]
+    return _count(db, "select count(*) from trials where state = ?", state)
 
 
 def _running_with_epochs(db):
-    with sqlite3.connect(db) as con:
-        return con.execute("select count(*) from trials t join trial_intermediate_values v on t.trial_id = v.trial_id "
-                           "where t.state = 'RUNNING'").fetchone()[0]
+    return _count(db, "select count(*) from trials t join trial_intermediate_values v on t.trial_id = v.trial_id "
+                      "where t.state = 'RUNNING'")
 
 
 def test_a_study_killed_mid_trial_resumes_without_repeating_finished_trials(data_root, tmp_path):
