@@ -217,6 +217,9 @@ def test_the_same_study_runs_on_a_local_ray(data_root, tmp_path):
     runner.threads = 1
     tune.optimize_on_ray(url, "s", runner, 2, workers=2)
     study = tune.open_study(url, "s", setup)
-    assert states(study) == ["COMPLETE", "COMPLETE"]
-    # the workers wrote the trials' checkpoints into the store
-    assert len(list((tmp_path / "checkpoints").glob("conv_siamese-*.pt"))) == 2
+    # two workers stop once the study holds 2 finished trials; a trial the other worker had started
+    # by then finishes too (Optuna's MaxTrialsCallback), so 2 or 3
+    done = states(study)
+    assert set(done) == {"COMPLETE"} and 2 <= len(done) <= 3
+    # the workers wrote every trial's checkpoint into the store
+    assert len(list((tmp_path / "checkpoints").glob("conv_siamese-*.pt"))) == len(done)
