@@ -40,8 +40,8 @@ def _value(v) -> str:
     return f"`{text}`" if text else "`\"\"`"
 
 
-def _options(config_class, presets: dict) -> list[str]:
-    """The config's options with defaults, and per preset what it changes."""
+def _options(config_class) -> list[str]:
+    """The config's options with their defaults, as a Markdown table."""
     lines = ["| option | default |", "|---|---|"]
     for f in dataclasses.fields(config_class):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
@@ -64,12 +64,12 @@ def methods_reference() -> str:
                 shown = ", ".join(f"`{k}={_value(v).strip('`')}`" for k, v in values.items()) or "the defaults"
                 out.append(f"| `{preset}` | {shown} |")
             out.append("")
-        space = cls.search_space_for(cls.make_config(cls.default_preset)) if cls.presets else dict(cls.search_space)
+        space = cls.search_space_for(cls.make_config(cls.default_preset))
         if space:
             out += ["**bench tune searches** (from the default preset): " +
                     ", ".join(f"`{k}` {p.text()}" for k, p in space.items()), ""]
         out += [f'??? info "Options (`--set KEY=VALUE`; `{cls.Config.__name__}`)"', "",
-                *("    " + line for line in _options(cls.Config, cls.presets)), ""]
+                *("    " + line for line in _options(cls.Config)), ""]
     return "\n".join(out)
 
 
@@ -82,7 +82,7 @@ def protocols_reference() -> str:
         out += [f"### `{name}`", "", f"{cls.summary} (version {cls.version}; 95% CI over {cls.ci_unit})", ""]
         if dataclasses.fields(cls.Config):
             out += [f"**Options** (`--protocol-set KEY=VALUE`; `{cls.Config.__name__}`):", "",
-                    *_options(cls.Config, {}), ""]
+                    *_options(cls.Config), ""]
         else:
             out += ["No options.", ""]
     return "\n".join(out)

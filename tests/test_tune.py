@@ -21,7 +21,7 @@ TINY = dict(method="conv_siamese", preset="tiny_koch", protocol="omniglot20", pr
 def tiny_setup(data_root, **changes):
     from fewshot_bench.experiments import tune
 
-    return tune.make_setup(**{**TINY, **changes, "data_root": data_root})[0]
+    return tune.make_setup(**{**TINY, **changes, "data_root": data_root})
 
 
 def tiny_study(tmp_path, setup, name="s"):

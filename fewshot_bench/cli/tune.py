@@ -83,7 +83,7 @@ def command(args) -> None:
     writable_folder(str(store), "--store")
     writable_folder(args.out, "--out")
     changes = {**(read_space_file(args.space_file) if args.space_file else {}), **parse_assignments(args.space)}
-    setup, _ = tune.make_setup(args.method, args.preset, args.protocol, parse_assignments(args.protocol_options),
+    setup = tune.make_setup(args.method, args.preset, args.protocol, parse_assignments(args.protocol_options),
                                parse_assignments(args.fixed), changes, args.val_trials, args.seed,
                                Path(args.data_root) if args.data_root else None)
     tuning_trials = tune.check_data(setup)

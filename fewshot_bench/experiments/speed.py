@@ -128,11 +128,13 @@ def _train_speed(cls, preset, steps, repeats, root, precision, limits: bool = Tr
     from fewshot_bench.imageset import to_tensor
     from fewshot_bench.data.omniglot import background_set, omniglot
     from fewshot_bench.learning.sampling import CharacterIndex
+    from fewshot_bench.learning.configs import field_names
     from fewshot_bench.learning.networks import build_network
 
-    method = cls(cls.make_config(preset, {"steps_per_epoch": steps, "pair_steps": steps, "precision": precision}
-                                 if "pair_steps" in cls.Config.__dataclass_fields__ else
-                                 {"steps_per_epoch": steps, "precision": precision}), seed=0, preset=preset)
+    options = {"steps_per_epoch": steps, "precision": precision}
+    if "pair_steps" in field_names(cls.Config):  # a pairs epoch counts its batches in pair_steps
+        options["pair_steps"] = steps
+    method = cls(cls.make_config(preset, options), seed=0, preset=preset)
     cfg = method.config
     background = background_set(omniglot(root))
     data = to_tensor(background.images, cfg.input_size)[:, None]

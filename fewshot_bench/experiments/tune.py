@@ -25,9 +25,10 @@ import numpy as np
 
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.errors import UserError
+from fewshot_bench.learning.configs import field_names
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import seed_everything
-from fewshot_bench.space import Param, adjusted, suggest_options
+from fewshot_bench.space import Param, adjusted, parse_param, suggest_options
 
 HEARTBEAT_S = 60  # a running trial's heartbeat; one silent for GRACE_S is taken as dead
 GRACE_S = 180
@@ -45,7 +46,7 @@ class Setup:
     fixed: dict = field(default_factory=dict)  # options set for every trial (--set)
     space: dict = field(default_factory=dict)  # name -> range text (Param.text)
     val_trials: int = TUNING_TRIALS
-    seed: int = 0  # the training seed of every trial, and the sampler's seed
+    seed: int = 0  # the training seed of every trial (each process's sampler mixes in its own)
     data_root: str | None = None
 
     def key(self) -> dict:
@@ -58,23 +59,20 @@ def study_name(setup: Setup) -> str:
 
 
 def make_setup(method: str, preset: str | None, protocol: str, protocol_options: dict, fixed: dict,
-               space_changes: dict, val_trials: int, seed: int, data_root: Path | None) -> tuple[Setup, dict]:
+               space_changes: dict, val_trials: int, seed: int, data_root: Path | None) -> Setup:
     """Check everything a tune needs before any work: the method, preset, options and search space,
-    and that the protocol can be tuned on. Returns the setup and its ``Param`` ranges."""
+    and the protocol's options."""
     method_cls = METHODS.get(method)
     protocol_cls = PROTOCOLS.get(protocol)
     if val_trials < 20:
         raise UserError(f"--val-trials must be >= 20, got {val_trials}")
     protocol_cls.make_config(protocol_options)
     base = method_cls.make_config(preset or method_cls.default_preset, fixed)
-    import dataclasses
-
-    fields = [f.name for f in dataclasses.fields(base)]
     declared = method_cls.search_space_for(base)
     if not declared and not space_changes:
         raise UserError(f"method {method} declares no search space (it learns nothing to tune?); "
                         "give ranges with --space NAME=log:LOW:HIGH")
-    space = adjusted(declared, space_changes, fields)
+    space = adjusted(declared, space_changes, field_names(type(base)))
     clash = sorted(set(space) & set(fixed))
     if clash:
         raise UserError(f"{', '.join(clash)} both fixed (--set) and searched; switch the range off with "
@@ -82,7 +80,7 @@ def make_setup(method: str, preset: str | None, protocol: str, protocol_options:
     setup = Setup(method, preset or method_cls.default_preset, protocol, dict(protocol_options), dict(fixed),
                   {k: p.text() for k, p in space.items()}, val_trials, seed,
                   str(data_root) if data_root else None)
-    return setup, space
+    return setup
 
 
 def check_data(setup: Setup) -> int:
@@ -139,11 +137,8 @@ class TrialRunner:
         self.setup, self.store, self.threads = setup, Path(store), threads
 
     def space(self) -> dict[str, Param]:
-        from fewshot_bench.space import parse_param
-
-        method_cls = METHODS.get(self.setup.method)
-        declared = method_cls.search_space_for(method_cls.make_config(self.setup.preset, self.setup.fixed))
-        return {k: parse_param(v, declared[k].per if k in declared else "") for k, v in self.setup.space.items()}
+        """The study's ranges, read back from their text (which names a range's layers)."""
+        return {k: parse_param(v) for k, v in self.setup.space.items()}
 
     def __call__(self, trial) -> float:
         import optuna
