@@ -190,14 +190,23 @@ def test_a_val_class_in_a_folders_training_data_is_refused(tmp_path, monkeypatch
 
     monkeypatch.setenv("FEWSHOT_BENCH_CACHE", str(tmp_path / "cache"))
     protocol = PROTOCOLS.get("folder")(root=str(grey_folder(tmp_path / "grey", classes=10)))
-    train, val = protocol.part("train"), protocol.part("val")
+    train, val, test = protocol.part("train"), protocol.part("val"), protocol.part("test")
     protocol.check_background(train)
     leaky = ImageSet(np.concatenate([train.images, val.images]), pd.concat([train.meta, val.meta], ignore_index=True))
     with pytest.raises(RuntimeError, match="held-out classes of the folder reached training data"):
         protocol.check_background(leaky)
+    # every held-out class leaked: the message counts them and names three
+    everything = ImageSet(np.concatenate([train.images, val.images, test.images]),
+                          pd.concat([train.meta, val.meta, test.meta], ignore_index=True))
+    held = val.meta["character"].nunique() + test.meta["character"].nunique()
+    assert held > 3
+    with pytest.raises(RuntimeError, match=rf"^{held} held-out classes") as error:
+        protocol.check_background(everything)
+    assert str(error.value).split("e.g. ")[1].count("'") == 2 * 3
 
 
-def test_a_val_character_in_vinyals_training_data_is_refused_under_train_split_train(data_root):
+def test_a_val_character_in_vinyals_training_data_is_refused_under_train_split_train(data_root, tmp_path,
+                                                                                     monkeypatch):
     import pandas as pd
 
     from fewshot_bench.api import PROTOCOLS
@@ -210,8 +219,17 @@ def test_a_val_character_in_vinyals_training_data_is_refused_under_train_split_t
     leaky = ImageSet(np.concatenate([train.images, one_val.images]),
                      pd.concat([train.meta, one_val.meta], ignore_index=True))
     protocol.check_background(train)
-    with pytest.raises(RuntimeError, match="held-out Vinyals characters"):
+    with pytest.raises(RuntimeError, match="^1 held-out Vinyals characters"):
         protocol.check_background(leaky)
+    # test characters stay held out beside the val ones; the check reads the protocol's own data root
+    test = class_set(data_root, "test")
+    names = test.meta["alphabet"].str.split("@rot").str[0] + "/" + test.meta["character"]
+    four = test.select(names.isin(names.unique()[:4]))  # four characters, every rotation
+    leaky = ImageSet(np.concatenate([train.images, four.images]), pd.concat([train.meta, four.meta], ignore_index=True))
+    monkeypatch.setenv("FEWSHOT_BENCH_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(RuntimeError, match="^4 held-out Vinyals characters") as error:
+        protocol.check_background(leaky)
+    assert str(error.value).split("e.g. ")[1].count("'") == 2 * 2 * 3  # three (alphabet, character) pairs
 
 
 # ---------------------------------------------------------------- early stopping
