@@ -1,6 +1,8 @@
 """What the subcommands share: the two consoles, the common arguments, the results table."""
 from __future__ import annotations
 
+import os
+
 import tempfile
 from pathlib import Path
 
@@ -81,6 +83,7 @@ def writable_store(args) -> Path:
     store = store_dir(args.store)
     writable_folder(str(store), "--store" if args.store else f"the store ({store}, from $FEWSHOT_BENCH_STORE or "
                                                              "the default ./runs; or pass --store)")
+    os.environ["FEWSHOT_BENCH_STORE"] = str(store)  # tuned presets are looked up in the store this command uses
     return store
 
 

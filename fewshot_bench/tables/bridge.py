@@ -1,0 +1,315 @@
+"""The bridge (beyond the paper): from our cpu recipe to Koch's own recipe, one change at a time.
+
+Two conv siamese networks stand in Table 2: our cpu recipe (the one-shot trial loss, two networks,
+8 test-time views, Adam, all 20 drawers, rotated alphabets) near the paper's 92%, and Koch's pair
+recipe far under it. The chain below walks from one to the other; each link changes one thing of
+the link before (the options it names, taken from the far end's config, so the last link is Koch's
+recipe exactly), then the input grows at equal training compute. Every link is trained with
+``SEEDS`` seeds and scored on Koch's task (our 10 draws), Lake's runs and verification; a step's
+worth is the paired difference to the link before (seed k against seed k, identical trials), with
+its t-interval over seeds and an exact McNemar p on the pooled trials.
+
+The far end is Koch's recipe as ``bench tune`` chose it on validation: the method's ``koch_tuned``
+preset, else the tuned preset of the study ``conv_siamese-koch_cpu-omniglot20`` in the store. The
+pair loss's Adam rate is chosen on validation too: the cpu rate times 1/3, 1 and 3 (more factors of
+3 while the best lies at the grid's edge), each trained once (seed 0) and scored by its best epoch
+on the 320 validation trials of Koch's validation alphabets.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fewshot_bench.api import METHODS
+from fewshot_bench.errors import UserError
+from fewshot_bench.presets import find_preset
+from fewshot_bench.records import write_atomic
+from fewshot_bench.seeding import format_seeds
+from fewshot_bench.stats import t_interval
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, correct_by_row, machine_line,
+                                       p_text, paired_test, pyplot, rounded_cell)
+
+METHOD = "conv_siamese"
+PROTOCOLS = ("omniglot20", "lake_runs", "verification")  # names, or (name, options) pairs; the first fits
+SEEDS = 3
+# (start preset, far-end presets in the order they are looked for) per preset family
+ENDS = {"cpu": ("cpu", ("koch_tuned", "conv_siamese-koch_cpu-omniglot20")), "tiny": ("tiny", ("tiny_koch",))}
+LR_FACTORS = (1 / 3, 1.0, 3.0)  # times the start's Adam rate, for the pair loss
+EXTEND = 2  # more factors of 3 beyond the grid while its best rate lies at its edge
+
+
+@dataclass(frozen=True)
+class Link:
+    """One step of the chain: ``keys`` take the far end's values, ``values`` are set outright."""
+
+    label: str
+    keys: tuple = ()
+    values: dict = field(default_factory=dict)
+
+
+PAIR_LINK = "trial loss → pair loss (Adam at its val-chosen rate)"
+LINKS = (
+    Link("8 test-time views → 1", ("test_symmetries",)),
+    Link("two networks → one", ("members",)),
+    Link(PAIR_LINK, ("objective", "pairs", "batch_size", "pair_steps", "loss", "margin", "keep",
+                     "way", "alphabets_per_batch", "drawers_per_character")),
+    Link("Adam, cosine → Koch's layer-wise SGD (tuned)", ("optimizer", "lr", "momentum", "l2", "momentum_start",
+                                                         "momentum_ramp_epochs", "lr_decay", "adam_lr", "schedule",
+                                                         "weight_decay")),
+    Link("20 drawers → 12", ("train_drawers",)),
+    Link("rotated alphabets → none", ("rotations", "reflections")),
+    Link("our layers → Koch's (tuned)", ("network", "metric", "channels", "kernels", "strides", "padding",
+                                          "batch_norm", "pool_last", "hidden", "fc_units", "init")),
+    Link("one distortion of each pair → 8", ("distortions",)),
+    Link("our schedule → Koch's (early stopping, compute cap)", ("epochs", "patience", "steps_per_epoch",
+                                                                  "budget_gflop", "snapshots", "halve_every")),
+    Link("input → 35 (equal compute)", values={"input_size": 35}),
+    Link("input → 52 (equal compute)", values={"input_size": 52}),
+)
+
+
+def config_of(preset: str) -> dict:
+    return dataclasses.asdict(METHODS.get(METHOD).make_config(preset))
+
+
+def far_end(family: str) -> str:
+    """The preset the chain ends at: the first of the family's that exists."""
+    for name in ENDS[family][1]:
+        if name in METHODS.get(METHOD).presets or find_preset(METHOD, name) is not None:
+            return name
+    raise UserError("the bridge ends at Koch's recipe as bench tune chose it, and no tuned preset is there yet: run "
+                    "`bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --trials 40` "
+                    "(it writes conv_siamese-koch_cpu-omniglot20 into the store) and try again")
+
+
+def chain(family: str) -> list[tuple[str, dict]]:
+    """(label, config) from the start preset through every link; each link's config differs from the
+    one before in its own options only, and the last of the named links is the far end's config."""
+    start, end = config_of(ENDS[family][0]), config_of(far_end(family))
+    named = {k for link in LINKS for k in link.keys}
+    unnamed = sorted(k for k in start if start[k] != end[k] and k not in named and k != "input_size")
+    if unnamed:  # a difference no link makes would hide inside another link's step
+        raise UserError(f"the bridge's links change no option {', '.join(unnamed)}, where the two ends differ")
+    steps, config = [("our cpu recipe", dict(start))], dict(start)
+    for link in LINKS:
+        label = link.label.replace("input →", f"input {config['input_size']} →")  # the size it grows from
+        config = {**config, **{k: end[k] for k in link.keys}, **link.values}
+        steps.append((label, dict(config)))
+    return steps
+
+
+def options_from(start: dict, config: dict) -> dict:
+    """A link's options: what it and the links before it changed of the start preset (a tuple as the
+    command line writes it, ``1,2,3``: runs take options as text)."""
+    return {k: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else v
+            for k, v in config.items() if k not in start or start[k] != v}
+
+
+def rate_cells(family: str, config: dict, start: dict, stored=None) -> tuple[list[Cell], float | None]:
+    """The pair link at the start's Adam rate times each factor (one seed, Koch's task), and the
+    chosen rate once all are stored; the grid grows by a factor of 3 at the edge its best lies on."""
+    base, factors = start["adam_lr"], list(LR_FACTORS)
+    while True:
+        first, options = protocol_of(PROTOCOLS[0])
+        cells = [Cell(f"{PAIR_LINK}, rate {base * f:.3g}", METHOD, ENDS[family][0],
+                      {**options_from(start, config), "adam_lr": float(f"{base * f:.3g}")},
+                      protocols=(PROTOCOLS[0],), seeds=1) for f in factors]
+        scores = [None if stored is None else stored(c, first, options, 0) for c in cells]
+        if any(r is None for r in scores):
+            return cells, None
+        best = int(np.argmax([r["training"]["best_validation"] for r in scores]))  # a tie: the smaller rate
+        if best == len(factors) - 1 and factors[-1] < LR_FACTORS[-1] * 3 ** EXTEND:
+            factors.append(factors[-1] * 3)
+        elif best == 0 and factors[0] > LR_FACTORS[0] / 3 ** EXTEND:
+            factors.insert(0, factors[0] / 3)
+        else:
+            return cells, cells[best].options["adam_lr"]
+
+
+def protocol_of(entry) -> tuple[str, dict]:
+    return (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
+
+
+def names() -> list[str]:
+    return [protocol_of(p)[0] for p in PROTOCOLS]
+
+
+def is_rate_cell(cell: Cell) -> bool:
+    return cell.row.startswith(f"{PAIR_LINK}, rate")
+
+
+@TABLES.register("bridge")
+class Bridge(Table):
+    summary = "from our cpu recipe to Koch's tuned recipe, one change at a time, each step paired"
+
+    def plan(self, preset, stored=None):
+        if preset not in ENDS:
+            raise UserError(f"bridge has the preset families {', '.join(ENDS)}, got --preset {preset}")
+        steps = chain(preset)
+        start = steps[0][1]
+        labels = [label for label, _ in steps]
+        pair = labels.index(PAIR_LINK) if PAIR_LINK in labels else None
+        grid, rate = rate_cells(preset, steps[pair][1], start, stored) if pair is not None else ([], None)
+        cells = []
+        for i, (label, config) in enumerate(steps):
+            if i == pair:
+                cells += grid
+                if rate is None:
+                    continue  # planned once its rate is chosen
+            options = options_from(start, config)
+            cells.append(Cell(label, METHOD, ENDS[preset][0], options if i != pair else {**options, "adam_lr": rate},
+                              seeds=SEEDS))
+        return PROTOCOLS, cells
+
+    def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
+        """One row per link in chain order: per protocol the mean over seeds (± t-interval), and the
+        step from the link before: the mean paired difference over seeds (± t-interval), the exact
+        McNemar p on the pooled trials."""
+        links = [r for r in runs if not is_rate_cell(r.cell)]
+        family = next(f for f, (start, _) in ENDS.items() if start == runs[0].cell.preset)
+        steps = chain(family)  # every link, the pair loss's too while its rate is being chosen
+        rate = next((r.cell.options["adam_lr"] for r in links if r.cell.row == PAIR_LINK), None)
+        out, previous = [], None
+        for i, (row, config) in enumerate(steps):
+            if row == PAIR_LINK and rate is not None:
+                config = {**config, "adam_lr": rate}
+            entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
+            for protocol in names():
+                mine = [r for r in links if r.cell.row == row and r.protocol == protocol]
+                done = [r.record for r in mine if r.record is not None]
+                if done:
+                    entry[protocol], entry[f"{protocol}_ci95"], _ = rounded_cell(done)
+                entry[f"{protocol}_seeds"] = len(done)
+                if previous is not None:
+                    entry.update(step_columns(links, previous, row, protocol))
+            out.append(entry)
+            previous = row
+            if row == PAIR_LINK:
+                steps[i] = (row, config)  # the next step starts from the chosen rate
+        return pd.DataFrame(out)
+
+    def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out_dir / "bridge.csv", index=False)
+        lines = [f"# bridge: {self.summary}", "", f"- command: `{about.command}`", machine_line(),
+                 f"- training seeds: {SEEDS} a link; cells: accuracy (%), mean over seeds ± the 95% t-interval over "
+                 "seeds; a step: the link minus the one before, seed k against seed k on identical trials (mean ± "
+                 "t-interval over seeds), with the exact McNemar p on the pooled trials",
+                 f"- from `{METHOD} --preset {ENDS.get(about.preset, ('?',))[0]}` to `--preset "
+                 f"{far_end(about.preset) if about.preset in ENDS else '?'}`; each link's changed options are listed",
+                 *about.missing_line(len(runs)), "",
+                 "| link | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
+                 "|---|" + "---|---|---|" * len(PROTOCOLS)]
+        for _, row in frame.iterrows():
+            texts = []
+            for p in names():
+                texts += [cell_text(row, p), step_text(row, p), "" if pd.isna(row.get(f"{p}_p")) else p_text(row[f"{p}_p"])]
+            lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
+        lines += ["", "Options each link changed:", ""]
+        lines += [f"- {row['link']}: {row['changed']}" for _, row in frame.iterrows() if row["changed"]]
+        lines += ["", *rate_lines(runs)]
+        write_atomic(out_dir / "bridge.md", "\n".join(lines) + "\n")
+        waterfall(frame, out_dir / "bridge.png")
+
+
+def step_columns(links: list[PlannedRun], before: str, after: str, protocol: str) -> dict:
+    """The step from link ``before`` to ``after`` on one protocol: per-seed paired differences."""
+    def by_seed(row):
+        return {r.seed: 100 * r.record["accuracy"] for r in links
+                if r.cell.row == row and r.protocol == protocol and r.record is not None}
+
+    a, b = by_seed(before), by_seed(after)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return {}
+    differences = [b[s] - a[s] for s in seeds]
+    mean, half = t_interval(differences) if len(seeds) > 1 else (differences[0], float("nan"))
+    correct = correct_by_row(links, lambda r: r.protocol == protocol)
+    test = paired_test(correct[after], correct[before])
+    return {f"{protocol}_step": round(mean, 2), f"{protocol}_step_ci95": round(half, 2),
+            f"{protocol}_p": test["p_value"], f"{protocol}_paired_seeds": len(seeds)}
+
+
+def changed_text(before: dict, after: dict) -> str:
+    """The options that differ between two links' configs, as ``name: old → new``."""
+    return ", ".join(f"{k}: {short(before[k])} → {short(after[k])}" for k in after if before[k] != after[k])
+
+
+def short(value) -> str:
+    """An option's value in a few characters: drawers 1-12, rates to 3 digits."""
+    if isinstance(value, (tuple, list)):
+        if value and all(isinstance(v, int) for v in value) and list(value) == list(range(value[0], value[-1] + 1)):
+            return format_seeds(list(value))
+        return "(" + ",".join(short(v) for v in value) + ")"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def cell_text(row, protocol: str) -> str:
+    if pd.isna(row.get(protocol)):
+        return "not run"
+    seeds = int(row.get(f"{protocol}_seeds", 0))
+    text = f"{row[protocol]:.1f}" + (f" ± {row[f'{protocol}_ci95']:.1f}" if seeds > 1 else "")
+    return text if seeds == SEEDS else f"{text} ({seeds} of {SEEDS} seeds)"
+
+
+def step_text(row, protocol: str) -> str:
+    if pd.isna(row.get(f"{protocol}_step")):
+        return ""
+    half = row.get(f"{protocol}_step_ci95")
+    return f"{row[f'{protocol}_step']:+.1f}" + ("" if pd.isna(half) else f" ± {half:.1f}")
+
+
+def rate_lines(runs: list[PlannedRun]) -> list[str]:
+    """The pair loss's Adam rate: each rate's best validation accuracy (Koch's 320 validation trials)."""
+    grid = [r for r in runs if is_rate_cell(r.cell)]
+    lines = ["## The pair loss's Adam rate, chosen on validation", "",
+             "Each rate trained once (seed 0); its best epoch on the 320 validation trials of Koch's validation "
+             "alphabets (noisy: about ± 5 points at 50%). The chosen rate is the best (a tie: the smaller).", ""]
+    done = [(r.cell.options["adam_lr"], r.record["training"]["best_validation"]) for r in grid if r.record is not None]
+    if not done:
+        return lines + ["not run yet"]
+    best = max(done, key=lambda d: (d[1], -d[0]))[0]
+    return lines + [", ".join(f"**{lr:g}: {100 * v:.1f}**" if lr == best else f"{lr:g}: {100 * v:.1f}"
+                              for lr, v in sorted(done))]
+
+
+def waterfall(frame: pd.DataFrame, path: Path) -> bool:
+    """Koch's task from our recipe to Koch's: the start as a bar, then each step as a floating bar
+    from the link before to the link (error bar: the step's interval over seeds)."""
+    plt = pyplot()
+    protocol = names()[0]
+    if plt is None or frame.empty or protocol not in frame or frame[protocol].isna().all():
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    level, labels = None, []
+    for i, (_, row) in enumerate(frame.iterrows()):
+        labels.append(row["link"])
+        if pd.isna(row.get(protocol)):
+            continue
+        if level is None or pd.isna(row.get(f"{protocol}_step")):
+            ax.bar(i, row[protocol], color="#4c72b0")
+            ax.annotate(f"{row[protocol]:.1f}", (i, row[protocol]), ha="center", va="bottom", fontsize=7)
+        else:
+            step = row[f"{protocol}_step"]
+            ax.bar(i, step, bottom=level, color="#55a868" if step >= 0 else "#c44e52")
+            half = row.get(f"{protocol}_step_ci95")
+            if not pd.isna(half):
+                ax.errorbar(i, level + step, yerr=half, color="black", capsize=3, linewidth=1)
+            ax.annotate(f"{step:+.1f} → {row[protocol]:.1f}", (i, max(level, level + step)), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        level = row[protocol]
+    ax.set_ylim(0, min(100, ax.get_ylim()[1] + 8))
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
+    ax.set_ylabel(f"{protocol} accuracy (%)")
+    ax.set_title("bridge: each change's step on Koch's task (error bar: 95% t-interval over seeds)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
