@@ -40,6 +40,14 @@ def test_each_link_changes_only_its_own_options_and_the_chain_ends_at_the_tuned_
     assert label35 == "input 28 → 35 (equal compute)" and label52 == "input 35 → 52 (equal compute)"
 
 
+def test_a_links_changes_read_in_a_few_characters():
+    assert bridge.changed_text({"rotations": True, "seed": 1}, {"rotations": False, "seed": 1}) == "rotations: True → False"
+    assert bridge.changed_text({"train_drawers": tuple(range(1, 21)), "lr": (0.01,)},
+                               {"train_drawers": tuple(range(1, 13)), "lr": (0.0131718, 0.00822)}) == \
+        "train_drawers: 1-20 → 1-12, lr: (0.01) → (0.0132,0.00822)"
+    assert bridge.short(60_000.0) == "60,000" and bridge.short((16, 96, 128)) == "(16,96,128)"
+
+
 def test_a_difference_no_link_makes_is_refused():
     tuned_koch(compile=True)
     with pytest.raises(UserError, match="change no option compile"):
@@ -64,27 +72,34 @@ def test_the_pair_losss_rate_grid_grows_at_its_edge_and_picks_the_best_validatio
     _, cells = bridge.Bridge().plan("cpu", stored)
     link = next(c for c in cells if c.row == bridge.PAIR_LINK)
     assert link.options["adam_lr"] == 0.006 and link.seeds == bridge.SEEDS
-    assert len([c for c in cells if not bridge.is_rate_cell(c)]) == len(bridge.LINKS) + 1
+    links = [c for c in cells if not bridge.is_rate_cell(c) and not bridge.is_curve_cell(c)]
+    assert len(links) == len(bridge.LINKS) + 1
+    curves = [c for c in cells if bridge.is_curve_cell(c)]
+    assert len(curves) == 2 * len(bridge.FRACTIONS) and {c.options["budget_gflop"] for c in curves} == {bridge.CURVE_GFLOP}
+    assert {c.options["keep"] for c in curves} == {f"epoch{e}" for e in bridge.FRACTIONS}
 
 
 def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkeypatch):
     drawers = tuple(range(1, 13))
-    monkeypatch.setattr(bridge, "LINKS", (bridge.Link("20 drawers → 12", values={"train_drawers": drawers}),
-                                          bridge.Link("rotated alphabets → none", values={"rotations": False})))
+    monkeypatch.setattr(bridge, "LINKS", (bridge.Link("20 drawers → 12", values={"train_drawers": drawers}),))
     monkeypatch.setattr(bridge, "ENDS", {"tiny": ("tiny", ("tiny",))})
     monkeypatch.setattr(bridge, "SEEDS", 1)
-    monkeypatch.setattr(bridge, "PROTOCOLS", (("omniglot20", {"way": 5, "sets_per_alphabet": 1}),
-                                              ("verification", {"pairs": 200, "threshold_pairs": 200})))
+    monkeypatch.setattr(bridge, "PROTOCOLS", (("omniglot20", {"way": 5, "sets_per_alphabet": 1}),))
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0, 1])
+    monkeypatch.setattr(bridge, "CURVE_PROTOCOLS", bridge.PROTOCOLS[:1])
+    monkeypatch.setattr(bridge, "CURVE_EPOCHS", 2)
+    monkeypatch.setattr(bridge, "FRACTIONS", {1: "1/2", 2: "1"})
     out = tmp_path / "results"
     frame = rep.reproduce("bridge", "tiny", 1, tmp_path / "store", out, command="bench reproduce bridge --preset tiny")
     records = load_records(tmp_path / "store")
-    # verification reuses the omniglot20 fit, except with drawers 13-20: it holds them out of training
-    trained = [(r["protocol"], r["method_config"]["train_drawers"][-1]) for r in records
-               if not r["training"]["reused_checkpoint"]]
-    assert len(records) == 3 * 2 and sorted(trained) == [("omniglot20", 12), ("omniglot20", 12), ("omniglot20", 20),
-                                                         ("verification", 20)]
-    assert list(frame["link"]) == ["our cpu recipe", "20 drawers → 12", "rotated alphabets → none"]
+    curves = [r for r in records if r["method_config"].get("snapshots")]
+    records = [r for r in records if not r["method_config"].get("snapshots")]
+    assert len(records) == 2 and not any(r["training"]["reused_checkpoint"] for r in records)
+    # the compute curves: each end trained once, read at both snapshots
+    assert len(curves) == 2 * 2 and sorted(r["method_config"]["keep"] for r in curves) == ["epoch1", "epoch1",
+                                                                                          "epoch2", "epoch2"]
+    assert sum(not r["training"]["reused_checkpoint"] for r in curves) == 2
+    assert list(frame["link"]) == ["our cpu recipe", "20 drawers → 12"]
     # a step is the paired difference on identical trials
     by_link = {(r["method_config"]["train_drawers"][-1], r["method_config"]["rotations"]): r
                for r in records if r["protocol"] == "omniglot20"}
@@ -93,7 +108,31 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     step = frame.set_index("link").loc["20 drawers → 12"]
     assert step["omniglot20_step"] == pytest.approx(round(100 * (second["accuracy"] - first["accuracy"]), 2))
     assert step["changed"] == "train_drawers: 1-20 → 1-12"
-    assert frame.set_index("link").loc["rotated alphabets → none", "changed"] == "rotations: True → False"
     md = (out / "bridge.md").read_text()
     assert "bench reproduce bridge --preset tiny" in md and "| 20 drawers → 12 |" in md
     assert (out / "bridge.png").is_file() and not pd.read_csv(out / "bridge.csv").empty
+    points = pd.read_csv(out / "bridge-curves.csv")
+    assert len(points) == 4 and (points.groupby("end")["gflop"].max() > points.groupby("end")["gflop"].min()).all()
+    assert "## Accuracy against compute" in md and "Koch's schedule for 92.0 and 93.4" in md
+
+
+def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    points = [(seed, g, float(bridge.saturating(g, 90.0, 30.0, 0.4) + rng.normal(0, 0.3)))
+              for seed in range(3) for g in (1_000, 2_000, 4_000, 8_000, 16_000)]
+    trend = bridge.fit_trend(points, (85.0, 92.0))
+    assert trend["a"] == pytest.approx(90.0, abs=1.0) and trend["a_low"] <= trend["a"] <= trend["a_high"]
+    exact = 1000 * (30.0 / 5.0) ** (1 / 0.4)  # where 90 - 30 x^-0.4 meets 85
+    assert trend["reach_85.0"] == pytest.approx(exact, rel=0.3)
+    assert trend["reach_85.0_low"] <= trend["reach_85.0"] <= trend["reach_85.0_high"]
+    assert trend["reach_92.0"] == float("inf")  # above the asymptote: never
+    assert bridge.fit_trend(points[:3], (85.0,)) is None
+
+
+def test_koch_s_schedule_is_counted_by_the_same_flop_counter():
+    # the paper's network: 5.33 GFLOP an image forward and backward at 105x105; 28x28 koch_cpu: 0.085
+    assert bridge.image_gflop("paper") == pytest.approx(5.334, rel=0.01)
+    assert bridge.image_gflop("koch_cpu") == pytest.approx(0.0846, rel=0.01)
+    assert bridge.paper_gflop() == pytest.approx(150_000 * 9 * 2 * 200 * bridge.image_gflop("paper"))

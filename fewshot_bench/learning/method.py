@@ -233,6 +233,21 @@ class TwinMethod(NetworkMethod):
                         for p, lr, l2 in zip(groups, lrs, l2s)]
         return torch.optim.SGD(param_groups, lr=lrs[0], momentum=cfg.momentum_start), None
 
+    def pair_image_gflop(self) -> float:
+        """One training image's forward and backward GFLOP on Koch's pair loss, for this config's network
+        at its input size, counted by torch's FlopCounterMode as every training counts its budget."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from fewshot_bench.learning.objectives import pair_loss
+
+        cfg = self.config
+        model = build_network(cfg, 0, 1)
+        x = torch.rand(2, 1, cfg.input_size, cfg.input_size)  # one pair: FLOPs per image do not depend on the batch
+        with FlopCounterMode(display=False) as counter:
+            h = model.embed(x).view(1, 2, -1)
+            pair_loss(model, h[:, 0], h[:, 1], torch.ones(1), cfg.loss, cfg.margin).backward()
+        return counter.get_total_flops() / 1e9 / len(x)
+
     def _set_epoch_schedule(self, optimizer, epoch: int) -> None:
         """Paper schedule: learning rate decays 1% per epoch; momentum rises linearly to mu_j."""
         cfg = self.config

@@ -18,6 +18,7 @@ on the 320 validation trials of Koch's validation alphabets.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,17 @@ SEEDS = 3
 # (start preset, far-end presets in the order they are looked for) per preset family
 ENDS = {"cpu": ("cpu", ("koch_tuned", "conv_siamese-koch_cpu-omniglot20")), "tiny": ("tiny", ("tiny_koch",))}
 LR_FACTORS = (1 / 3, 1.0, 3.0)  # times the start's Adam rate, for the pair loss
+# accuracy against compute: both ends trained to CURVE_GFLOP over CURVE_EPOCHS epochs (no early
+# stopping, a constant rate for our end: a cosine would anneal at every length differently) and read
+# after the epochs of FRACTIONS, on Koch's task and verification
+CURVE_GFLOP = 240_000.0  # 4x koch_cpu's cap: about 1.5 hours of a 28x28 twin on 2 AVX2 cores in fp32
+CURVE_EPOCHS = 8
+FRACTIONS = {1: "1/8", 2: "1/4", 4: "1/2", 8: "1"}
+CURVE_PROTOCOLS = ("omniglot20", "verification")
+TARGETS = {"omniglot20": 92.0, "verification": 93.42}  # Koch's Table 2 conv row and his best Table 1 cell
+# Koch's schedule for those figures: 150k pairs, each with 8 affine distortions beside it (1.35M pair
+# views an epoch), up to 200 epochs (early stopping picked the epoch; the paper does not say which)
+PAPER_PAIR_VIEWS, PAPER_EPOCHS = 150_000 * 9, 200
 EXTEND = 2  # more factors of 3 beyond the grid while its best rate lies at its edge
 
 
@@ -142,6 +154,84 @@ def is_rate_cell(cell: Cell) -> bool:
     return cell.row.startswith(f"{PAIR_LINK}, rate")
 
 
+CURVE_ROWS = ("our cpu recipe (compute curve)", "Koch's tuned recipe (compute curve)")
+
+
+def curve_cells(family: str, steps: list[tuple[str, dict]]) -> list[Cell]:
+    """Both ends at ``CURVE_GFLOP`` over ``CURVE_EPOCHS`` epochs, one cell a snapshot (the full budget's
+    first: its run trains, the others read its snapshots)."""
+    start, koch = steps[0][1], config_of(far_end(family))
+    ends = ((CURVE_ROWS[0], {**start, "schedule": "constant"}), (CURVE_ROWS[1], koch))
+    cells = []
+    for epoch in sorted(FRACTIONS, reverse=True):
+        for row, config in ends:
+            budget = {"budget_gflop": CURVE_GFLOP if family == "cpu" else config["budget_gflop"],
+                      "epochs": CURVE_EPOCHS, "patience": CURVE_EPOCHS, "snapshots": tuple(FRACTIONS),
+                      "keep": f"epoch{epoch}"}
+            cells.append(Cell(row, METHOD, ENDS[family][0], options_from(start, {**config, **budget}),
+                              protocols=CURVE_PROTOCOLS, seeds=SEEDS))
+    return cells
+
+
+def is_curve_cell(cell: Cell) -> bool:
+    return cell.row in CURVE_ROWS
+
+
+def saturating(gflop, a, b, c):
+    """The trend fitted to accuracy against compute: a - b * (GFLOP / 1000) ** -c, rising to ``a``."""
+    return a - b * np.power(np.asarray(gflop, dtype=float) / 1000.0, -c)
+
+
+def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...]) -> dict | None:
+    """The saturating power law fitted (scipy's curve_fit) to (seed, GFLOP, accuracy %) points, and
+    the compute at which it reaches each target; 95% intervals by refitting on seeds drawn with
+    replacement (percentiles). None with fewer than 4 points or a fit that does not converge."""
+    from scipy.optimize import curve_fit
+
+    def fit(sample):
+        x, y = np.array([p[1] for p in sample]), np.array([p[2] for p in sample])
+        try:
+            params, _ = curve_fit(saturating, x, y, p0=(y.max() + 5, 20.0, 0.5),
+                                  bounds=([0, 0, 1e-3], [100, 1e4, 5]), maxfev=20_000)
+        except (RuntimeError, ValueError):
+            return None
+        a, b, c = params
+        reach = [float((b / (a - t)) ** (1 / c) * 1000) if a > t else float("inf") for t in targets]
+        return (a, b, c), reach
+
+    if len(points) < 4:
+        return None
+    best = fit(points)
+    if best is None:
+        return None
+    seeds = sorted({p[0] for p in points})
+    rng = np.random.default_rng(0)
+    draws = [fit([p for s in rng.choice(seeds, len(seeds)) for p in points if p[0] == s]) for _ in range(200)]
+    draws = [d for d in draws if d is not None]
+    asymptotes = [d[0][0] for d in draws]
+    def interval(values):  # sample percentiles: a target never reached is inf, not averaged with others
+        return [float(np.percentile(values, q, method="inverted_cdf")) for q in (2.5, 97.5)]
+
+    out = dict(zip(("a", "b", "c"), map(float, best[0])))
+    out["a_low"], out["a_high"] = interval(asymptotes)
+    for k, target in enumerate(targets):
+        out[f"reach_{target}"] = best[1][k]
+        out[f"reach_{target}_low"], out[f"reach_{target}_high"] = interval([d[1][k] for d in draws])
+    return out
+
+
+@functools.lru_cache(maxsize=None)  # a reproduce writes its table after every round
+def image_gflop(preset: str) -> float:
+    """A training image's forward and backward GFLOP on the pair loss for a preset's network (the
+    twin counts it with the FlopCounterMode every training counts its budget with)."""
+    return METHODS.get(METHOD)(preset=preset).pair_image_gflop()
+
+
+def paper_gflop() -> float:
+    """Koch's schedule's training compute: pair views x 2 images x epochs x an image's GFLOP at 105x105."""
+    return PAPER_PAIR_VIEWS * 2 * PAPER_EPOCHS * image_gflop("paper")
+
+
 @TABLES.register("bridge")
 class Bridge(Table):
     summary = "from our cpu recipe to Koch's tuned recipe, one change at a time, each step paired"
@@ -163,13 +253,13 @@ class Bridge(Table):
             options = options_from(start, config)
             cells.append(Cell(label, METHOD, ENDS[preset][0], options if i != pair else {**options, "adam_lr": rate},
                               seeds=SEEDS))
-        return PROTOCOLS, cells
+        return PROTOCOLS, cells + curve_cells(preset, steps)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
         """One row per link in chain order: per protocol the mean over seeds (± t-interval), and the
         step from the link before: the mean paired difference over seeds (± t-interval), the exact
         McNemar p on the pooled trials."""
-        links = [r for r in runs if not is_rate_cell(r.cell)]
+        links = [r for r in runs if not is_rate_cell(r.cell) and not is_curve_cell(r.cell)]
         family = next(f for f, (start, _) in ENDS.items() if start == runs[0].cell.preset)
         steps = chain(family)  # every link, the pair loss's too while its rate is being chosen
         rate = next((r.cell.options["adam_lr"] for r in links if r.cell.row == PAIR_LINK), None)
@@ -211,8 +301,9 @@ class Bridge(Table):
             lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
         lines += ["", "Options each link changed:", ""]
         lines += [f"- {row['link']}: {row['changed']}" for _, row in frame.iterrows() if row["changed"]]
-        lines += ["", *rate_lines(runs)]
+        lines += ["", *rate_lines(runs), "", *curve_lines(runs)]
         write_atomic(out_dir / "bridge.md", "\n".join(lines) + "\n")
+        curve_points(runs).to_csv(out_dir / "bridge-curves.csv", index=False)
         waterfall(frame, out_dir / "bridge.png")
 
 
@@ -277,6 +368,68 @@ def rate_lines(runs: list[PlannedRun]) -> list[str]:
     best = max(done, key=lambda d: (d[1], -d[0]))[0]
     return lines + [", ".join(f"**{lr:g}: {100 * v:.1f}**" if lr == best else f"{lr:g}: {100 * v:.1f}"
                               for lr, v in sorted(done))]
+
+
+def curve_points(runs: list[PlannedRun]) -> pd.DataFrame:
+    """Each stored compute-curve run as a point: end, protocol, seed, snapshot epoch, GFLOP spent to
+    that snapshot, accuracy (%), GFLOP per training second."""
+    from fewshot_bench.records import epoch_gflop
+
+    out = []
+    for run in runs:
+        if not is_curve_cell(run.cell) or run.record is None:
+            continue
+        epoch = int(run.cell.options["keep"].removeprefix("epoch"))
+        history = run.record["training"]["history"][:epoch]
+        gflop = sum(map(epoch_gflop, history))
+        out.append({"end": run.cell.row, "protocol": run.protocol, "seed": run.seed, "epoch": epoch,
+                    "share": FRACTIONS[epoch], "gflop": gflop, "accuracy": 100 * run.record["accuracy"],
+                    "gflop_per_s": gflop / max(1e-9, sum(h["seconds"] for h in history))})
+    return pd.DataFrame(out, columns=["end", "protocol", "seed", "epoch", "share", "gflop", "accuracy", "gflop_per_s"])
+
+
+def curve_lines(runs: list[PlannedRun]) -> list[str]:
+    """Both ends' accuracy against compute, the fitted trends, where each would reach Koch's figures,
+    and what Koch's own schedule costs."""
+    points = curve_points(runs)
+    lines = ["## Accuracy against compute", "",
+             f"Both ends trained to {CURVE_GFLOP:,.0f} GFLOP over {CURVE_EPOCHS} epochs (no early stopping; our end at "
+             "a constant rate), read after epochs " + ", ".join(map(str, FRACTIONS)) + f", {SEEDS} seeds. Trend: "
+             "accuracy = a - b (GFLOP/1000)^-c (scipy's curve_fit), 95% intervals from refits on seeds drawn "
+             "with replacement; 'reaches' is the compute where the trend meets the target (never: its "
+             "asymptote a lies under it).", ""]
+    if points.empty:
+        lines.append("not run yet")
+    else:
+        lines += ["| end | protocol | " + " | ".join(FRACTIONS.values()) + " | a (asymptote) | reaches |",
+                  "|---|---|" + "---|" * len(FRACTIONS) + "---|---|"]
+        for (end, protocol), part in points.groupby(["end", "protocol"], sort=False):
+            means = part.groupby("share")["accuracy"].mean()
+            gflops = part.groupby("share")["gflop"].mean()
+            texts = [f"{means[s]:.1f} ({gflops[s]:,.0f})" if s in means else "" for s in FRACTIONS.values()]
+            target = TARGETS[protocol]
+            trend = fit_trend(list(part[["seed", "gflop", "accuracy"]].itertuples(index=False, name=None)), (target,))
+            if trend is None:
+                fitted = ["too few points", ""]
+            else:
+                reach = [trend[f"reach_{target}{k}"] for k in ("", "_low", "_high")]
+                fitted = [f"{trend['a']:.1f} [{trend['a_low']:.1f}, {trend['a_high']:.1f}]",
+                          f"{target}: " + ("never" if np.isinf(reach[0]) else f"{reach[0]:,.0f} GFLOP") +
+                          f" [{gflop_text(reach[1])}, {gflop_text(reach[2])}]"]
+            lines.append(f"| {end} | {protocol} | " + " | ".join(texts) + " | " + " | ".join(fitted) + " |")
+        lines += ["", "Cells: accuracy (%) at each share of the budget, mean over seeds (GFLOP spent to it)."]
+    paper = paper_gflop()
+    rate = points.loc[points["end"] == CURVE_ROWS[1], "gflop_per_s"].median() if not points.empty else float("nan")
+    lines += ["", f"Koch's schedule for 92.0 and 93.4 (150k pairs with 8 distortions each: {PAPER_PAIR_VIEWS:,} pair "
+              f"views an epoch, up to {PAPER_EPOCHS} epochs, {image_gflop('paper'):.2f} GFLOP an image forward and "
+              f"backward at 105x105): {paper:,.0f} GFLOP"
+              + ("" if np.isnan(rate) else f"; at the {rate:.0f} GFLOP/s our Koch-end trainings ran here, "
+                 f"{paper / rate / 86400:,.0f} days")]
+    return lines
+
+
+def gflop_text(value: float) -> str:
+    return "never" if np.isinf(value) else f"{value:,.0f}"
 
 
 def waterfall(frame: pd.DataFrame, path: Path) -> bool:
