@@ -28,7 +28,6 @@ def test_a_budget_sets_the_steps_and_snapshots_read_it_at_shares(tmp_path):
     step_gflop = history[0]["step_gflop"]
     assert steps == {max(1, round(0.5 / 4 / step_gflop))}
     # and one step's FLOPs as torch counts a forward and backward of a batch of the same shape
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from fewshot_bench.imageset import as_batch, to_tensor
