@@ -21,6 +21,20 @@ def preset_path(method: str, name: str, store: Path | None = None) -> Path:
 def find_preset(method: str, name: str) -> dict | None:
     """The values of tuned preset ``name`` of ``method`` (a path to a TOML file, or a name in the
     store's presets), or None where there is none."""
+    data = read_preset(method, name)
+    if data is None:
+        return None
+    values = dict(data.get("values", {}))
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def preset_about(method: str, name: str) -> dict | None:
+    """Where tuned preset ``name`` came from (study, trial, score, command), or None."""
+    data = read_preset(method, name)
+    return None if data is None else dict(data.get("about", {}))
+
+
+def read_preset(method: str, name: str) -> dict | None:
     path = Path(name).expanduser() if name.endswith(".toml") else preset_path(method, name)
     if not path.is_file():
         if name.endswith(".toml"):
@@ -32,8 +46,7 @@ def find_preset(method: str, name: str) -> dict | None:
         raise UserError(f"preset file {path} is not valid TOML ({exc})") from None
     if data.get("method", method) != method:
         raise UserError(f"preset file {path} is for method {data['method']!r}, not {method!r}")
-    values = dict(data.get("values", {}))
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return data
 
 
 def write_preset(path: Path, method: str, values: dict, about: dict) -> None:

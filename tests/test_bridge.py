@@ -38,6 +38,9 @@ def test_each_link_changes_only_its_own_options_and_the_chain_ends_at_the_tuned_
     assert koch == end  # the named links arrive at the tuned recipe exactly
     assert (at35["input_size"], at52["input_size"]) == (35, 52) and at52["budget_gflop"] == end["budget_gflop"]
     assert label35 == "input 28 → 35 (equal compute)" and label52 == "input 35 → 52 (equal compute)"
+    # the far end is cited to its study and trial
+    assert "study `conv_siamese-koch_cpu-omniglot20`, trial 7" in bridge.end_provenance(bridge.far_end("cpu"))
+    assert bridge.end_provenance("tiny") == ""
 
 
 def test_a_links_changes_read_in_a_few_characters():

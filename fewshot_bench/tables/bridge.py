@@ -27,7 +27,7 @@ import pandas as pd
 
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
-from fewshot_bench.presets import find_preset
+from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
 from fewshot_bench.stats import t_interval
@@ -289,8 +289,8 @@ class Bridge(Table):
                  f"- training seeds: {SEEDS} a link; cells: accuracy (%), mean over seeds ± the 95% t-interval over "
                  "seeds; a step: the link minus the one before, seed k against seed k on identical trials (mean ± "
                  "t-interval over seeds), with the exact McNemar p on the pooled trials",
-                 f"- from `{METHOD} --preset {ENDS.get(about.preset, ('?',))[0]}` to `--preset "
-                 f"{far_end(about.preset) if about.preset in ENDS else '?'}`; each link's changed options are listed",
+                 f"- from `{METHOD} --preset {ENDS[about.preset][0]}` to `--preset {far_end(about.preset)}`"
+                 f"{end_provenance(far_end(about.preset))}; each link's changed options are listed below",
                  *about.missing_line(len(runs)), "",
                  "| link | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
                  "|---|" + "---|---|---|" * len(PROTOCOLS)]
@@ -305,6 +305,15 @@ class Bridge(Table):
         write_atomic(out_dir / "bridge.md", "\n".join(lines) + "\n")
         curve_points(runs).to_csv(out_dir / "bridge-curves.csv", index=False)
         waterfall(frame, out_dir / "bridge.png")
+
+
+def end_provenance(name: str) -> str:
+    """The far end's study and trial, where bench tune wrote it."""
+    about = preset_about(METHOD, name)
+    if not about:
+        return ""
+    return (f" (bench tune study `{about.get('study')}`, trial {about.get('trial')}, {about.get('score')}% on "
+            f"{about.get('scored_on', 'validation')})")
 
 
 def step_columns(links: list[PlannedRun], before: str, after: str, protocol: str) -> dict:
