@@ -80,6 +80,12 @@ def test_the_pair_losss_rate_grid_grows_at_its_edge_and_picks_the_best_validatio
     curves = [c for c in cells if bridge.is_curve_cell(c)]
     assert len(curves) == 2 * len(bridge.FRACTIONS) and {c.options["budget_gflop"] for c in curves} == {bridge.CURVE_GFLOP}
     assert {c.options["keep"] for c in curves} == {f"epoch{e}" for e in bridge.FRACTIONS}
+    # the start's own rate chosen (a tie goes to the smaller rate): the link still names it
+    validation.update({0.000667: 0.40, 0.002: 0.40, 0.006: 0.30})
+    assert bridge.chosen_rate([(0.002, 0.4), (0.000667, 0.4), (0.006, 0.3)]) == 0.000667
+    validation[0.000667] = 0.35
+    _, cells = bridge.Bridge().plan("cpu", stored)
+    assert next(c for c in cells if c.row == bridge.PAIR_LINK).options["adam_lr"] == 0.002
 
 
 def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkeypatch):

@@ -125,21 +125,33 @@ def rate_cells(family: str, config: dict, start: dict, stored=None) -> tuple[lis
     """The pair link at the start's Adam rate times each factor (one seed, Koch's task), and the
     chosen rate once all are stored; the grid grows by a factor of 3 at the edge its best lies on."""
     base, factors = start["adam_lr"], list(LR_FACTORS)
+    first, options = protocol_of(PROTOCOLS[0])
     while True:
-        first, options = protocol_of(PROTOCOLS[0])
         cells = [Cell(f"{PAIR_LINK}, rate {base * f:.3g}", METHOD, ENDS[family][0],
                       {**options_from(start, config), "adam_lr": float(f"{base * f:.3g}")},
                       protocols=(PROTOCOLS[0],), seeds=1) for f in factors]
         scores = [None if stored is None else stored(c, first, options, 0) for c in cells]
         if any(r is None for r in scores):
             return cells, None
-        best = int(np.argmax([r["training"]["best_validation"] for r in scores]))  # a tie: the smaller rate
+        rate = chosen_rate([(c.options["adam_lr"], r["training"]["best_validation"]) for c, r in zip(cells, scores)])
+        best = [c.options["adam_lr"] for c in cells].index(rate)
         if best == len(factors) - 1 and factors[-1] < LR_FACTORS[-1] * 3 ** EXTEND:
             factors.append(factors[-1] * 3)
         elif best == 0 and factors[0] > LR_FACTORS[0] / 3 ** EXTEND:
             factors.insert(0, factors[0] / 3)
         else:
-            return cells, cells[best].options["adam_lr"]
+            return cells, rate
+
+
+def chosen_rate(scored: list[tuple[float, float]]) -> float:
+    """The (rate, validation accuracy) pair's rate with the best accuracy; a tie goes to the smaller rate."""
+    return max(scored, key=lambda d: (d[1], -d[0]))[0]
+
+
+def with_rate(steps: list[tuple[str, dict]], rate: float | None) -> list[tuple[str, dict]]:
+    """The chain with the pair link at its chosen Adam rate (the links after it set their own)."""
+    return [(label, {**config, "adam_lr": rate} if label == PAIR_LINK and rate is not None else config)
+            for label, config in steps]
 
 
 def protocol_of(entry) -> tuple[str, dict]:
@@ -209,6 +221,7 @@ def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...]
     draws = [fit([p for s in rng.choice(seeds, len(seeds)) for p in points if p[0] == s]) for _ in range(200)]
     draws = [d for d in draws if d is not None]
     asymptotes = [d[0][0] for d in draws]
+
     def interval(values):  # sample percentiles: a target never reached is inf, not averaged with others
         return [float(np.percentile(values, q, method="inverted_cdf")) for q in (2.5, 97.5)]
 
@@ -245,14 +258,15 @@ class Bridge(Table):
         pair = labels.index(PAIR_LINK) if PAIR_LINK in labels else None
         grid, rate = rate_cells(preset, steps[pair][1], start, stored) if pair is not None else ([], None)
         cells = []
-        for i, (label, config) in enumerate(steps):
+        for i, (label, config) in enumerate(with_rate(steps, rate)):
             if i == pair:
                 cells += grid
                 if rate is None:
                     continue  # planned once its rate is chosen
             options = options_from(start, config)
-            cells.append(Cell(label, METHOD, ENDS[preset][0], options if i != pair else {**options, "adam_lr": rate},
-                              seeds=SEEDS))
+            if i == pair:  # named even where it is the start's: the summary reads the chosen rate from it
+                options["adam_lr"] = rate
+            cells.append(Cell(label, METHOD, ENDS[preset][0], options, seeds=SEEDS))
         return PROTOCOLS, cells + curve_cells(preset, steps)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
@@ -261,12 +275,10 @@ class Bridge(Table):
         McNemar p on the pooled trials."""
         links = [r for r in runs if not is_rate_cell(r.cell) and not is_curve_cell(r.cell)]
         family = next(f for f, (start, _) in ENDS.items() if start == runs[0].cell.preset)
-        steps = chain(family)  # every link, the pair loss's too while its rate is being chosen
         rate = next((r.cell.options["adam_lr"] for r in links if r.cell.row == PAIR_LINK), None)
+        steps = with_rate(chain(family), rate)  # every link, the pair loss's too while its rate is being chosen
         out, previous = [], None
         for i, (row, config) in enumerate(steps):
-            if row == PAIR_LINK and rate is not None:
-                config = {**config, "adam_lr": rate}
             entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
             for protocol in names():
                 mine = [r for r in links if r.cell.row == row and r.protocol == protocol]
@@ -278,19 +290,18 @@ class Bridge(Table):
                     entry.update(step_columns(links, previous, row, protocol))
             out.append(entry)
             previous = row
-            if row == PAIR_LINK:
-                steps[i] = (row, config)  # the next step starts from the chosen rate
         return pd.DataFrame(out)
 
     def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out_dir / "bridge.csv", index=False)
+        end = far_end(about.preset)
         lines = [f"# bridge: {self.summary}", "", f"- command: `{about.command}`", machine_line(),
                  f"- training seeds: {SEEDS} a link; cells: accuracy (%), mean over seeds ± the 95% t-interval over "
                  "seeds; a step: the link minus the one before, seed k against seed k on identical trials (mean ± "
                  "t-interval over seeds), with the exact McNemar p on the pooled trials",
-                 f"- from `{METHOD} --preset {ENDS[about.preset][0]}` to `--preset {far_end(about.preset)}`"
-                 f"{end_provenance(far_end(about.preset))}; each link's changed options are listed below",
+                 f"- from `{METHOD} --preset {ENDS[about.preset][0]}` to `--preset {end}`"
+                 f"{end_provenance(end)}; each link's changed options are listed below",
                  *about.missing_line(len(runs)), "",
                  "| link | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
                  "|---|" + "---|---|---|" * len(PROTOCOLS)]
@@ -374,7 +385,7 @@ def rate_lines(runs: list[PlannedRun]) -> list[str]:
     done = [(r.cell.options["adam_lr"], r.record["training"]["best_validation"]) for r in grid if r.record is not None]
     if not done:
         return lines + ["not run yet"]
-    best = max(done, key=lambda d: (d[1], -d[0]))[0]
+    best = chosen_rate(done)
     return lines + [", ".join(f"**{lr:g}: {100 * v:.1f}**" if lr == best else f"{lr:g}: {100 * v:.1f}"
                               for lr, v in sorted(done))]
 
