@@ -251,7 +251,8 @@ class Bridge(Table):
 
     def plan(self, preset, stored=None):
         if preset not in ENDS:
-            raise UserError(f"bridge has the preset families {', '.join(ENDS)}, got --preset {preset}")
+            raise UserError(f"bridge has the cpu and tiny (for tests) preset families, got --preset {preset}; "
+                            "pass --preset cpu")
         steps = chain(preset)
         start = steps[0][1]
         labels = [label for label, _ in steps]
@@ -413,8 +414,9 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
     and what Koch's own schedule costs."""
     points = curve_points(runs)
     lines = ["## Accuracy against compute", "",
-             f"Both ends trained to {CURVE_GFLOP:,.0f} GFLOP over {CURVE_EPOCHS} epochs (no early stopping; our end at "
-             "a constant rate), read after epochs " + ", ".join(map(str, FRACTIONS)) + f", {SEEDS} seeds. Trend: "
+             f"Both ends trained to one compute budget ({CURVE_GFLOP:,.0f} GFLOP for the cpu family) over {CURVE_EPOCHS} "
+             "epochs (no early stopping; our end at a constant rate), read after epochs "
+             f"{', '.join(map(str, FRACTIONS))}; {SEEDS} training seeds. Trend: "
              "accuracy = a - b (GFLOP/1000)^-c (scipy's curve_fit), 95% intervals from refits on seeds drawn "
              "with replacement; 'reaches' is the compute where the trend meets the target (never: its "
              "asymptote a lies under it).", ""]
@@ -426,7 +428,7 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
         for (end, protocol), part in points.groupby(["end", "protocol"], sort=False):
             means = part.groupby("share")["accuracy"].mean()
             gflops = part.groupby("share")["gflop"].mean()
-            texts = [f"{means[s]:.1f} ({gflops[s]:,.0f})" if s in means else "" for s in FRACTIONS.values()]
+            texts = [f"{means[s]:.1f} ({gflop_text(gflops[s])})" if s in means else "" for s in FRACTIONS.values()]
             target = TARGETS[protocol]
             trend = fit_trend(list(part[["seed", "gflop", "accuracy"]].itertuples(index=False, name=None)), (target,))
             if trend is None:
@@ -443,13 +445,16 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
     lines += ["", f"Koch's schedule for 92.0 and 93.4 (150k pairs with 8 distortions each: {PAPER_PAIR_VIEWS:,} pair "
               f"views an epoch, up to {PAPER_EPOCHS} epochs, {image_gflop('paper'):.2f} GFLOP an image forward and "
               f"backward at 105x105): {paper:,.0f} GFLOP"
-              + ("" if np.isnan(rate) else f"; at the {rate:.0f} GFLOP/s our Koch-end trainings ran here, "
+              + ("" if np.isnan(rate) else f"; at the {rate:.3g} GFLOP/s our Koch-end trainings ran here, "
                  f"{paper / rate / 86400:,.0f} days")]
     return lines
 
 
 def gflop_text(value: float) -> str:
-    return "never" if np.isinf(value) else f"{value:,.0f}"
+    """GFLOP to whole units (a tiny training's fractions to two digits); a target never reached: never."""
+    if np.isinf(value):
+        return "never"
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def waterfall(frame: pd.DataFrame, path: Path) -> bool:
