@@ -223,3 +223,47 @@ def test_the_same_study_runs_on_a_local_ray(data_root, tmp_path):
     assert set(done) == {"COMPLETE"} and 2 <= len(done) <= 3
     # the workers wrote every trial's checkpoint into the store
     assert len(list((tmp_path / "checkpoints").glob("conv_siamese-*.pt"))) == len(done)
+
+
+def test_a_study_goes_on_from_its_committed_history_when_its_store_is_lost(data_root, tmp_path):
+    """A new machine has the committed results/tune/tune-STUDY.csv but not the store's study: --history
+    seeds a new study with those trials (same numbers, settings, states and scores), trains only the
+    rest, and writes the same history back."""
+    import pandas as pd
+
+    from fewshot_bench.cli.main import main
+
+    def tune(store, out, trials, *extra):
+        args = ["tune", "--method", "conv_siamese", "--preset", "tiny_koch", "--trials", str(trials),
+                "--val-trials", "200", "--store", str(store), "--out", str(out), "--data-root", str(data_root)]
+        args += [a for k in ("channels", "kernels", "fc_units", "momentum", "l2") for a in ("--space", f"{k}=off")]
+        return main(args + list(extra))
+
+    name = "tune-conv_siamese-tiny_koch-omniglot20"
+    assert tune(tmp_path / "lost", tmp_path / "first", 2) == 0
+    history = tmp_path / "first" / f"{name}.csv"
+    assert tune(tmp_path / "new", tmp_path / "second", 3, "--history", str(history)) == 0
+    study = optuna.load_study(study_name="conv_siamese-tiny_koch-omniglot20",
+                              storage=f"sqlite:///{tmp_path / 'new' / 'tune' / 'conv_siamese-tiny_koch-omniglot20.db'}")
+    trials = study.trials
+    assert states(study) == ["COMPLETE", "COMPLETE", "COMPLETE"]
+    assert [("imported_from" in t.user_attrs) for t in trials] == [True, True, False]  # one trained, two kept
+    assert list(trials[2].params) == ["lr.0", "lr.1", "lr.2", "lr.3"]
+    old, new = pd.read_csv(history), pd.read_csv(tmp_path / "second" / f"{name}.csv")
+    pd.testing.assert_frame_equal(new.iloc[:2].drop(columns="best_so_far"), old.drop(columns="best_so_far"))
+    summary = (tmp_path / "second" / f"{name}.md").read_text()
+    assert "--history" not in summary  # the command that resumes the study, not the one that seeded it
+    # a study that holds trials is never seeded again; a history from another search space is refused
+    with pytest.raises(UserError, match="already holds 3 trials"):
+        from fewshot_bench.experiments import tune as tuning
+
+        tuning.import_history(study, tiny_setup(data_root), history)
+    other = tiny_setup(data_root, space_changes={**TINY["space_changes"], "momentum": "float:0:0.9"})
+    url, fresh, _ = tiny_study(tmp_path, other, name="other")
+    with pytest.raises(UserError, match="does not fit this study's search space"):
+        tuning.import_history(fresh, other, history)
+    wider = tmp_path / "wider.csv"
+    old.assign(**{"param:margin": 1.0}).to_csv(wider, index=False)  # a parameter this study does not search
+    url, fresh, _ = tiny_study(tmp_path, tiny_setup(data_root), name="wider")
+    with pytest.raises(UserError, match="trial 0 sets margin, which this study does not search"):
+        tuning.import_history(fresh, tiny_setup(data_root), wider)

@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
                "  bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --trials 40\n"
                "  bench tune --method protonet --preset cpu_1shot --protocol vinyals \\\n"
                "      --protocol-set way=20 --space adam_lr=log:1e-4:1e-2 --trials 20 --on ray\n"
-               "  bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --report")
+               "  bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --report\n"
+               "  bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --trials 40 \\\n"
+               "      --history results/tune/tune-conv_siamese-koch_cpu-omniglot20.csv   # a lost store")
     p.add_argument("--method", required=True, help="method name (see `bench list`)")
     p.add_argument("--preset", help="the preset whose other options every trial keeps")
     p.add_argument("--protocol", default="omniglot20", help="whose validation data scores trials: omniglot20 or "
@@ -51,6 +53,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--address", help="--on ray: join this Ray cluster instead of starting one")
     p.add_argument("--grace", type=int, default=180, help="seconds without a heartbeat after which a running "
                                                          "trial counts as dead and is queued again (default 180)")
+    p.add_argument("--history", metavar="TUNE.csv", help="seed a new study with the trials of a history a tune "
+                                                          "wrote (results/tune/tune-STUDY.csv), so a study whose "
+                                                          "store was lost goes on without retraining them")
     p.add_argument("--report", action="store_true", help="write the study's files and preset, run no trial")
     p.add_argument("--out", default="results/tune", help="where the history CSV, figure and summary go "
                                                          "(default results/tune)")
@@ -93,6 +98,9 @@ def command(args) -> None:
     if args.grace < 3:
         raise UserError(f"--grace must be >= 3 seconds, got {args.grace}")
     study = tune.open_study(url, name, setup, grace=args.grace)
+    if args.history:
+        imported = tune.import_history(study, setup, Path(args.history))
+        say(f"tune {name}: {imported} trials imported from {args.history}")
     runner = tune.TrialRunner(setup, store, args.threads)
     left = tune.trials_left(study, args.trials)
     if not args.report:
@@ -105,7 +113,7 @@ def command(args) -> None:
         elif left:
             tune.optimize_here(study, runner, args.trials, progress=_printer())
     # the command that runs (or resumes) the study: a --report rerun names the tune, not itself
-    command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--report") \
+    command_line = "bench " + " ".join(shlex.quote(a) for a in _without(sys.argv[1:], "--report", "--history")) \
         if sys.argv[1:2] == ["tune"] else f"bench tune --method {args.method} --protocol {args.protocol}"
     written = tune.write_outputs(study, name, store, Path(args.out), args.preset_name or name, command_line)
     best = tune.best_trial(study)
@@ -114,6 +122,20 @@ def command(args) -> None:
                       f"(epoch {best.user_attrs.get('best_epoch')})", highlight=False)
     for kind, path in written.items():
         say(f"{kind}: {path}")
+
+
+def _without(argv: list[str], flag: str, option: str) -> list[str]:
+    """The command line less a flag and an option with its value (``--history X`` or ``--history=X``):
+    the command that resumes the study."""
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif a != flag and not a.startswith(option + "="):
+            kept.append(a)
+    return kept
 
 
 def _printer():

@@ -246,6 +246,69 @@ def optimize_on_ray(url: str, name: str, runner: TrialRunner, n_trials: int, wor
         ray.shutdown()
 
 
+def import_history(study, setup: Setup, csv_path: Path) -> int:
+    """Seed an empty study with the trials of a committed history (the CSV ``write_outputs`` wrote),
+    so a study whose store was lost (a new machine) goes on where it stopped without training its
+    finished trials again. Each row becomes a trial of the same number, settings and score: complete
+    and pruned ones as they ended (with their last validation as their one known epoch's value, for
+    the pruner and the sampler), failed ones failed, and one that was running when the store was lost
+    failed too (its retry draws anew). Returns the number of trials imported."""
+    import optuna
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    if study.get_trials(deepcopy=False):
+        raise UserError(f"--history seeds a new study, but {study.study_name} already holds "
+                        f"{len(study.get_trials(deepcopy=False))} trials; drop --history to resume it")
+    try:
+        frame = pd.read_csv(csv_path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--history {csv_path}: cannot read it ({exc}); give the tune-STUDY.csv a tune wrote") from None
+    missing = {"trial", "state", "score", "last_validation"} - set(frame.columns)
+    if missing:
+        raise UserError(f"--history {csv_path}: no {', '.join(sorted(missing))} column; give the tune-STUDY.csv "
+                        "a tune wrote")
+    space = {k: parse_param(v) for k, v in setup.space.items()}
+    method_cls = METHODS.get(setup.method)
+    base = method_cls.make_config(setup.preset, setup.fixed)
+    states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
+    for row in frame.sort_values("trial").to_dict("records"):
+        values = {k.removeprefix("param:"): _plain(v) for k, v in row.items() if k.startswith("param:") and not pd.isna(v)}
+        fixed = optuna.trial.FixedTrial(values)
+        try:
+            options = {**setup.fixed, **suggest_options(fixed, space, base)}
+        except ValueError as exc:  # a parameter the study searches that the row lacks
+            raise UserError(f"--history {csv_path}: trial {row['trial']} does not fit this study's search "
+                            f"space ({exc}); give the history of a study with the same settings") from None
+        extra = sorted(set(values) - set(fixed.params))
+        if extra:
+            raise UserError(f"--history {csv_path}: trial {row['trial']} sets {', '.join(extra)}, which this study "
+                            "does not search; give the history of a study with the same settings")
+        state = states.get(row["state"], TrialState.FAIL)
+        last = None if pd.isna(row["last_validation"]) else row["last_validation"] / 100
+        epochs = None if pd.isna(row.get("epochs")) else int(row["epochs"])
+        attrs = {k: (None if pd.isna(row[k]) else kind(row[k]))
+                 for k, kind in (("best_epoch", int), ("train_seconds", float), ("tflop", float),
+                                 ("resumed_from_epoch", int)) if k in row}
+        attrs.update({"epochs": epochs, "options": json.loads(json.dumps(options)),
+                      "imported_from": f"{csv_path} trial {row['trial']}"})
+        retry = row.get("retry_of")
+        trial = optuna.trial.create_trial(
+            state=state, value=None if state == TrialState.FAIL or pd.isna(row["score"]) else row["score"] / 100,
+            params=fixed.params, distributions=fixed.distributions, user_attrs=attrs,
+            system_attrs={} if retry is None or pd.isna(retry) else {"failed_trial": int(retry)},
+            intermediate_values={epochs - 1: last} if last is not None and epochs and state != TrialState.FAIL else None)
+        study.add_trial(trial)
+    return len(frame)
+
+
+def _plain(value):
+    """A CSV cell as the Python value a trial suggested (pandas reads whole numbers as floats or
+    numpy integers)."""
+    value = value.item() if hasattr(value, "item") else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 # ---------------------------------------------------------------- what a study leaves
 
 def history_frame(study):
