@@ -62,6 +62,9 @@ class Method:
     summary: str = ""
     Config: type = EmptyConfig
     presets: dict[str, dict] = {}
+    # where a built-in preset chosen by bench tune came from (study, trial, score, scored_on, command),
+    # as a tune-written preset file's [about] says it
+    preset_sources: dict[str, dict] = {}
     default_preset: str | None = None
     takes_colour: bool = False  # whether it scores colour images (N, 3, H, W); else grey ones only
 

@@ -53,4 +53,9 @@ class MlpSiamese(TwinMethod):
     presets = {"cpu": CPU_PRESET, "cpu_pairs": CPU_PAIRS_PRESET, "koch_cpu": KOCH_CPU_PRESET, "koch_tuned": KOCH_TUNED_PRESET,
                "tiny": TINY_PRESET}
     default_preset = "cpu"
+    preset_sources = {"koch_tuned": {
+        "study": "mlp_siamese-koch_cpu-omniglot20", "trial": 19, "score": 37.97, "best_epoch": "30 of 30",
+        "scored_on": "3200 tuning trials of omniglot20's validation data (best epoch)",
+        "history": "results/tune/tune-mlp_siamese-koch_cpu-omniglot20.csv",
+        "command": "bench tune --method mlp_siamese --preset koch_cpu --protocol omniglot20 --trials 40 --threads 1"}}
     architecture_space = KOCH_MLP_CPU  # with Koch's per-layer SGD ranges under optimizer=sgd (spaces.py)

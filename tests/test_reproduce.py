@@ -6,7 +6,7 @@ import pytest
 from fewshot_bench.experiments import reproduce as rep
 from fewshot_bench.tables import koch
 from fewshot_bench.tables.koch import PAPER_ROW
-from fewshot_bench.tables.base import TABLES, Cell
+from fewshot_bench.tables.base import TABLES, Cell, PlannedRun
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records
 
@@ -100,8 +100,9 @@ def test_plans_match_the_papers_tables():
     protocols, cells = plan("table1", "cpu")
     assert protocols == ("verification",) and len(cells) == 6
     assert {(c.options["pairs"], c.options["distortions"]) for c in cells} == set(koch.TABLE1)
-    assert {c.options["pair_steps"] for c in cells} == {koch.CPU_TABLE1_STEPS}  # one budget for all cells
-    assert all("pair_steps" not in c.options for c in plan("table1", "paper")[1])  # paper: full passes
+    # Koch's recipe as tuned on validation, 3 seeds a cell; only the pool of pairs and distortions differs
+    assert {(c.preset, c.seeds, tuple(c.options)) for c in cells} == {("koch_tuned", 3, ("pairs", "distortions"))}
+    assert {c.preset for c in plan("table1", "paper")[1]} == {"paper"}  # paper: the 105x105 net, full passes
     protocols, cells = plan("table2", "cpu")
     assert protocols == ("omniglot20", "lake_runs")  # our draws beside Lake's runs
     assert {"pixel_1nn", "affine", "mlp_siamese", "conv_siamese"} <= {c.method for c in cells}
@@ -115,9 +116,37 @@ def test_plans_match_the_papers_tables():
     assert [c.preset for c in plan("table2", "paper")[1] if c.method == "conv_siamese"] == ["paper"]
     protocols, cells = plan("table3", "paper")
     assert protocols == ("mnist10",) and cells[1].preset == "mnist"
-    assert plan("table3", "cpu")[1][1].preset == "cpu35"  # the paper's 35x35 MNIST size
+    # the paper's MNIST network on Koch's recipe over 3 seeds; our trial recipe at 35x35 a row of its own
+    assert [(c.preset, c.paper, c.seeds) for c in plan("table3", "cpu")[1][1:]] == [
+        ("koch_mnist", 70.3, 3), ("cpu35", None, None)]
     with pytest.raises(UserError, match="unknown table"):
         plan("table9", "cpu")
+
+
+def test_table1_tests_the_papers_two_claims_on_identical_trials_seeds_paired():
+    """Distortions against none at each pool, 150k pairs against 30k: paired differences over seeds
+    and McNemar's exact p; a claim holds only where the difference is positive and clear of zero."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.random(400) < 0.8  # one verification trial set: every cell answers the same 400 trials
+    runs = []
+    for (pairs, d), _ in koch.TABLE1.items():
+        for seed in range(3):
+            flip = rng.random(400) < (0.12 if d else 0.02)  # distortions turn wrong answers right
+            correct = (base | flip).astype(int).tolist()
+            row = f"{pairs // 1000}k pairs, distortions x{d}"
+            runs.append(PlannedRun(Cell(row, "conv_siamese", "koch_tuned"), "verification", {}, seed,
+                                   {"accuracy": float(np.mean(correct)), "draws": [{"correct": correct}]}))
+    notes = "\n".join(koch.Table1().notes(None, runs))
+    lines = {line.split(":")[0]: line for line in notes.splitlines() if line.startswith("- ")}
+    assert set(lines) == {"- distortions x8 against none at 30k pairs", "- distortions x8 against none at 90k pairs",
+                          "- distortions x8 against none at 150k pairs", "- 150k pairs against 30k, distortions x0",
+                          "- 150k pairs against 30k, distortions x8"}
+    assert "holds" in lines["- distortions x8 against none at 30k pairs"] and "(the paper: +1.29)" in notes
+    assert "over 3 paired seeds" in lines["- distortions x8 against none at 90k pairs"]
+    assert "not shown" in lines["- 150k pairs against 30k, distortions x8"]  # these cells differ by chance alone
+    assert koch.Table1().notes(None, runs[:1]) == []  # nothing paired: no claims
 
 
 def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tmp_path, monkeypatch):

@@ -163,6 +163,24 @@ def paired_test(a: dict[int, list[int]], b: dict[int, list[int]]) -> dict:
     return mcnemar_exact([c for s in seeds for c in a[s]], [c for s in seeds for c in b[s]])
 
 
+def step_columns(links: list[PlannedRun], before: str, after: str, protocol: str) -> dict:
+    """The step from link ``before`` to ``after`` on one protocol: per-seed paired differences."""
+    def by_seed(row):
+        return {r.seed: 100 * r.record["accuracy"] for r in links
+                if r.cell.row == row and r.protocol == protocol and r.record is not None}
+
+    a, b = by_seed(before), by_seed(after)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return {}
+    differences = [b[s] - a[s] for s in seeds]
+    mean, half = t_interval(differences) if len(seeds) > 1 else (differences[0], float("nan"))
+    correct = correct_by_row(links, lambda r: r.protocol == protocol)
+    test = paired_test(correct[after], correct[before])
+    return {f"{protocol}_step": round(mean, 2), f"{protocol}_step_ci95": round(half, 2),
+            f"{protocol}_p": test["p_value"], f"{protocol}_paired_seeds": len(seeds)}
+
+
 def budget_columns(fits: list[dict]) -> dict:
     """A learned row's training budget (its first seed's: the seeds train alike) and whether any
     seed's training was still improving at its end (``records.training_budget``)."""

@@ -30,9 +30,8 @@ from fewshot_bench.errors import UserError
 from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
-from fewshot_bench.stats import t_interval
-from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, correct_by_row, machine_line,
-                                       p_text, paired_test, pyplot, rounded_cell)
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, machine_line,
+                                       p_text, pyplot, rounded_cell, step_columns)
 
 METHOD = "conv_siamese"
 PROTOCOLS = ("omniglot20", "lake_runs", "verification")  # names, or (name, options) pairs; the first fits
@@ -326,24 +325,6 @@ def end_provenance(name: str) -> str:
         return ""
     return (f" (bench tune study `{about.get('study')}`, trial {about.get('trial')}, {about.get('score')}% on "
             f"{about.get('scored_on', 'validation')})")
-
-
-def step_columns(links: list[PlannedRun], before: str, after: str, protocol: str) -> dict:
-    """The step from link ``before`` to ``after`` on one protocol: per-seed paired differences."""
-    def by_seed(row):
-        return {r.seed: 100 * r.record["accuracy"] for r in links
-                if r.cell.row == row and r.protocol == protocol and r.record is not None}
-
-    a, b = by_seed(before), by_seed(after)
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return {}
-    differences = [b[s] - a[s] for s in seeds]
-    mean, half = t_interval(differences) if len(seeds) > 1 else (differences[0], float("nan"))
-    correct = correct_by_row(links, lambda r: r.protocol == protocol)
-    test = paired_test(correct[after], correct[before])
-    return {f"{protocol}_step": round(mean, 2), f"{protocol}_step_ci95": round(half, 2),
-            f"{protocol}_p": test["p_value"], f"{protocol}_paired_seeds": len(seeds)}
 
 
 def changed_text(before: dict, after: dict) -> str:
