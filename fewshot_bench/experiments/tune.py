@@ -297,7 +297,7 @@ def import_history(study, setup: Setup, csv_path: Path) -> int:
             state=state, value=None if state == TrialState.FAIL or pd.isna(row["score"]) else row["score"] / 100,
             params=fixed.params, distributions=fixed.distributions, user_attrs=attrs,
             system_attrs={} if retry is None or pd.isna(retry) else {"failed_trial": int(retry)},
-            intermediate_values={epochs - 1: last} if last is not None and epochs and state != TrialState.FAIL else None)
+            intermediate_values={epochs - 1: last} if last is not None and epochs else None)
         study.add_trial(trial)
     return len(frame)
 
