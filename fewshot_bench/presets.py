@@ -29,15 +29,9 @@ def find_preset(method: str, name: str) -> dict | None:
 
 
 def preset_about(method: str, name: str) -> dict | None:
-    """Where tuned preset ``name`` came from (study, trial, score, command): a tune-written file's
-    [about], else a built-in preset's ``preset_sources`` entry; None for neither."""
-    from fewshot_bench.api import METHODS
-
+    """Where tuned preset ``name`` came from (study, trial, score, command), or None."""
     data = read_preset(method, name)
-    if data is None:
-        source = METHODS.get(method).preset_sources.get(name)
-        return None if source is None else dict(source)
-    return dict(data.get("about", {}))
+    return None if data is None else dict(data.get("about", {}))
 
 
 def read_preset(method: str, name: str) -> dict | None:

@@ -319,8 +319,9 @@ class Bridge(Table):
 
 
 def end_provenance(name: str) -> str:
-    """The far end's study and trial, where bench tune wrote it."""
-    about = preset_about(METHOD, name)
+    """The far end's study and trial: a tune-written preset's [about], or a built-in tuned preset's
+    ``preset_sources`` entry."""
+    about = preset_about(METHOD, name) or METHODS.get(METHOD).preset_sources.get(name)
     if not about:
         return ""
     return (f" (bench tune study `{about.get('study')}`, trial {about.get('trial')}, {about.get('score')}% on "
