@@ -28,7 +28,7 @@ from fewshot_bench.errors import UserError
 from fewshot_bench.learning.configs import field_names
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import seed_everything
-from fewshot_bench.space import Param, adjusted, parse_param, suggest_options
+from fewshot_bench.space import adjusted, parse_param, suggest_options
 
 HEARTBEAT_S = 60  # a running trial's heartbeat; one silent for GRACE_S is taken as dead
 GRACE_S = 180
@@ -129,6 +129,15 @@ def open_study(url: str, name: str, setup: Setup | None = None, grace: int = GRA
     return study
 
 
+def trial_options(setup: Setup, trial) -> dict:
+    """The method options of one trial (an Optuna trial, or a ``FixedTrial`` of stored settings): the
+    study's fixed options and each searched range's suggestion (the ranges read back from their text,
+    which names a range's layers)."""
+    space = {k: parse_param(v) for k, v in setup.space.items()}
+    base = METHODS.get(setup.method).make_config(setup.preset, setup.fixed)
+    return {**setup.fixed, **suggest_options(trial, space, base)}
+
+
 class TrialRunner:
     """One Optuna trial: the options it suggests, a training scored on the tuning trials. Picklable,
     so a Ray task can run it."""
@@ -136,9 +145,6 @@ class TrialRunner:
     def __init__(self, setup: Setup, store: Path, threads: int | None = None):
         self.setup, self.store, self.threads = setup, Path(store), threads
 
-    def space(self) -> dict[str, Param]:
-        """The study's ranges, read back from their text (which names a range's layers)."""
-        return {k: parse_param(v) for k, v in self.setup.space.items()}
 
     def __call__(self, trial) -> float:
         import optuna
@@ -148,8 +154,7 @@ class TrialRunner:
             torch.set_num_threads(self.threads)
         s = self.setup
         method_cls = METHODS.get(s.method)
-        base = method_cls.make_config(s.preset, s.fixed)
-        options = {**s.fixed, **suggest_options(trial, self.space(), base)}
+        options = trial_options(s, trial)
         try:
             config = method_cls.make_config(s.preset, options)
         except UserError as exc:  # a combination the config refuses: not a setting to score
@@ -268,15 +273,12 @@ def import_history(study, setup: Setup, csv_path: Path) -> int:
     if missing:
         raise UserError(f"--history {csv_path}: no {', '.join(sorted(missing))} column; give the tune-STUDY.csv "
                         "a tune wrote")
-    space = {k: parse_param(v) for k, v in setup.space.items()}
-    method_cls = METHODS.get(setup.method)
-    base = method_cls.make_config(setup.preset, setup.fixed)
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
     for row in frame.sort_values("trial").to_dict("records"):
         values = {k.removeprefix("param:"): _plain(v) for k, v in row.items() if k.startswith("param:") and not pd.isna(v)}
         fixed = optuna.trial.FixedTrial(values)
         try:
-            options = {**setup.fixed, **suggest_options(fixed, space, base)}
+            options = trial_options(setup, fixed)
         except ValueError as exc:  # a parameter the study searches that the row lacks
             raise UserError(f"--history {csv_path}: trial {row['trial']} does not fit this study's search "
                             f"space ({exc}); give the history of a study with the same settings") from None

@@ -61,10 +61,9 @@ def check_preset(preset: str) -> None:
         raise UserError(f"--preset must be cpu or paper, got {preset!r}")
 
 
-def _pool(row: str) -> tuple[int, int]:
-    """A Table 1 row's (pairs, distortions), read back from its label."""
-    pairs, distortions = row.split(" pairs, distortions x")
-    return int(pairs.removesuffix("k")) * 1000, int(distortions)
+def table1_row(pairs: int, distortions: int) -> str:
+    """A Table 1 cell's row label."""
+    return f"{pairs // 1000}k pairs, distortions x{distortions}"
 
 
 def claim_text(step: dict, protocol: str) -> str:
@@ -248,7 +247,7 @@ class Table1(KochTable):
         # improving under the preset's compute cap, over KOCH_SEEDS training seeds: the same compute
         # for every pool of pairs and distortions
         base = "koch_tuned" if preset == "cpu" else "paper"
-        cells = [Cell(f"{pairs // 1000}k pairs, distortions x{d}", "conv_siamese", base,
+        cells = [Cell(table1_row(pairs, d), "conv_siamese", base,
                       {"pairs": pairs, "distortions": d}, paper=figure, seeds=KOCH_SEEDS)
                  for (pairs, d), figure in TABLE1.items()]
         return ("verification",), cells
@@ -256,19 +255,15 @@ class Table1(KochTable):
     def notes(self, frame, runs):
         """The paper's two claims as paired tests on identical verification trials, seeds paired:
         distortions beat none at each pool size, and 150k pairs beat 30k."""
-        def row(pairs, d):
-            return f"{pairs // 1000}k pairs, distortions x{d}"
-
-        claims = [(row(p, 0), row(p, 8), f"distortions x8 against none at {p // 1000}k pairs")
+        claims = [((p, 0), (p, 8), f"distortions x8 against none at {p // 1000}k pairs")
                   for p in sorted({p for p, _ in TABLE1})]
-        claims += [(row(30_000, d), row(150_000, d), f"150k pairs against 30k, distortions x{d}") for d in (0, 8)]
+        claims += [((30_000, d), (150_000, d), f"150k pairs against 30k, distortions x{d}") for d in (0, 8)]
         lines = []
         for before, after, claim in claims:
-            step = step_columns(runs, before, after, "verification")
-            if not step:
-                continue
-            paper = TABLE1[_pool(after)] - TABLE1[_pool(before)]
-            lines.append(f"- {claim}: {claim_text(step, 'verification')} (the paper: {paper:+.2f})")
+            step = step_columns(runs, table1_row(*before), table1_row(*after), "verification")
+            if step:
+                paper = TABLE1[after] - TABLE1[before]
+                lines.append(f"- {claim}: {claim_text(step, 'verification')} (the paper: {paper:+.2f})")
         return ["", "## The paper's claims, paired", "",
                 "Each claim compares two cells on identical verification trials, training seed k against seed k: "
                 "the mean difference with its t-interval over the paired seeds, and McNemar's exact p over all "
