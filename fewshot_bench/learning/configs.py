@@ -41,7 +41,9 @@ class NetworkConfig:
     padding: str = "valid"  # "same" keeps feature maps large on small inputs
     batch_norm: bool = False
     fc_units: int = 4096
-    init: str = "paper"  # "paper": Koch's normal initialisations; "default": PyTorch's
+    # "paper": Koch's normal initialisations; "paper_gain": his, with conv weights scaled to their
+    # fan-in (networks.py says why); "default": PyTorch's
+    init: str = "paper"
 
     def check(self):
         from fewshot_bench.learning.networks import NETWORKS
@@ -54,7 +56,8 @@ class NetworkConfig:
         require(len(self.kernels) == len(self.channels) >= 1,
                 f"channels {self.channels} and kernels {self.kernels} need the same length")
         require(self.padding in ("valid", "same"), f"padding must be 'valid' or 'same', got {self.padding!r}")
-        require(self.init in ("paper", "default"), f"init must be 'paper' or 'default', got {self.init!r}")
+        require(self.init in ("paper", "paper_gain", "default"),
+                f"init must be 'paper', 'paper_gain' or 'default', got {self.init!r}")
         require(self.input_size >= 8, f"input_size must be >= 8, got {self.input_size}")
         require(self.fc_units >= 0, f"fc_units must be >= 0, got {self.fc_units}")
 

@@ -97,8 +97,8 @@ class TwinNet(nn.Module):
         # without CL2N load the same weights)
         self.cl2n = getattr(cfg, "normalise", "") == "cl2n"
         self.register_buffer("feature_mean", torch.zeros(dim) if n_classes else None)
-        if cfg.init == "paper":
-            self._paper_init()
+        if cfg.init in ("paper", "paper_gain"):
+            self._paper_init(gain=cfg.init == "paper_gain")
         if self.conv:
             self.to(memory_format=torch.channels_last)
 
@@ -123,10 +123,16 @@ class TwinNet(nn.Module):
             n_in = n_out
         return layers
 
-    def _paper_init(self):
+    def _paper_init(self, gain: bool = False):
         for module in self.layers.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, 0.0, 1e-2)
+                # "paper_gain": Koch's std 0.01 passes an image's variation on at a gain of about
+                # 0.01 * sqrt(fan-in) per layer: 0.45-0.56 in his 105x105 network's deeper layers
+                # (7x7 and 4x4 kernels on 64-128 maps), 0.05-0.12 at a CPU size's 3x3 and 5x5 kernels on
+                # 1-16 maps, where the input fades to nothing by the fc layer. This keeps his
+                # distributions with every conv layer's std set to a gain of 0.5: 0.5 / sqrt(fan-in)
+                fan_in = module.weight[0].numel()
+                nn.init.normal_(module.weight, 0.0, 0.5 / fan_in ** 0.5 if gain else 1e-2)
                 if module.bias is not None:
                     nn.init.normal_(module.bias, 0.5, 1e-2)
             elif isinstance(module, nn.Linear):
