@@ -76,6 +76,10 @@ def test_trials_are_scored_by_their_best_validation_epoch(data_root, tmp_path):
     assert trial.value == max(trial.intermediate_values.values())
     assert len(trial.intermediate_values) == 3 == trial.user_attrs["epochs"]
     assert trial.user_attrs["best_epoch"] - 1 == max(trial.intermediate_values, key=trial.intermediate_values.get)
+    # the last epoch's training loss goes with it, into the history (a plateau at ln 2 shows there)
+    assert 0 < trial.user_attrs["loss"] < 5
+    from fewshot_bench.experiments.tune import history_frame
+    assert history_frame(study)["loss"].tolist() == [trial.user_attrs["loss"]]
 
 
 def test_a_tune_never_draws_test_trials(data_root, tmp_path, monkeypatch):

@@ -176,6 +176,8 @@ class TrialRunner:
                     reported[h["epoch"]] = h["validation_accuracy"]
                     trial.report(h["validation_accuracy"], h["epoch"])
             trial.set_user_attr("epochs", len(history))
+            # the last epoch's training loss: a twin stuck at a constant guess sits at ln 2 (0.693)
+            trial.set_user_attr("loss", round(float(history[-1]["loss"]), 4))
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {history[-1]['epoch'] + 1}: validation trails the median")
 
@@ -291,7 +293,7 @@ def import_history(study, setup: Setup, csv_path: Path) -> int:
         epochs = None if pd.isna(row.get("epochs")) else int(row["epochs"])
         attrs = {k: (None if pd.isna(row[k]) else kind(row[k]))
                  for k, kind in (("best_epoch", int), ("train_seconds", float), ("tflop", float),
-                                 ("resumed_from_epoch", int)) if k in row}
+                                 ("resumed_from_epoch", int), ("loss", float)) if k in row}
         attrs.update({"epochs": epochs, "options": json.loads(json.dumps(options)),
                       "imported_from": f"{csv_path} trial {row['trial']}"})
         retry = row.get("retry_of")
@@ -324,8 +326,8 @@ def history_frame(study):
                      "score": None if t.value is None else round(100 * t.value, 2),
                      "last_validation": (round(100 * t.intermediate_values[max(t.intermediate_values)], 2)
                                          if t.intermediate_values else None),
-                     **{k: t.user_attrs.get(k) for k in ("epochs", "best_epoch", "train_seconds", "tflop",
-                                                         "resumed_from_epoch")},
+                     **{k: t.user_attrs.get(k) for k in ("epochs", "best_epoch", "loss", "train_seconds",
+                                                         "tflop", "resumed_from_epoch")},
                      "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(t),
                      **{f"param:{k}": v for k, v in t.params.items()}})
     frame = pd.DataFrame(rows)
