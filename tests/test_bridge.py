@@ -26,7 +26,7 @@ def tuned_koch(**changes) -> dict:
 def test_the_bridge_ends_at_the_method_files_tuned_preset_cited_to_its_study():
     assert bridge.far_end("cpu") == "koch_tuned"
     assert bridge.chain("cpu")[-3][1] == dataclasses.asdict(METHODS.get("conv_siamese").make_config("koch_tuned"))
-    assert "study `conv_siamese-koch_cpu-omniglot20`, trial 14, 36.0% on" in bridge.end_provenance("koch_tuned")
+    assert "study `conv_siamese-koch_cpu-omniglot20`, trial 43, 36.94% on" in bridge.end_provenance("koch_tuned")
 
 
 def test_each_link_changes_only_its_own_options_and_the_chain_ends_at_the_tuned_recipe(monkeypatch):
