@@ -138,17 +138,18 @@ def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(data_root, tmp_p
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_a_ray_sweep_leaves_no_process(data_root, tmp_path, how):
-    # no early stopping: tiny's patience of 2 could end the training within the moment between
-    # seeing its task and the signal
-    command = [sys.executable, "-m", "fewshot_bench.cli", "sweep", *TINY, "--grid", "epochs=40", "--grid",
-               "patience=40", "--seeds", "0-1", "--store", str(tmp_path / "store"), "--on", "ray"]
+    # trainings long enough that the signal always finds them running (tiny's early stopping, patience
+    # 2, ended 40-epoch trainings within the moment between seeing a task and the signal: rc 0), and
+    # time to shut Ray down on a loaded machine
+    command = [sys.executable, "-m", "fewshot_bench.cli", "sweep", *TINY, "--grid", "epochs=200", "--grid",
+               "patience=200", "--seeds", "0-1", "--store", str(tmp_path / "store"), "--on", "ray"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not processes("ray::_remote_training"):
         time.sleep(0.2)
     assert processes("ray::_remote_training"), "the sweep never started a Ray task"
     proc.send_signal(how)
-    assert proc.wait(timeout=60) == 130
+    assert proc.wait(timeout=120) == 130
     time.sleep(2)
     assert processes("ray::") == [] and processes("raylet") == [] and processes("gcs_server") == []
     assert not load_records(tmp_path / "store") if (tmp_path / "store").is_dir() else True
