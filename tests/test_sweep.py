@@ -138,18 +138,23 @@ def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(data_root, tmp_p
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_a_ray_sweep_leaves_no_process(data_root, tmp_path, how):
-    # trainings long enough that the signal always finds them running (tiny's early stopping, patience
-    # 2, ended 40-epoch trainings within the moment between seeing a task and the signal: rc 0), and
-    # time to shut Ray down on a loaded machine
-    command = [sys.executable, "-m", "fewshot_bench.cli", "sweep", *TINY, "--grid", "epochs=200", "--grid",
-               "patience=200", "--seeds", "0-1", "--store", str(tmp_path / "store"), "--on", "ray"]
+    # the Ray of the tests before (run in this process) may take a moment to go: wait for it, then
+    # signal only once a task of this sweep runs (a lingering worker of theirs, named like ours, let
+    # the signal land while this sweep was still starting: it then ran to the end, rc 0). No early
+    # stopping (tiny's patience is 2), so the trainings are still running when the signal comes
+    deadline = time.time() + 60
+    while time.time() < deadline and processes("ray::"):
+        time.sleep(0.2)
+    stale = set(processes("ray::_remote_training"))
+    command = [sys.executable, "-m", "fewshot_bench.cli", "sweep", *TINY, "--grid", "epochs=40", "--grid",
+               "patience=40", "--seeds", "0-1", "--store", str(tmp_path / "store"), "--on", "ray"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not processes("ray::_remote_training"):
+    while time.time() < deadline and not set(processes("ray::_remote_training")) - stale:
         time.sleep(0.2)
-    assert processes("ray::_remote_training"), "the sweep never started a Ray task"
+    assert set(processes("ray::_remote_training")) - stale, "the sweep never started a Ray task"
     proc.send_signal(how)
-    assert proc.wait(timeout=120) == 130
+    assert proc.wait(timeout=60) == 130
     time.sleep(2)
     assert processes("ray::") == [] and processes("raylet") == [] and processes("gcs_server") == []
     assert not load_records(tmp_path / "store") if (tmp_path / "store").is_dir() else True
