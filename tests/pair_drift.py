@@ -42,14 +42,11 @@ def main(preset: str, overrides: list[str], val_trials: int = 1600) -> None:
 
     def after_epoch(history):
         net = method.model_.eval()
-        method.validating_ = True  # score the network in training, on the plain images
         with torch.inference_mode():
             conv = net._features(x)
             embedding = net.embed(x)
-            head = method.score_indexed(method.prepare(images), indexed)
+        head_acc = method._validate(tuning)  # what training's validation scores: the twin's own head
         net.train()
-        method.validating_ = False
-        head_acc = float(np.concatenate([s.argmax(1).numpy() == ts.answer for s, ts in zip(head, tuning)]).mean())
         saturated = float(((embedding < 0.02) | (embedding > 0.98)).float().mean())
         h = history[-1] if history else {"epoch": -1, "loss": float("nan")}  # none: the untrained network
         print(f"{h['epoch'] + 1:5d} {h['loss']:6.3f} {100 * head_acc:6.1f} {100 * nearest_accuracy(embedding, indexed, tuning):7.1f} "

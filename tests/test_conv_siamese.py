@@ -54,6 +54,7 @@ def test_paper_init_follows_the_paper():
     assert net.layers[1][0].bias.mean().item() == pytest.approx(0.5, abs=0.01)
     assert net.fc.weight.std().item() == pytest.approx(0.2, rel=0.05)
 
+
 def test_paper_gain_init_scales_each_conv_layer_to_its_fan_in_and_keeps_the_rest_of_koch_init():
     torch.manual_seed(0)
     cfg = ConvSiamese.make_config("koch_cpu", {"init": "paper_gain"})
@@ -72,7 +73,6 @@ def test_paper_gain_init_scales_each_conv_layer_to_its_fan_in_and_keeps_the_rest
         with torch.no_grad():
             spreads[init] = TwinNet(ConvSiamese.make_config("koch_cpu", {"init": init})).embed(x).std(0).mean().item()
     assert spreads["paper_gain"] > 10 * spreads["paper"]
-
 
 
 def test_scores_are_symmetric_in_their_inputs_shared_weights():

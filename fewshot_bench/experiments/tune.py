@@ -145,7 +145,6 @@ class TrialRunner:
     def __init__(self, setup: Setup, store: Path, threads: int | None = None):
         self.setup, self.store, self.threads = setup, Path(store), threads
 
-
     def __call__(self, trial) -> float:
         import optuna
         import torch
