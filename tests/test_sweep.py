@@ -148,7 +148,8 @@ def test_interrupting_a_ray_sweep_leaves_no_process(data_root, tmp_path, how):
     stale = set(processes("ray::_remote_training"))
     command = [sys.executable, "-m", "fewshot_bench.cli", "sweep", *TINY, "--grid", "epochs=40", "--grid",
                "patience=40", "--seeds", "0-1", "--store", str(tmp_path / "store"), "--on", "ray"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and not set(processes("ray::_remote_training")) - stale:
         time.sleep(0.2)
@@ -158,6 +159,13 @@ def test_interrupting_a_ray_sweep_leaves_no_process(data_root, tmp_path, how):
     time.sleep(2)
     assert processes("ray::") == [] and processes("raylet") == [] and processes("gcs_server") == []
     assert not load_records(tmp_path / "store") if (tmp_path / "store").is_dir() else True
+
+
+def _default_sigint():
+    # the sweep starts with SIGINT at its default, as from a terminal: in full-suite runs (never
+    # alone) the sweep without this ignored SIGINT and trained to the end (rc 0, 4 runs of 4), though
+    # the test process's own SIGINT was not ignored (checked after every test); with it, it passes
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_sigterm_stops_local_ensemble_workers(data_root, tmp_path):
