@@ -65,6 +65,30 @@ def test_reproduce_writes_tables_and_skips_stored_runs(data_root, tmp_path, coun
     assert len(counted_runs) == 2  # resumed: everything was stored
 
 
+def test_a_reproduce_into_a_log_file_writes_a_line_per_run_it_ran(data_root, tmp_path, counted_runs):
+    # under nohup the bars are silent (no terminal): each run it ran still leaves a timestamped line
+    import io
+    import re
+
+    from rich.console import Console
+
+    from fewshot_bench.progress import StageProgress
+
+    log = io.StringIO()
+    with StageProgress(Console(file=log, width=200)) as progress:
+        rep.reproduce("table3", "cpu", 1, tmp_path / "store", tmp_path / "out", progress=progress)
+    def logged():  # the timestamped lines (rich adds the bar's last state when it closes)
+        return [line for line in log.getvalue().splitlines() if re.match(r"\d\d:\d\d:\d\d reproduce table3", line)]
+
+    assert len(logged()) == 2 and all(line.endswith(": ran") for line in logged())
+    assert "1/2 1-Nearest Neighbor (pixel_1nn) on mnist10, seed 0: ran" in logged()[0]
+    log.seek(0)
+    log.truncate(0)
+    with StageProgress(Console(file=log, width=200)) as progress:  # all stored: nothing ran, nothing logged
+        rep.reproduce("table3", "cpu", 1, tmp_path / "store", tmp_path / "out", progress=progress)
+    assert logged() == [] and "2/2" in log.getvalue()
+
+
 def test_two_reproduces_sharing_a_store_run_each_run_once(data_root, tmp_path, counted_runs):
     store = tmp_path / "store"
     errors = []
