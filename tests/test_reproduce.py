@@ -1,13 +1,17 @@
+import io
+import re
 import threading
 
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from fewshot_bench.experiments import reproduce as rep
 from fewshot_bench.tables import koch
 from fewshot_bench.tables.koch import PAPER_ROW
 from fewshot_bench.tables.base import TABLES, Cell, PlannedRun
 from fewshot_bench.errors import UserError
+from fewshot_bench.progress import StageProgress
 from fewshot_bench.records import load_records
 
 
@@ -67,16 +71,10 @@ def test_reproduce_writes_tables_and_skips_stored_runs(data_root, tmp_path, coun
 
 def test_a_reproduce_into_a_log_file_writes_a_line_per_run_it_ran(data_root, tmp_path, counted_runs):
     # under nohup the bars are silent (no terminal): each run it ran still leaves a timestamped line
-    import io
-    import re
-
-    from rich.console import Console
-
-    from fewshot_bench.progress import StageProgress
-
     log = io.StringIO()
     with StageProgress(Console(file=log, width=200)) as progress:
         rep.reproduce("table3", "cpu", 1, tmp_path / "store", tmp_path / "out", progress=progress)
+
     def logged():  # the timestamped lines (rich adds the bar's last state when it closes)
         return [line for line in log.getvalue().splitlines() if re.match(r"\d\d:\d\d:\d\d reproduce table3", line)]
 

@@ -147,7 +147,8 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
                     if key not in stored_keys(store):
                         save_record(run(spec), store)
                     if progress:
-                        progress.advance(f"{cell.row} ({cell.method}) on {spec.protocol}, seed {spec.seed}: ran", log=True)
+                        progress.advance(f"{cell.row} ({cell.method}) on {spec.protocol}, seed {spec.seed}: ran",
+                                         log=True)
             finally:
                 lock.release()
             if grown():

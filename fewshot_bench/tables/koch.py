@@ -141,7 +141,8 @@ class KochTable(Table):
                       for r in runs if r.record is not None)
         two = "lake_runs" in frame.columns
         lines = [f"# {self.name}: ours beside Koch et al. 2015", "",
-                 f"- command: `{about.command}`", f"- preset: {about.preset}; training seeds: {about.seeds} (the rows of Koch's recipe: {KOCH_SEEDS}, "
+                 f"- command: `{about.command}`",
+                 f"- preset: {about.preset}; training seeds: {about.seeds} (the rows of Koch's recipe: {KOCH_SEEDS}, "
                  "whatever --seeds says; the seeds column counts each row's)",
                  machine_line(),
                  f"- time: {compute:.0f} s of training and evaluation in the runs below (as recorded; a reused "
