@@ -51,6 +51,23 @@ def test_each_link_changes_only_its_own_options_and_the_chain_ends_at_the_tuned_
     assert bridge.end_provenance("tiny") == ""
 
 
+def test_a_detour_makes_its_links_change_alone_from_an_earlier_link():
+    steps = bridge.chain("cpu")
+    rows = dict(steps)
+    labels = [label for label, _ in steps]
+    links = {link.label: link for link in bridge.LINKS}
+    detours = bridge.detours("cpu", steps)
+    assert [(link, base) for _, link, base, _ in detours] == list(bridge.DETOURS)
+    for row, link, base, config in detours:
+        assert labels.index(base) < labels.index(link) - 1, row  # measured away from its place in the chain
+        changed = {k for k in config if config[k] != rows[base][k]}
+        assert changed and changed <= set(links[link].keys) | set(links[link].values), row
+        # the same change the chain makes at its own place
+        before = rows[labels[labels.index(link) - 1]]
+        assert all(config[k] == rows[link][k] for k in changed) and changed <= {k for k in before if before[k] != rows[link][k]}
+    assert next(c for r, _, _, c in detours if r.startswith("rotated"))["objective"] == "trials"
+
+
 def test_a_links_changes_read_in_a_few_characters():
     assert bridge.changed_text({"rotations": True, "seed": 1}, {"rotations": False, "seed": 1}) == "rotations: True → False"
     assert bridge.changed_text({"train_drawers": tuple(range(1, 21)), "lr": (0.01,)},
@@ -84,8 +101,11 @@ def test_the_pair_losss_rate_grid_grows_at_its_edge_and_picks_the_best_validatio
     _, cells = bridge.Bridge().plan("cpu", stored)
     link = next(c for c in cells if c.row == bridge.PAIR_LINK)
     assert link.options["adam_lr"] == 0.006 and link.seeds == bridge.SEEDS
-    links = [c for c in cells if not bridge.is_rate_cell(c) and not bridge.is_curve_cell(c)]
+    links = [c for c in cells if not bridge.is_rate_cell(c) and not bridge.is_curve_cell(c)
+             and not bridge.is_detour_cell(c)]
     assert len(links) == len(bridge.LINKS) + 1
+    detours = [c for c in cells if bridge.is_detour_cell(c)]
+    assert len(detours) == len(bridge.DETOURS) and {c.protocols for c in detours} == {("omniglot20", "lake_runs")}
     curves = [c for c in cells if bridge.is_curve_cell(c)]
     assert len(curves) == 2 * len(bridge.FRACTIONS) and {c.options["budget_gflop"] for c in curves} == {bridge.CURVE_GFLOP}
     assert {c.options["keep"] for c in curves} == {f"epoch{e}" for e in bridge.FRACTIONS}
@@ -99,7 +119,10 @@ def test_the_pair_losss_rate_grid_grows_at_its_edge_and_picks_the_best_validatio
 
 def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkeypatch):
     drawers = tuple(range(1, 13))
-    monkeypatch.setattr(bridge, "LINKS", (bridge.Link("20 drawers → 12", values={"train_drawers": drawers}),))
+    monkeypatch.setattr(bridge, "LINKS", (bridge.Link("20 drawers → 12", values={"train_drawers": drawers}),
+                                          bridge.Link("rotated alphabets → none", values={"rotations": False})))
+    monkeypatch.setattr(bridge, "DETOURS", (("rotated alphabets → none", "our cpu recipe"),))
+    monkeypatch.setattr(bridge, "DETOUR_PROTOCOLS", ("omniglot20",))
     monkeypatch.setattr(bridge, "ENDS", {"tiny": ("tiny", ("tiny",))})
     monkeypatch.setattr(bridge, "SEEDS", 1)
     monkeypatch.setattr(bridge, "PROTOCOLS", (("omniglot20", {"way": 5, "sets_per_alphabet": 1}),))
@@ -112,12 +135,13 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     records = load_records(tmp_path / "store")
     curves = [r for r in records if r["method_config"].get("snapshots")]
     records = [r for r in records if not r["method_config"].get("snapshots")]
-    assert len(records) == 2 and not any(r["training"]["reused_checkpoint"] for r in records)
+    assert len(records) == 4 and not any(r["training"]["reused_checkpoint"] for r in records)
     # the compute curves: each end trained once, read at both snapshots
     assert len(curves) == 2 * 2 and sorted(r["method_config"]["keep"] for r in curves) == ["epoch1", "epoch1",
                                                                                           "epoch2", "epoch2"]
     assert sum(not r["training"]["reused_checkpoint"] for r in curves) == 2
-    assert list(frame["link"]) == ["our cpu recipe", "20 drawers → 12"]
+    assert list(frame["link"]) == ["our cpu recipe", "20 drawers → 12", "rotated alphabets → none",
+                                   "rotated alphabets → none, from our cpu recipe"]
     # a step is the paired difference on identical trials
     by_link = {(r["method_config"]["train_drawers"][-1], r["method_config"]["rotations"]): r
                for r in records if r["protocol"] == "omniglot20"}
@@ -126,8 +150,17 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     step = frame.set_index("link").loc["20 drawers → 12"]
     assert step["omniglot20_step"] == pytest.approx(round(100 * (second["accuracy"] - first["accuracy"]), 2))
     assert step["changed"] == "train_drawers: 1-20 → 1-12"
+    # the detour: rotations off from the start, its step beside the chain's (after 12 drawers)
+    third, alone = by_link[(12, False)], by_link[(20, False)]
+    detour = frame.set_index("link").loc["rotated alphabets → none, from our cpu recipe"]
+    here, in_chain = 100 * (alone["accuracy"] - first["accuracy"]), 100 * (third["accuracy"] - second["accuracy"])
+    assert detour["omniglot20_step"] == pytest.approx(round(here, 2))
+    assert detour["omniglot20_chain_step"] == pytest.approx(round(in_chain, 2))
+    assert detour["omniglot20_interaction"] == pytest.approx(round(here - in_chain, 2), abs=0.02)
+    assert detour["changed"] == "rotations: True → False"
     md = (out / "bridge.md").read_text()
     assert "bench reproduce bridge --preset tiny" in md and "| 20 drawers → 12 |" in md
+    assert "| rotated alphabets → none, from our cpu recipe |" in md.split("## Changes that interact")[1]
     assert (out / "bridge.png").is_file() and not pd.read_csv(out / "bridge.csv").empty
     points = pd.read_csv(out / "bridge-curves.csv")
     assert len(points) == 4 and (points.groupby("end")["gflop"].max() > points.groupby("end")["gflop"].min()).all()

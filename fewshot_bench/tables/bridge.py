@@ -14,6 +14,12 @@ preset, else the tuned preset of the study ``conv_siamese-koch_cpu-omniglot20`` 
 pair loss's Adam rate is chosen on validation too: the cpu rate times 1/3, 1 and 3 (more factors of
 3 while the best lies at the grid's edge), each trained once (seed 0) and scored by its best epoch
 on the 320 validation trials of Koch's validation alphabets.
+
+Changes interact: a link measured after the pair loss and Koch's SGD have brought accuracy down may
+show nothing that it would be worth at the top. The changes the chain makes after that point whose
+worth at the top matters (Koch's layers, his 12 drawers, no rotated alphabets) are measured the other
+way too, as detours: each alone from the last link before the pair loss, on Koch's task and Lake's
+runs; the table sets each detour's step beside the same change's step in the chain.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from fewshot_bench.errors import UserError
 from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
+from fewshot_bench.stats import t_interval
 from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, machine_line,
                                        p_text, pyplot, rounded_cell, step_columns)
 
@@ -83,6 +90,12 @@ LINKS = (
 )
 
 
+# (link, the chain row it is measured from) for each detour; its protocols share one training
+DETOURS = (("our layers → Koch's (tuned)", "two networks → one"), ("20 drawers → 12", "two networks → one"),
+           ("rotated alphabets → none", "two networks → one"))
+DETOUR_PROTOCOLS = ("omniglot20", "lake_runs")
+
+
 def config_of(preset: str) -> dict:
     return dataclasses.asdict(METHODS.get(METHOD).make_config(preset))
 
@@ -111,6 +124,26 @@ def chain(family: str) -> list[tuple[str, dict]]:
         config = {**config, **{k: end[k] for k in link.keys}, **link.values}
         steps.append((label, dict(config)))
     return steps
+
+
+def detour_row(link: str, base: str) -> str:
+    return f"{link}, from {base}"
+
+
+def detours(family: str, steps: list[tuple[str, dict]]) -> list[tuple[str, str, str, dict]]:
+    """(row, link, base, config) of each detour: the base link's config with the link's change alone."""
+    end, by_label = config_of(far_end(family)), {link.label: link for link in LINKS}
+    rows = dict(steps)
+    out = []
+    for label, base in DETOURS:
+        link = by_label[label]
+        config = {**rows[base], **{k: end[k] for k in link.keys}, **link.values}
+        out.append((detour_row(label, base), label, base, config))
+    return out
+
+
+def is_detour_cell(cell: Cell) -> bool:
+    return cell.row in {detour_row(label, base) for label, base in DETOURS}
 
 
 def options_from(start: dict, config: dict) -> dict:
@@ -267,13 +300,17 @@ class Bridge(Table):
             if i == pair:  # named even where it is the start's: the summary reads the chosen rate from it
                 options["adam_lr"] = rate
             cells.append(Cell(label, METHOD, ENDS[preset][0], options, seeds=SEEDS))
+        detour_protocols = tuple(p for p in PROTOCOLS if protocol_of(p)[0] in DETOUR_PROTOCOLS)  # with their options
+        cells += [Cell(row, METHOD, ENDS[preset][0], options_from(start, config), protocols=detour_protocols,
+                       seeds=SEEDS) for row, _, _, config in detours(preset, steps)]
         return PROTOCOLS, cells + curve_cells(preset, steps)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
         """One row per link in chain order: per protocol the mean over seeds (± t-interval), and the
         step from the link before: the mean paired difference over seeds (± t-interval), the exact
         McNemar p on the pooled trials."""
-        links = [r for r in runs if not is_rate_cell(r.cell) and not is_curve_cell(r.cell)]
+        links = [r for r in runs if not is_rate_cell(r.cell) and not is_curve_cell(r.cell)
+                 and not is_detour_cell(r.cell)]
         family = next(f for f, (start, _) in ENDS.items() if start == runs[0].cell.preset)
         rate = next((r.cell.options["adam_lr"] for r in links if r.cell.row == PAIR_LINK), None)
         steps = with_rate(chain(family), rate)  # every link, the pair loss's too while its rate is being chosen
@@ -290,6 +327,20 @@ class Bridge(Table):
                     entry.update(step_columns(links, previous, row, protocol))
             out.append(entry)
             previous = row
+        chain_rows = [label for label, _ in steps]
+        detour_runs = links + [r for r in runs if is_detour_cell(r.cell)]
+        for row, link, base, config in detours(family, steps):
+            entry = {"link": row, "changed": changed_text(dict(steps)[base], config), "detour_of": link}
+            for protocol in DETOUR_PROTOCOLS:
+                done = [r.record for r in detour_runs if r.cell.row == row and r.protocol == protocol
+                        and r.record is not None]
+                if done:
+                    entry[protocol], entry[f"{protocol}_ci95"], _ = rounded_cell(done)
+                entry[f"{protocol}_seeds"] = len(done)
+                entry.update(step_columns(detour_runs, base, row, protocol))
+                entry.update(interaction_columns(detour_runs, (base, row),
+                                                 (chain_rows[chain_rows.index(link) - 1], link), protocol))
+            out.append(entry)
         return pd.DataFrame(out)
 
     def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
@@ -305,17 +356,39 @@ class Bridge(Table):
                  *about.missing_line(len(runs)), "",
                  "| link | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
                  "|---|" + "---|---|---|" * len(PROTOCOLS)]
-        for _, row in frame.iterrows():
+        chain_frame, detour_frame = split_detours(frame)
+        for _, row in chain_frame.iterrows():
             texts = []
             for p in names():
                 texts += [cell_text(row, p), step_text(row, p), "" if pd.isna(row.get(f"{p}_p")) else p_text(row[f"{p}_p"])]
             lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
         lines += ["", "Options each link changed:", ""]
-        lines += [f"- {row['link']}: {row['changed']}" for _, row in frame.iterrows() if row["changed"]]
-        lines += ["", *rate_lines(runs), "", *curve_lines(runs)]
+        lines += [f"- {row['link']}: {row['changed']}" for _, row in chain_frame.iterrows() if row["changed"]]
+        lines += ["", *detour_lines(detour_frame), "", *rate_lines(runs), "", *curve_lines(runs)]
         write_atomic(out_dir / "bridge.md", "\n".join(lines) + "\n")
         curve_points(runs).to_csv(out_dir / "bridge-curves.csv", index=False)
-        waterfall(frame, out_dir / "bridge.png")
+        waterfall(chain_frame, out_dir / "bridge.png")
+
+
+def interaction_columns(runs: list[PlannedRun], detour: tuple[str, str], in_chain: tuple[str, str],
+                        protocol: str) -> dict:
+    """A change's step in the chain and how much more it is worth as a detour: per training seed, the
+    detour's step minus the chain's (mean ± t-interval over seeds)."""
+    def accuracy(row):
+        return {r.seed: 100 * r.record["accuracy"] for r in runs
+                if r.cell.row == row and r.protocol == protocol and r.record is not None}
+
+    (a, b), (c, d) = map(accuracy, detour), map(accuracy, in_chain)
+    chain_seeds = sorted(set(c) & set(d))
+    if not chain_seeds:
+        return {}
+    out = {f"{protocol}_chain_step": round(float(np.mean([d[s] - c[s] for s in chain_seeds])), 2)}
+    seeds = sorted(set(a) & set(b) & set(c) & set(d))
+    if seeds:
+        differences = [(b[s] - a[s]) - (d[s] - c[s]) for s in seeds]
+        mean, half = t_interval(differences) if len(seeds) > 1 else (differences[0], float("nan"))
+        out.update({f"{protocol}_interaction": round(mean, 2), f"{protocol}_interaction_ci95": round(half, 2)})
+    return out
 
 
 def end_provenance(name: str) -> str:
@@ -357,6 +430,38 @@ def step_text(row, protocol: str) -> str:
         return ""
     half = row.get(f"{protocol}_step_ci95")
     return f"{row[f'{protocol}_step']:+.1f}" + ("" if pd.isna(half) else f" ± {half:.1f}")
+
+
+def split_detours(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The chain's rows and the detours' rows of a summary."""
+    detour = frame["detour_of"].notna() if "detour_of" in frame else pd.Series(False, index=frame.index)
+    return frame[~detour], frame[detour]
+
+
+def detour_lines(frame: pd.DataFrame) -> list[str]:
+    """The changes measured the other way: each alone from an earlier link, beside its step in the chain."""
+    lines = ["## Changes that interact, measured the other way", "",
+             "Each change below is also made alone from an earlier link (before the pair loss, where accuracy is "
+             "still high), on Koch's task and Lake's runs. 'here' is its step there (paired, ± t-interval over "
+             "seeds, McNemar p); 'in chain' its step at its place in the chain (mean over seeds); 'difference' "
+             "is here minus in chain, seed by seed (± t-interval): what the changes between the two places "
+             "do to its worth.", ""]
+    if frame.empty:
+        return lines + ["no detours planned"]
+    lines += ["| change, from | " + " | ".join(f"{p} | here | p | in chain | difference" for p in DETOUR_PROTOCOLS)
+              + " |", "|---|" + "---|---|---|---|---|" * len(DETOUR_PROTOCOLS)]
+    for _, row in frame.iterrows():
+        texts = []
+        for p in DETOUR_PROTOCOLS:
+            chain_step = row.get(f"{p}_chain_step")
+            difference = row.get(f"{p}_interaction")
+            half = row.get(f"{p}_interaction_ci95")
+            texts += [cell_text(row, p), step_text(row, p),
+                      "" if pd.isna(row.get(f"{p}_p")) else p_text(row[f"{p}_p"]),
+                      "" if pd.isna(chain_step) else f"{chain_step:+.1f}",
+                      "" if pd.isna(difference) else f"{difference:+.1f}" + ("" if pd.isna(half) else f" ± {half:.1f}")]
+        lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
+    return lines
 
 
 def rate_lines(runs: list[PlannedRun]) -> list[str]:
