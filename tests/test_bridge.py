@@ -180,6 +180,20 @@ def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():
     assert trend["reach_85.0_low"] <= trend["reach_85.0"] <= trend["reach_85.0_high"]
     assert trend["reach_92.0"] == float("inf")  # above the asymptote: never
     assert bridge.fit_trend(points[:3], (85.0,)) is None
+    # read at a compute beyond the points: near the curve, and inside its interval
+    far = bridge.fit_trend(points, (85.0,), at=1e6)
+    assert far["at"] == pytest.approx(float(bridge.saturating(1e6, 90.0, 30.0, 0.4)), abs=1.0)
+    assert far["at_low"] <= far["at"] <= far["at_high"] and len(far["at_draws"]) > 100
+
+
+def test_at_koch_s_compute_the_two_ends_are_compared_by_their_trends():
+    trends = {(bridge.CURVE_ROWS[0], "omniglot20"): {"at": 90.0, "at_low": 88.0, "at_high": 91.0, "at_draws": [89.0, 90.0, 91.0]},
+              (bridge.CURVE_ROWS[1], "omniglot20"): {"at": 60.0, "at_low": 50.0, "at_high": 70.0, "at_draws": [70.0, 60.0, 50.0]}}
+    lines = bridge.paper_compute_lines(trends, 2.88e9)
+    assert "2,880,000,000 GFLOP" in lines[0]
+    line = next(x for x in lines if x.startswith("- omniglot20"))
+    assert "our cpu recipe (compute curve): 90.0 [88.0, 91.0]" in line and "ours minus Koch's +30.0 [+19." in line
+    assert next(x for x in lines if x.startswith("- verification")) == "- verification: too few points"
 
 
 def test_koch_s_schedule_is_counted_by_the_same_flop_counter():

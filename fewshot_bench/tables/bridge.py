@@ -226,10 +226,11 @@ def saturating(gflop, a, b, c):
     return a - b * np.power(np.asarray(gflop, dtype=float) / 1000.0, -c)
 
 
-def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...]) -> dict | None:
-    """The saturating power law fitted (scipy's curve_fit) to (seed, GFLOP, accuracy %) points, and
-    the compute at which it reaches each target; 95% intervals by refitting on seeds drawn with
-    replacement (percentiles). None with fewer than 4 points or a fit that does not converge."""
+def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...], at: float | None = None) -> dict | None:
+    """The saturating power law fitted (scipy's curve_fit) to (seed, GFLOP, accuracy %) points, the
+    compute at which it reaches each target, and (``at``) its accuracy at that compute; 95% intervals
+    by refitting on seeds drawn with replacement (percentiles; ``at_draws`` keeps each refit's value).
+    None with fewer than 4 points or a fit that does not converge."""
     from scipy.optimize import curve_fit
 
     def fit(sample):
@@ -262,6 +263,10 @@ def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...]
     for k, target in enumerate(targets):
         out[f"reach_{target}"] = best[1][k]
         out[f"reach_{target}_low"], out[f"reach_{target}_high"] = interval([d[1][k] for d in draws])
+    if at is not None:
+        out["at"] = float(saturating(at, *best[0]))
+        out["at_draws"] = [float(saturating(at, *d[0])) for d in draws]
+        out["at_low"], out["at_high"] = interval(out["at_draws"])
     return out
 
 
@@ -507,6 +512,8 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
              "accuracy = a - b (GFLOP/1000)^-c (scipy's curve_fit), 95% intervals from refits on seeds drawn "
              "with replacement; 'reaches' is the compute where the trend meets the target (never: its "
              "asymptote a lies under it).", ""]
+    paper = paper_gflop()
+    at_paper = {}
     if points.empty:
         lines.append("not run yet")
     else:
@@ -517,7 +524,10 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
             gflops = part.groupby("share")["gflop"].mean()
             texts = [f"{means[s]:.1f} ({gflop_text(gflops[s])})" if s in means else "" for s in FRACTIONS.values()]
             target = TARGETS[protocol]
-            trend = fit_trend(list(part[["seed", "gflop", "accuracy"]].itertuples(index=False, name=None)), (target,))
+            trend = fit_trend(list(part[["seed", "gflop", "accuracy"]].itertuples(index=False, name=None)), (target,),
+                              at=paper)
+            if trend is not None:
+                at_paper[(end, protocol)] = trend
             if trend is None:
                 fitted = ["too few points", ""]
             else:
@@ -527,13 +537,31 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
                           f" [{gflop_text(reach[1])}, {gflop_text(reach[2])}]"]
             lines.append(f"| {end} | {protocol} | " + " | ".join(texts) + " | " + " | ".join(fitted) + " |")
         lines += ["", "Cells: accuracy (%) at each share of the budget, mean over seeds (GFLOP spent to it)."]
-    paper = paper_gflop()
+        lines += ["", *paper_compute_lines(at_paper, paper)]
     rate = points.loc[points["end"] == CURVE_ROWS[1], "gflop_per_s"].median() if not points.empty else float("nan")
     lines += ["", f"Koch's schedule for 92.0 and 93.4 (150k pairs with 8 distortions each: {PAPER_PAIR_VIEWS:,} pair "
               f"views an epoch, up to {PAPER_EPOCHS} epochs, {image_gflop('paper'):.2f} GFLOP an image forward and "
               f"backward at 105x105): {paper:,.0f} GFLOP"
               + ("" if np.isnan(rate) else f"; at the {rate:.3g} GFLOP/s our Koch-end trainings ran here, "
                  f"{paper / rate / 86400:,.0f} days")]
+    return lines
+
+
+def paper_compute_lines(trends: dict, paper: float) -> list[str]:
+    """Each end's trend read at Koch's compute, and ours minus his (95% interval: the two ends' refits
+    on seeds drawn with replacement, taken in pairs)."""
+    lines = [f"At Koch's compute ({paper:,.0f} GFLOP), the trends say (an extrapolation far beyond the "
+             "budget measured: it holds only as far as the power law does):", ""]
+    for protocol in CURVE_PROTOCOLS:
+        ours, koch = (trends.get((row, protocol_of(protocol)[0])) for row in CURVE_ROWS)
+        texts = [f"{row}: {t['at']:.1f} [{t['at_low']:.1f}, {t['at_high']:.1f}]"
+                 for row, t in zip(CURVE_ROWS, (ours, koch)) if t is not None]
+        if ours is not None and koch is not None:
+            pairs = min(len(ours["at_draws"]), len(koch["at_draws"]))
+            difference = np.subtract(ours["at_draws"][:pairs], koch["at_draws"][:pairs])
+            low, high = (float(np.percentile(difference, q)) for q in (2.5, 97.5))
+            texts.append(f"ours minus Koch's {ours['at'] - koch['at']:+.1f} [{low:+.1f}, {high:+.1f}]")
+        lines.append(f"- {protocol_of(protocol)[0]}: " + ("; ".join(texts) if texts else "too few points"))
     return lines
 
 
