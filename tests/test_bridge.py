@@ -51,29 +51,21 @@ def test_each_link_changes_only_its_own_options_and_the_chain_ends_at_the_tuned_
     assert bridge.end_provenance("tiny") == ""
 
 
-def test_a_detour_makes_its_links_change_alone_away_from_its_place_in_the_chain():
+def test_a_detour_makes_its_links_change_alone_from_an_earlier_link():
     steps = bridge.chain("cpu")
     rows = dict(steps)
     labels = [label for label, _ in steps]
     links = {link.label: link for link in bridge.LINKS}
-    # Koch's layers come before the pair loss and his SGD (tuned on his layers)
-    assert labels.index("our layers → Koch's (tuned)") < labels.index(bridge.PAIR_LINK) < labels.index(bridge.SGD_LINK)
-    detours = bridge.detours("cpu", steps, {"trial loss → pair loss, on our layers": 0.006})
-    assert [d for d, _ in detours] == list(bridge.DETOURS)
-    for detour, config in detours:
-        rows[detour.row] = config
-        base = rows[detour.base]
-        changed = {k for k in config if config[k] != base[k]}
-        own = set(links[detour.link].keys) | set(links[detour.link].values) | ({"adam_lr"} if detour.link == bridge.PAIR_LINK else set())
-        assert changed and changed <= own, detour.row  # the pair loss sets its own chosen rate
-        # the same change the chain makes at its own place, made from elsewhere
-        assert all(config[k] == rows[detour.link][k] for k in changed if k != "adam_lr")
-        assert config != rows[detour.link] and base != rows[labels[labels.index(detour.link) - 1]]
-    # the pair loss and the SGD on our layers: the chain's first order, our layers kept throughout
-    on_ours = [c for d, c in detours if d.row.endswith("on our layers")]
-    assert [c["channels"] for c in on_ours] == [rows["two networks → one"]["channels"]] * 2
-    assert on_ours[0]["adam_lr"] == 0.006 and on_ours[1]["optimizer"] == "sgd"
-    assert all(c["objective"] == "trials" for d, c in detours if d.row.endswith("in our recipe"))
+    detours = bridge.detours("cpu", steps)
+    assert [(link, base) for _, link, base, _ in detours] == list(bridge.DETOURS)
+    for row, link, base, config in detours:
+        assert labels.index(base) < labels.index(link) - 1, row  # measured away from its place in the chain
+        changed = {k for k in config if config[k] != rows[base][k]}
+        assert changed and changed <= set(links[link].keys) | set(links[link].values), row
+        # the same change the chain makes at its own place
+        before = rows[labels[labels.index(link) - 1]]
+        assert all(config[k] == rows[link][k] for k in changed) and changed <= {k for k in before if before[k] != rows[link][k]}
+    assert next(c for r, _, _, c in detours if r.startswith("rotated"))["objective"] == "trials"
 
 
 def test_a_links_changes_read_in_a_few_characters():
@@ -112,11 +104,6 @@ def test_the_pair_losss_rate_grid_grows_at_its_edge_and_picks_the_best_validatio
     links = [c for c in cells if not bridge.is_rate_cell(c) and not bridge.is_curve_cell(c)
              and not bridge.is_detour_cell(c)]
     assert len(links) == len(bridge.LINKS) + 1
-    # the pair loss on our layers chose its rate on its own grid, and the SGD detour follows from it
-    assert "trial loss → pair loss, on our layers, rate 0.018" in {c.row for c in cells if bridge.is_rate_cell(c)}
-    assert next(c for c in cells if c.row == "trial loss → pair loss, on our layers").options["adam_lr"] == 0.006
-    _, unchosen = bridge.Bridge().plan("cpu", None)  # nothing stored: the detours that wait for a rate wait
-    assert [c.row for c in unchosen if bridge.is_detour_cell(c)] == [d.row for d in bridge.DETOURS if "our recipe" in d.row]
     detours = [c for c in cells if bridge.is_detour_cell(c)]
     assert len(detours) == len(bridge.DETOURS) and {c.protocols for c in detours} == {("omniglot20", "lake_runs")}
     curves = [c for c in cells if bridge.is_curve_cell(c)]
@@ -134,8 +121,7 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     drawers = tuple(range(1, 13))
     monkeypatch.setattr(bridge, "LINKS", (bridge.Link("20 drawers → 12", values={"train_drawers": drawers}),
                                           bridge.Link("rotated alphabets → none", values={"rotations": False})))
-    monkeypatch.setattr(bridge, "DETOURS", (bridge.Detour("no rotations first", "rotated alphabets → none",
-                                                          "our cpu recipe"),))
+    monkeypatch.setattr(bridge, "DETOURS", (("rotated alphabets → none", "our cpu recipe"),))
     monkeypatch.setattr(bridge, "DETOUR_PROTOCOLS", ("omniglot20",))
     monkeypatch.setattr(bridge, "ENDS", {"tiny": ("tiny", ("tiny",))})
     monkeypatch.setattr(bridge, "SEEDS", 1)
@@ -155,7 +141,7 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
                                                                                           "epoch2", "epoch2"]
     assert sum(not r["training"]["reused_checkpoint"] for r in curves) == 2
     assert list(frame["link"]) == ["our cpu recipe", "20 drawers → 12", "rotated alphabets → none",
-                                   "no rotations first"]
+                                   "rotated alphabets → none, from our cpu recipe"]
     # a step is the paired difference on identical trials
     by_link = {(r["method_config"]["train_drawers"][-1], r["method_config"]["rotations"]): r
                for r in records if r["protocol"] == "omniglot20"}
@@ -166,7 +152,7 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert step["changed"] == "train_drawers: 1-20 → 1-12"
     # the detour: rotations off from the start, its step beside the chain's (after 12 drawers)
     third, alone = by_link[(12, False)], by_link[(20, False)]
-    detour = frame.set_index("link").loc["no rotations first"]
+    detour = frame.set_index("link").loc["rotated alphabets → none, from our cpu recipe"]
     here, in_chain = 100 * (alone["accuracy"] - first["accuracy"]), 100 * (third["accuracy"] - second["accuracy"])
     assert detour["omniglot20_step"] == pytest.approx(round(here, 2))
     assert detour["omniglot20_chain_step"] == pytest.approx(round(in_chain, 2))
@@ -174,7 +160,7 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert detour["changed"] == "rotations: True → False"
     md = (out / "bridge.md").read_text()
     assert "bench reproduce bridge --preset tiny" in md and "| 20 drawers → 12 |" in md
-    assert "| no rotations first (from: our cpu recipe) |" in md.split("## Changes that interact")[1]
+    assert "| rotated alphabets → none, from our cpu recipe |" in md.split("## Changes that interact")[1]
     assert (out / "bridge.png").is_file() and not pd.read_csv(out / "bridge.csv").empty
     points = pd.read_csv(out / "bridge-curves.csv")
     assert len(points) == 4 and (points.groupby("end")["gflop"].max() > points.groupby("end")["gflop"].min()).all()

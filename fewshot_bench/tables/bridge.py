@@ -15,13 +15,11 @@ pair loss's Adam rate is chosen on validation too: the cpu rate times 1/3, 1 and
 3 while the best lies at the grid's edge), each trained once (seed 0) and scored by its best epoch
 on the 320 validation trials of Koch's validation alphabets.
 
-Changes interact, so the order is chosen and the interacting pairs are measured the other way too.
-Koch's layers come before the pair loss and his SGD: the SGD's per-layer values were tuned on his
-layers, and on ours (batch norm, our init) they leave the loss at ln 2 and the network at chance, so
-every link after them would be measured at the floor. The detours measure, on Koch's task and Lake's
-runs, the pair loss and the SGD on our layers (the first order this chain had), and 12 drawers and
-no rotated alphabets in our recipe, before the pair loss lowers accuracy; the table sets each
-detour's step beside the same change's step in the chain.
+Changes interact: a link measured after the pair loss and Koch's SGD have brought accuracy down may
+show nothing that it would be worth at the top. The changes the chain makes after that point whose
+worth at the top matters (Koch's layers, his 12 drawers, no rotated alphabets) are measured the other
+way too, as detours: each alone from the last link before the pair loss, on Koch's task and Lake's
+runs; the table sets each detour's step beside the same change's step in the chain.
 """
 from __future__ import annotations
 
@@ -72,19 +70,18 @@ class Link:
 
 
 PAIR_LINK = "trial loss → pair loss (Adam at its val-chosen rate)"
-SGD_LINK = "Adam, cosine → Koch's layer-wise SGD (tuned)"
 LINKS = (
     Link("8 test-time views → 1", ("test_symmetries",)),
     Link("two networks → one", ("members",)),
-    Link("our layers → Koch's (tuned)", ("network", "metric", "channels", "kernels", "strides", "padding",
-                                          "batch_norm", "pool_last", "hidden", "fc_units", "init")),
     Link(PAIR_LINK, ("objective", "pairs", "batch_size", "pair_steps", "loss", "margin", "keep",
                      "way", "alphabets_per_batch", "drawers_per_character")),
-    Link(SGD_LINK, ("optimizer", "lr", "momentum", "l2", "momentum_start",
+    Link("Adam, cosine → Koch's layer-wise SGD (tuned)", ("optimizer", "lr", "momentum", "l2", "momentum_start",
                                                          "momentum_ramp_epochs", "lr_decay", "adam_lr", "schedule",
                                                          "weight_decay")),
     Link("20 drawers → 12", ("train_drawers",)),
     Link("rotated alphabets → none", ("rotations", "reflections")),
+    Link("our layers → Koch's (tuned)", ("network", "metric", "channels", "kernels", "strides", "padding",
+                                          "batch_norm", "pool_last", "hidden", "fc_units", "init")),
     Link("one distortion of each pair → 8", ("distortions",)),
     Link("our schedule → Koch's (early stopping, compute cap)", ("epochs", "patience", "steps_per_epoch",
                                                                   "budget_gflop", "snapshots", "halve_every")),
@@ -93,24 +90,10 @@ LINKS = (
 )
 
 
-@dataclass(frozen=True)
-class Detour:
-    """A link's change made away from its place in the chain: from ``base``, a chain row or an earlier
-    detour. A detour making the pair loss chooses its own Adam rate on validation, as the chain's does."""
-
-    row: str
-    link: str
-    base: str
-
-
-BEFORE_PAIRS = "two networks → one"  # the last link on our layers, before the pair loss
-DETOURS = (
-    Detour("trial loss → pair loss, on our layers", PAIR_LINK, BEFORE_PAIRS),
-    Detour("Adam, cosine → Koch's SGD, on our layers", SGD_LINK, "trial loss → pair loss, on our layers"),
-    Detour("20 drawers → 12, in our recipe", "20 drawers → 12", BEFORE_PAIRS),
-    Detour("rotated alphabets → none, in our recipe", "rotated alphabets → none", BEFORE_PAIRS),
-)
-DETOUR_PROTOCOLS = ("omniglot20", "lake_runs")  # a detour's protocols share one training
+# (link, the chain row it is measured from) for each detour; its protocols share one training
+DETOURS = (("our layers → Koch's (tuned)", "two networks → one"), ("20 drawers → 12", "two networks → one"),
+           ("rotated alphabets → none", "two networks → one"))
+DETOUR_PROTOCOLS = ("omniglot20", "lake_runs")
 
 
 def config_of(preset: str) -> dict:
@@ -143,28 +126,24 @@ def chain(family: str) -> list[tuple[str, dict]]:
     return steps
 
 
-def detours(family: str, steps: list[tuple[str, dict]], rates: dict | None = None) -> list[tuple[Detour, dict]]:
-    """Each detour with its config: its base's config with its link's change alone (a pair-loss
-    detour at its chosen rate in ``rates``, where chosen)."""
+def detour_row(link: str, base: str) -> str:
+    return f"{link}, from {base}"
+
+
+def detours(family: str, steps: list[tuple[str, dict]]) -> list[tuple[str, str, str, dict]]:
+    """(row, link, base, config) of each detour: the base link's config with the link's change alone."""
     end, by_label = config_of(far_end(family)), {link.label: link for link in LINKS}
-    configs, out = dict(steps), []
-    for detour in DETOURS:
-        link = by_label[detour.link]
-        config = {**configs[detour.base], **{k: end[k] for k in link.keys}, **link.values}
-        if (rates or {}).get(detour.row) is not None:
-            config["adam_lr"] = rates[detour.row]
-        configs[detour.row] = config
-        out.append((detour, config))
+    rows = dict(steps)
+    out = []
+    for label, base in DETOURS:
+        link = by_label[label]
+        config = {**rows[base], **{k: end[k] for k in link.keys}, **link.values}
+        out.append((detour_row(label, base), label, base, config))
     return out
 
 
 def is_detour_cell(cell: Cell) -> bool:
-    return cell.row in {detour.row for detour in DETOURS}
-
-
-def pair_rows() -> list[str]:
-    """The rows that make the pair loss, each with its own rate grid: the chain's link and its detours."""
-    return [PAIR_LINK] + [d.row for d in DETOURS if d.link == PAIR_LINK]
+    return cell.row in {detour_row(label, base) for label, base in DETOURS}
 
 
 def options_from(start: dict, config: dict) -> dict:
@@ -174,13 +153,13 @@ def options_from(start: dict, config: dict) -> dict:
             for k, v in config.items() if k not in start or start[k] != v}
 
 
-def rate_cells(family: str, config: dict, start: dict, stored=None, row: str = PAIR_LINK) -> tuple[list[Cell], float | None]:
-    """A pair-loss row (``row``) at the start's Adam rate times each factor (one seed, Koch's task),
-    and the chosen rate once all are stored; the grid grows by a factor of 3 at the edge its best lies on."""
+def rate_cells(family: str, config: dict, start: dict, stored=None) -> tuple[list[Cell], float | None]:
+    """The pair link at the start's Adam rate times each factor (one seed, Koch's task), and the
+    chosen rate once all are stored; the grid grows by a factor of 3 at the edge its best lies on."""
     base, factors = start["adam_lr"], list(LR_FACTORS)
     first, options = protocol_of(PROTOCOLS[0])
     while True:
-        cells = [Cell(f"{row}, rate {base * f:.3g}", METHOD, ENDS[family][0],
+        cells = [Cell(f"{PAIR_LINK}, rate {base * f:.3g}", METHOD, ENDS[family][0],
                       {**options_from(start, config), "adam_lr": float(f"{base * f:.3g}")},
                       protocols=(PROTOCOLS[0],), seeds=1) for f in factors]
         scores = [None if stored is None else stored(c, first, options, 0) for c in cells]
@@ -216,27 +195,7 @@ def names() -> list[str]:
 
 
 def is_rate_cell(cell: Cell) -> bool:
-    return any(cell.row.startswith(f"{row}, rate ") for row in pair_rows())
-
-
-def detour_cells(family: str, steps: list[tuple[str, dict]], start: dict, stored=None) -> list[Cell]:
-    """Each detour on its protocols (a pair-loss detour after its own rate grid), planned once its
-    base is: a detour from one whose rate is not chosen yet waits for it."""
-    protocols = tuple(p for p in PROTOCOLS if protocol_of(p)[0] in DETOUR_PROTOCOLS)  # with their options
-    rates, cells, planned = {}, [], {label for label, _ in steps}
-    for detour, config in detours(family, steps):
-        if detour.link == PAIR_LINK:
-            grid, rates[detour.row] = rate_cells(family, config, start, stored, detour.row)
-            cells += grid
-    for detour, config in detours(family, steps, rates):
-        if detour.base not in planned or (detour.link == PAIR_LINK and rates[detour.row] is None):
-            continue
-        options = options_from(start, config)
-        if detour.link == PAIR_LINK:  # named even where it is the start's: the summary reads the chosen rate
-            options["adam_lr"] = rates[detour.row]
-        cells.append(Cell(detour.row, METHOD, ENDS[family][0], options, protocols=protocols, seeds=SEEDS))
-        planned.add(detour.row)
-    return cells
+    return cell.row.startswith(f"{PAIR_LINK}, rate")
 
 
 CURVE_ROWS = ("our cpu recipe (compute curve)", "Koch's tuned recipe (compute curve)")
@@ -346,7 +305,10 @@ class Bridge(Table):
             if i == pair:  # named even where it is the start's: the summary reads the chosen rate from it
                 options["adam_lr"] = rate
             cells.append(Cell(label, METHOD, ENDS[preset][0], options, seeds=SEEDS))
-        return PROTOCOLS, cells + detour_cells(preset, steps, start, stored) + curve_cells(preset, steps)
+        detour_protocols = tuple(p for p in PROTOCOLS if protocol_of(p)[0] in DETOUR_PROTOCOLS)  # with their options
+        cells += [Cell(row, METHOD, ENDS[preset][0], options_from(start, config), protocols=detour_protocols,
+                       seeds=SEEDS) for row, _, _, config in detours(preset, steps)]
+        return PROTOCOLS, cells + curve_cells(preset, steps)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
         """One row per link in chain order: per protocol the mean over seeds (± t-interval), and the
@@ -355,8 +317,8 @@ class Bridge(Table):
         links = [r for r in runs if not is_rate_cell(r.cell) and not is_curve_cell(r.cell)
                  and not is_detour_cell(r.cell)]
         family = next(f for f, (start, _) in ENDS.items() if start == runs[0].cell.preset)
-        rates = {row: next((r.cell.options["adam_lr"] for r in runs if r.cell.row == row), None) for row in pair_rows()}
-        steps = with_rate(chain(family), rates[PAIR_LINK])  # every link, the pair loss's too while its rate is being chosen
+        rate = next((r.cell.options["adam_lr"] for r in links if r.cell.row == PAIR_LINK), None)
+        steps = with_rate(chain(family), rate)  # every link, the pair loss's too while its rate is being chosen
         out, previous = [], None
         for i, (row, config) in enumerate(steps):
             entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
@@ -372,20 +334,17 @@ class Bridge(Table):
             previous = row
         chain_rows = [label for label, _ in steps]
         detour_runs = links + [r for r in runs if is_detour_cell(r.cell)]
-        configs = dict(steps)
-        for detour, config in detours(family, steps, rates):
-            configs[detour.row] = config
-            entry = {"link": detour.row, "changed": changed_text(configs[detour.base], config),
-                     "detour_of": detour.link, "from": detour.base}
+        for row, link, base, config in detours(family, steps):
+            entry = {"link": row, "changed": changed_text(dict(steps)[base], config), "detour_of": link}
             for protocol in DETOUR_PROTOCOLS:
-                done = [r.record for r in detour_runs if r.cell.row == detour.row and r.protocol == protocol
+                done = [r.record for r in detour_runs if r.cell.row == row and r.protocol == protocol
                         and r.record is not None]
                 if done:
                     entry[protocol], entry[f"{protocol}_ci95"], _ = rounded_cell(done)
                 entry[f"{protocol}_seeds"] = len(done)
-                entry.update(step_columns(detour_runs, detour.base, detour.row, protocol))
-                entry.update(interaction_columns(detour_runs, (detour.base, detour.row),
-                                                 (chain_rows[chain_rows.index(detour.link) - 1], detour.link), protocol))
+                entry.update(step_columns(detour_runs, base, row, protocol))
+                entry.update(interaction_columns(detour_runs, (base, row),
+                                                 (chain_rows[chain_rows.index(link) - 1], link), protocol))
             out.append(entry)
         return pd.DataFrame(out)
 
@@ -487,13 +446,14 @@ def split_detours(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def detour_lines(frame: pd.DataFrame) -> list[str]:
     """The changes measured the other way: each alone from an earlier link, beside its step in the chain."""
     lines = ["## Changes that interact, measured the other way", "",
-             "Each change below is also made away from its place in the chain, from the row named after 'from', "
-             "on Koch's task and Lake's runs. 'here' is its step there (paired, ± t-interval over seeds, McNemar "
-             "p); 'in chain' its step at its place in the chain (mean over seeds); 'difference' is here minus in "
-             "chain, seed by seed (± t-interval): what the changes between the two places do to its worth.", ""]
+             "Each change below is also made alone from an earlier link (before the pair loss, where accuracy is "
+             "still high), on Koch's task and Lake's runs. 'here' is its step there (paired, ± t-interval over "
+             "seeds, McNemar p); 'in chain' its step at its place in the chain (mean over seeds); 'difference' "
+             "is here minus in chain, seed by seed (± t-interval): what the changes between the two places "
+             "do to its worth.", ""]
     if frame.empty:
         return lines + ["no detours planned"]
-    lines += ["| change (from) | " + " | ".join(f"{p} | here | p | in chain | difference" for p in DETOUR_PROTOCOLS)
+    lines += ["| change, from | " + " | ".join(f"{p} | here | p | in chain | difference" for p in DETOUR_PROTOCOLS)
               + " |", "|---|" + "---|---|---|---|---|" * len(DETOUR_PROTOCOLS)]
     for _, row in frame.iterrows():
         texts = []
@@ -505,24 +465,22 @@ def detour_lines(frame: pd.DataFrame) -> list[str]:
                       "" if pd.isna(row.get(f"{p}_p")) else p_text(row[f"{p}_p"]),
                       "" if pd.isna(chain_step) else f"{chain_step:+.1f}",
                       "" if pd.isna(difference) else f"{difference:+.1f}" + ("" if pd.isna(half) else f" ± {half:.1f}")]
-        lines.append(f"| {row['link']} (from: {row['from']}) | " + " | ".join(texts) + " |")
+        lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
     return lines
 
 
 def rate_lines(runs: list[PlannedRun]) -> list[str]:
     """The pair loss's Adam rate: each rate's best validation accuracy (Koch's 320 validation trials)."""
+    grid = [r for r in runs if is_rate_cell(r.cell)]
     lines = ["## The pair loss's Adam rate, chosen on validation", "",
              "Each rate trained once (seed 0); its best epoch on the 320 validation trials of Koch's validation "
              "alphabets (noisy: about ± 5 points at 50%). The chosen rate is the best (a tie: the smaller).", ""]
-    for row in pair_rows():
-        grid = [r for r in runs if r.cell.row.startswith(f"{row}, rate ")]
-        done = [(r.cell.options["adam_lr"], r.record["training"]["best_validation"]) for r in grid if r.record is not None]
-        texts = ["not run yet"]
-        if done:
-            best = chosen_rate(done)
-            texts = [f"**{lr:g}: {100 * v:.1f}**" if lr == best else f"{lr:g}: {100 * v:.1f}" for lr, v in sorted(done)]
-        lines.append(f"- {row}: " + ", ".join(texts))
-    return lines
+    done = [(r.cell.options["adam_lr"], r.record["training"]["best_validation"]) for r in grid if r.record is not None]
+    if not done:
+        return lines + ["not run yet"]
+    best = chosen_rate(done)
+    return lines + [", ".join(f"**{lr:g}: {100 * v:.1f}**" if lr == best else f"{lr:g}: {100 * v:.1f}"
+                              for lr, v in sorted(done))]
 
 
 def curve_points(runs: list[PlannedRun]) -> pd.DataFrame:
