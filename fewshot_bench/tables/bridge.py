@@ -594,8 +594,10 @@ def waterfall(frame: pd.DataFrame, path: Path) -> bool:
             half = row.get(f"{protocol}_step_ci95")
             if not pd.isna(half):
                 ax.errorbar(i, level + step, yerr=half, color="black", capsize=3, linewidth=1)
-            ax.annotate(f"{step:+.1f} → {row[protocol]:.1f}", (i, max(level, level + step)), ha="center",
-                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+            # a gain labelled above its bar, a loss below it: neighbours' labels then do not collide
+            ax.annotate(f"{step:+.1f} → {row[protocol]:.1f}", (i, level + step), ha="center",
+                        va="bottom" if step >= 0 else "top", fontsize=7,
+                        xytext=(0, 2 if step >= 0 else -2), textcoords="offset points")
         level = row[protocol]
     ax.set_ylim(0, min(100, ax.get_ylim()[1] + 8))
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
