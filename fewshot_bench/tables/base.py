@@ -163,13 +163,15 @@ def paired_test(a: dict[int, list[int]], b: dict[int, list[int]]) -> dict:
     return mcnemar_exact([c for s in seeds for c in a[s]], [c for s in seeds for c in b[s]])
 
 
+def accuracy_by_seed(runs: list[PlannedRun], row: str, protocol: str) -> dict[int, float]:
+    """A row's stored accuracy (%) on one protocol, per training seed."""
+    return {r.seed: 100 * r.record["accuracy"] for r in runs
+            if r.cell.row == row and r.protocol == protocol and r.record is not None}
+
+
 def step_columns(links: list[PlannedRun], before: str, after: str, protocol: str) -> dict:
     """The step from link ``before`` to ``after`` on one protocol: per-seed paired differences."""
-    def by_seed(row):
-        return {r.seed: 100 * r.record["accuracy"] for r in links
-                if r.cell.row == row and r.protocol == protocol and r.record is not None}
-
-    a, b = by_seed(before), by_seed(after)
+    a, b = accuracy_by_seed(links, before, protocol), accuracy_by_seed(links, after, protocol)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return {}

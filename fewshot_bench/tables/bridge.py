@@ -37,8 +37,8 @@ from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
 from fewshot_bench.stats import t_interval
-from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, machine_line,
-                                       p_text, pyplot, rounded_cell, step_columns)
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed,
+                                       machine_line, p_text, pyplot, rounded_cell, step_columns)
 
 METHOD = "conv_siamese"
 PROTOCOLS = ("omniglot20", "lake_runs", "verification")  # names, or (name, options) pairs; the first fits
@@ -323,11 +323,7 @@ class Bridge(Table):
         for i, (row, config) in enumerate(steps):
             entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
             for protocol in names():
-                mine = [r for r in links if r.cell.row == row and r.protocol == protocol]
-                done = [r.record for r in mine if r.record is not None]
-                if done:
-                    entry[protocol], entry[f"{protocol}_ci95"], _ = rounded_cell(done)
-                entry[f"{protocol}_seeds"] = len(done)
+                entry.update(cell_columns(links, row, protocol))
                 if previous is not None:
                     entry.update(step_columns(links, previous, row, protocol))
             out.append(entry)
@@ -337,11 +333,7 @@ class Bridge(Table):
         for row, link, base, config in detours(family, steps):
             entry = {"link": row, "changed": changed_text(dict(steps)[base], config), "detour_of": link}
             for protocol in DETOUR_PROTOCOLS:
-                done = [r.record for r in detour_runs if r.cell.row == row and r.protocol == protocol
-                        and r.record is not None]
-                if done:
-                    entry[protocol], entry[f"{protocol}_ci95"], _ = rounded_cell(done)
-                entry[f"{protocol}_seeds"] = len(done)
+                entry.update(cell_columns(detour_runs, row, protocol))
                 entry.update(step_columns(detour_runs, base, row, protocol))
                 entry.update(interaction_columns(detour_runs, (base, row),
                                                  (chain_rows[chain_rows.index(link) - 1], link), protocol))
@@ -375,15 +367,20 @@ class Bridge(Table):
         waterfall(chain_frame, out_dir / "bridge.png")
 
 
+def cell_columns(runs: list[PlannedRun], row: str, protocol: str) -> dict:
+    """A row's cell on one protocol: mean over its stored seeds (± t-interval) and how many there are."""
+    done = [r.record for r in runs if r.cell.row == row and r.protocol == protocol and r.record is not None]
+    out = {}
+    if done:
+        out[protocol], out[f"{protocol}_ci95"], _ = rounded_cell(done)
+    return {**out, f"{protocol}_seeds": len(done)}
+
+
 def interaction_columns(runs: list[PlannedRun], detour: tuple[str, str], in_chain: tuple[str, str],
                         protocol: str) -> dict:
     """A change's step in the chain and how much more it is worth as a detour: per training seed, the
     detour's step minus the chain's (mean ± t-interval over seeds)."""
-    def accuracy(row):
-        return {r.seed: 100 * r.record["accuracy"] for r in runs
-                if r.cell.row == row and r.protocol == protocol and r.record is not None}
-
-    (a, b), (c, d) = map(accuracy, detour), map(accuracy, in_chain)
+    (a, b), (c, d) = ([accuracy_by_seed(runs, row, protocol) for row in pair] for pair in (detour, in_chain))
     chain_seeds = sorted(set(c) & set(d))
     if not chain_seeds:
         return {}
