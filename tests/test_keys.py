@@ -10,6 +10,7 @@ import pytest
 from fewshot_bench.api import METHODS
 from fewshot_bench.learning.configs import EpisodeConfig, MetricConfig
 from fewshot_bench.learning.legacy_keys import FORMER_DEFAULTS, key_dict
+from fewshot_bench.learning.objectives import OBJECTIVES
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "preset_configs.json").read_text())
 # presets renamed since: the same config under a new name
@@ -31,7 +32,11 @@ def test_presets_key_as_they_did_before_the_split(entry):
     method = cls(cls.make_config(preset), preset=preset)
     assert as_stored(method.config_dict()) == GOLDEN[entry]["config_dict"]
     if "training_config" in GOLDEN[entry]:
-        assert as_stored(method.training_config()) == GOLDEN[entry]["training_config"]
+        # the one change on purpose since: options the objective never reads key at their defaults
+        # (contrastive_siamese/cpu's pairs set rotations, which pairs never used)
+        expected = {**GOLDEN[entry]["training_config"],
+                    **{k: False for k in OBJECTIVES[method.config.objective].ignores}}
+        assert as_stored(method.training_config()) == expected
 
 
 def test_an_option_added_after_the_split_is_keyed_only_when_it_is_set():
@@ -61,3 +66,16 @@ def test_a_run_is_labelled_by_the_newer_options_it_set():
     assert preset_label(record()) == "-"
     # invert is newer than the stored configs: left out of keys at its default, named when set
     assert preset_label(record(metric="cosine", invert="true")) == "metric=cosine, invert=True"
+
+
+@pytest.mark.parametrize("objective, shared", [("pairs", True), ("trials", False)])
+def test_options_an_objective_never_reads_do_not_key_its_training(objective, shared):
+    """Koch's pairs never turn an alphabet: with and without rotations they are one training (one
+    checkpoint), while the trial loss, which turns them, trains twice."""
+    cls = METHODS.get("conv_siamese")
+
+    def training(**options):
+        return cls(cls.make_config("tiny", {"objective": objective, **options}), preset="tiny").training_config()
+
+    assert (training(rotations=True) == training(rotations=False)) is shared
+    assert training(rotations=True)["distortions"] != training(rotations=True, distortions=3)["distortions"]

@@ -11,6 +11,7 @@ its presets.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -24,7 +25,7 @@ from fewshot_bench.learning.configs import ClassifierConfig, MamlConfig, MetricC
 from fewshot_bench.learning.ensemble import train_in_processes
 from fewshot_bench.learning.legacy_keys import key_dict
 from fewshot_bench.learning.networks import build_network, inference_copy, symmetry
-from fewshot_bench.learning.objectives import adapt, class_scores
+from fewshot_bench.learning.objectives import OBJECTIVES, adapt, class_scores
 from fewshot_bench.learning.sampling import CharacterIndex
 from fewshot_bench.learning.spaces import ADAM, KOCH_SGD
 from fewshot_bench.learning.trainer import TrainingLoop
@@ -62,7 +63,12 @@ class NetworkMethod(TrainingLoop, Method):
         return key_dict(self.config, self.former_values)
 
     def training_config(self) -> dict:
-        return {k: v for k, v in self.config_dict().items() if k not in self.SCORING_OPTIONS + self.SPEED_OPTIONS}
+        """The config a training's checkpoint is keyed by: without the scoring and speed options,
+        and with the options its objective never reads at their defaults."""
+        unread = OBJECTIVES[self.config.objective].ignores
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config) if f.name in unread}
+        return {k: defaults.get(k, v) for k, v in self.config_dict().items()
+                if k not in self.SCORING_OPTIONS + self.SPEED_OPTIONS}
 
     def resources(self) -> dict:
         """An ensemble's members train side by side, a CPU each (one process, GPU or not, otherwise)."""

@@ -154,6 +154,9 @@ class Objective:
     bf16 = True  # whether the forward pass may run under bf16 autocast
     images = 0  # images in the last step's batch (the training budget counts them)
     fixed_steps = 0  # steps per epoch set by a compute budget (the trainer's probe), else the config's
+    # config options this objective never reads: a training's checkpoint key holds them at their
+    # defaults, so configs that differ only in them share one training
+    ignores: tuple[str, ...] = ()
 
     def __init__(self, method, index: CharacterIndex):
         self.method, self.config, self.index = method, method.config, index
@@ -182,6 +185,8 @@ class Objective:
 @objective("pairs")
 class Pairs(Objective):
     """Koch's balanced same/different pairs, each seen as drawn and ``distortions`` times distorted."""
+
+    ignores = ("rotations", "reflections")  # Koch's pairs never turn or mirror an alphabet
 
     def prepare(self, rng):
         self.rows, self.targets = balanced_pairs(self.index, self.config.pairs, rng)
