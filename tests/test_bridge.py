@@ -41,6 +41,11 @@ def test_each_link_changes_only_its_own_options_and_the_chain_ends_at_the_tuned_
     for (_, before), link, (label, after) in zip(steps, bridge.LINKS, steps[1:]):
         changed = {k for k in after if after[k] != before[k]}
         assert changed and changed <= set(link.keys) | set(link.values), label
+    # more distorted copies at the steps an epoch of the link before: 30k pairs x 2 / 128 = 469
+    (_, one), (_, eight) = [(l, c) for l, c in steps if l.startswith("our layers")][0], \
+        [(l, c) for l, c in steps if l.startswith("one distortion")][0]
+    assert (one["distortions"], one["pair_steps"], eight["distortions"]) == (1, 0, 8)
+    assert eight["pair_steps"] == bridge.pair_steps(one) == -(-one["pairs"] * 2 // one["batch_size"])
     *_, (_, koch), (label35, at35), (label52, at52) = steps
     end = dataclasses.asdict(METHODS.get("conv_siamese").make_config("conv_siamese-koch_cpu-omniglot20"))
     assert koch == end  # the named links arrive at the tuned recipe exactly

@@ -62,11 +62,22 @@ EXTEND = 2  # more factors of 3 beyond the grid while its best rate lies at its 
 
 @dataclass(frozen=True)
 class Link:
-    """One step of the chain: ``keys`` take the far end's values, ``values`` are set outright."""
+    """One step of the chain: ``keys`` take the far end's values, ``values`` are set outright (a
+    callable value: computed from the config before the link)."""
 
     label: str
     keys: tuple = ()
     values: dict = field(default_factory=dict)
+
+    def apply(self, config: dict, end: dict) -> dict:
+        values = {k: v(config) if callable(v) else v for k, v in self.values.items()}
+        return {**config, **{k: end[k] for k in self.keys}, **values}
+
+
+def pair_steps(config: dict) -> int:
+    """A pair training's steps an epoch: its ``pair_steps``, else one pass over every pair and its
+    distorted copies (``objectives.Pairs``)."""
+    return config["pair_steps"] or -(-config["pairs"] * (1 + config["distortions"]) // config["batch_size"])
 
 
 PAIR_LINK = "trial loss → pair loss (Adam at its val-chosen rate)"
@@ -82,9 +93,12 @@ LINKS = (
     Link("rotated alphabets → none", ("rotations", "reflections")),
     Link("our layers → Koch's (tuned)", ("network", "metric", "channels", "kernels", "strides", "padding",
                                           "batch_norm", "pool_last", "hidden", "fc_units", "init")),
-    Link("one distortion of each pair → 8", ("distortions",)),
+    # at the steps an epoch before it: more distorted copies, not more training (the schedule's link
+    # changes the compute)
+    Link("one distortion of each pair → 8 (equal steps)", ("distortions",), values={"pair_steps": pair_steps}),
     Link("our schedule → Koch's (early stopping, compute cap)", ("epochs", "patience", "steps_per_epoch",
-                                                                  "budget_gflop", "snapshots", "halve_every")),
+                                                                  "budget_gflop", "snapshots", "halve_every",
+                                                                  "pair_steps")),
     Link("input → 35 (equal compute)", values={"input_size": 35}),
     Link("input → 52 (equal compute)", values={"input_size": 52}),
 )
@@ -121,7 +135,7 @@ def chain(family: str) -> list[tuple[str, dict]]:
     steps, config = [("our cpu recipe", dict(start))], dict(start)
     for link in LINKS:
         label = link.label.replace("input →", f"input {config['input_size']} →")  # the size it grows from
-        config = {**config, **{k: end[k] for k in link.keys}, **link.values}
+        config = link.apply(config, end)
         steps.append((label, dict(config)))
     return steps
 
@@ -137,7 +151,7 @@ def detours(family: str, steps: list[tuple[str, dict]]) -> list[tuple[str, str, 
     out = []
     for label, base in DETOURS:
         link = by_label[label]
-        config = {**rows[base], **{k: end[k] for k in link.keys}, **link.values}
+        config = link.apply(rows[base], end)
         out.append((detour_row(label, base), label, base, config))
     return out
 
