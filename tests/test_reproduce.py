@@ -91,9 +91,12 @@ def test_two_reproduces_sharing_a_store_run_each_run_once(data_root, tmp_path, c
     store = tmp_path / "store"
     errors = []
 
+    logs = [io.StringIO(), io.StringIO()]
+
     def go(i):
         try:
-            rep.reproduce("table3", "cpu", 1, store, tmp_path / f"out{i}", poll=0.2)
+            with StageProgress(Console(file=logs[i], width=200)) as progress:
+                rep.reproduce("table3", "cpu", 1, store, tmp_path / f"out{i}", poll=0.2, progress=progress)
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
@@ -102,6 +105,8 @@ def test_two_reproduces_sharing_a_store_run_each_run_once(data_root, tmp_path, c
     [t.join(timeout=300) for t in threads]
     assert not errors
     assert len(counted_runs) == 2 and len(load_records(store)) == 2
+    # each logs only the runs it ran itself, not those the other stored while it waited
+    assert sum(log.getvalue().count(": ran") for log in logs) == 2
     assert not list((store / "locks").glob("*.lock"))
 
 

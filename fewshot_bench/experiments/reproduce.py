@@ -144,11 +144,12 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
                 continue
             try:
                 for key, cell, spec in missing:
-                    if key not in stored_keys(store):
+                    ran = key not in stored_keys(store)  # else another reproduce stored it meanwhile
+                    if ran:
                         save_record(run(spec), store)
                     if progress:
-                        progress.advance(f"{cell.row} ({cell.method}) on {spec.protocol}, seed {spec.seed}: ran",
-                                         log=True)
+                        progress.advance(f"{cell.row} ({cell.method}) on {spec.protocol}, seed {spec.seed}: "
+                                         + ("ran" if ran else "stored"), log=ran)
             finally:
                 lock.release()
             if grown():
