@@ -590,7 +590,7 @@ def waterfall(frame: pd.DataFrame, path: Path) -> bool:
     protocol = names()[0]
     if plt is None or frame.empty or protocol not in frame or frame[protocol].isna().all():
         return False
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.6))
     level, labels = None, []
     for i, (_, row) in enumerate(frame.iterrows()):
         labels.append(row["link"])
@@ -606,7 +606,8 @@ def waterfall(frame: pd.DataFrame, path: Path) -> bool:
             if not pd.isna(half):
                 ax.errorbar(i, level + step, yerr=half, color="black", capsize=3, linewidth=1)
             # a gain labelled above its bar, a loss below it: neighbours' labels then do not collide
-            ax.annotate(f"{step:+.1f} → {row[protocol]:.1f}", (i, level + step), ha="center",
+            # in two short lines, narrower than a bar's slot: twelve labels side by side stay apart
+            ax.annotate(f"{step:+.1f}\n→ {row[protocol]:.1f}", (i, level + step), ha="center",
                         va="bottom" if step >= 0 else "top", fontsize=7,
                         xytext=(0, 2 if step >= 0 else -2), textcoords="offset points")
         level = row[protocol]
