@@ -182,12 +182,6 @@ class Objective:
         raise NotImplementedError
 
 
-def pair_epoch_steps(pairs: int, distortions: int, batch_size: int, pair_steps: int = 0) -> int:
-    """A pair training's steps an epoch: ``pair_steps`` when set, else one pass over every pair and
-    its ``distortions`` distorted copies."""
-    return pair_steps or -(-pairs * (1 + distortions) // batch_size)
-
-
 @objective("pairs")
 class Pairs(Objective):
     """Koch's balanced same/different pairs, each seen as drawn and ``distortions`` times distorted."""
@@ -199,7 +193,7 @@ class Pairs(Objective):
 
     def steps_per_epoch(self):
         cfg = self.config
-        return self.fixed_steps or pair_epoch_steps(cfg.pairs, cfg.distortions, cfg.batch_size, cfg.pair_steps)
+        return self.fixed_steps or cfg.pair_steps or -(-cfg.pairs * (1 + cfg.distortions) // cfg.batch_size)
 
     def losses(self, data, rng, gen):
         cfg, model = self.config, self.method.model_

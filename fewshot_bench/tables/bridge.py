@@ -33,7 +33,6 @@ import pandas as pd
 
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
-from fewshot_bench.learning.objectives import pair_epoch_steps
 from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
@@ -76,8 +75,9 @@ class Link:
 
 
 def pair_steps(config: dict) -> int:
-    """A pair training's steps an epoch under ``config`` (as ``objectives.Pairs`` counts them)."""
-    return pair_epoch_steps(config["pairs"], config["distortions"], config["batch_size"], config["pair_steps"])
+    """A pair training's steps an epoch: its ``pair_steps``, else one pass over every pair and its
+    distorted copies (``objectives.Pairs``)."""
+    return config["pair_steps"] or -(-config["pairs"] * (1 + config["distortions"]) // config["batch_size"])
 
 
 PAIR_LINK = "trial loss → pair loss (Adam at its val-chosen rate)"
@@ -605,8 +605,8 @@ def waterfall(frame: pd.DataFrame, path: Path) -> bool:
             half = row.get(f"{protocol}_step_ci95")
             if not pd.isna(half):
                 ax.errorbar(i, level + step, yerr=half, color="black", capsize=3, linewidth=1)
-            # a gain labelled above its bar, a loss below it, in two short lines narrower than a bar's
-            # slot: twelve neighbouring labels then stay apart
+            # a gain labelled above its bar, a loss below it: neighbours' labels then do not collide
+            # in two short lines, narrower than a bar's slot: twelve labels side by side stay apart
             ax.annotate(f"{step:+.1f}\n→ {row[protocol]:.1f}", (i, level + step), ha="center",
                         va="bottom" if step >= 0 else "top", fontsize=7,
                         xytext=(0, 2 if step >= 0 else -2), textcoords="offset points")
