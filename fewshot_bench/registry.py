@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 import pkgutil
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,9 @@ class Registry:
         self.base = base
         self._entries: dict[str, type] = {}
         self._loaded = False
+        # another thread waits here until the loading thread has imported every plugin (it set
+        # _loaded first, so its own nested lookups return at once)
+        self._loading = threading.RLock()
         self.broken: dict[str, str] = {}  # plugin name -> one-line reason
 
     def register(self, name: str | None = None):
@@ -45,23 +49,24 @@ class Registry:
         return wrap
 
     def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        pkg = importlib.import_module(self.package)
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{mod.name}")
-        for ep in importlib.metadata.entry_points(group=self.group):
-            if ep.name in self._entries:
-                continue  # a built-in or an earlier plugin keeps its name
-            try:
-                obj = ep.load()
-                if ep.name not in self._entries:  # the module may have used the decorator
-                    self.register(ep.name)(obj)
-            except Exception as exc:  # a broken plugin must not break the others
-                self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(f"{self.kind} plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+        with self._loading:
+            if self._loaded:
+                return
+            self._loaded = True
+            pkg = importlib.import_module(self.package)
+            for mod in pkgutil.iter_modules(pkg.__path__):
+                if not mod.name.startswith("_"):
+                    importlib.import_module(f"{self.package}.{mod.name}")
+            for ep in importlib.metadata.entry_points(group=self.group):
+                if ep.name in self._entries:
+                    continue  # a built-in or an earlier plugin keeps its name
+                try:
+                    obj = ep.load()
+                    if ep.name not in self._entries:  # the module may have used the decorator
+                        self.register(ep.name)(obj)
+                except Exception as exc:  # a broken plugin must not break the others
+                    self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                    warnings.warn(f"{self.kind} plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
 
     def names(self) -> list[str]:
         self._load()

@@ -57,6 +57,38 @@ def test_entry_point_plugins_load_and_broken_ones_are_reported(monkeypatch):
         registry.get("bad_plugin")
 
 
+def test_a_second_thread_waits_for_the_first_to_finish_loading(monkeypatch):
+    """Two reproduces in one process looked a name up while the other thread was still importing
+    the plugins, and were told the name did not exist: now the second waits for the load."""
+    import threading
+    import time
+
+    module = types.ModuleType("slow_plugin_mod")
+
+    class Slow(Method):
+        summary = "a plugin that takes a while to import"
+
+    module.Slow = Slow
+    monkeypatch.setitem(__import__("sys").modules, "slow_plugin_mod", module)
+    entry = importlib.metadata.EntryPoint("slow_plugin", "slow_plugin_mod:Slow", "test.slow")
+    original = entry.load
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points([entry]))
+    registry = Registry("method", "fewshot_bench.methods", "test.slow", Method)
+    started = threading.Event()
+
+    def slow_load(self):
+        started.set()
+        time.sleep(0.3)
+        return original()
+
+    monkeypatch.setattr(importlib.metadata.EntryPoint, "load", slow_load)
+    first = threading.Thread(target=registry.names)
+    first.start()
+    assert started.wait(5)  # the first thread is inside the load now
+    assert registry.get("slow_plugin") is Slow
+    first.join()
+
+
 def test_plugin_file_registers_its_method(tmp_path, monkeypatch):
     METHODS.names()  # built-ins loaded; the plugin below lands in a copy that the test's end drops
     monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))

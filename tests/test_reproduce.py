@@ -249,6 +249,41 @@ def test_one_reproduce_owns_a_training_with_all_its_runs(tmp_path, monkeypatch, 
     assert {record_key(r) for r in load_records(store)} == {rep.spec_key(s) for _, s in planned}
 
 
+def test_runs_of_one_network_share_a_training_key():
+    """A curve's snapshots, a scoring change, or an option the objective never reads score the
+    network another cell trains: one training key; a new seed or learning rate is another network."""
+    def key(seed=0, **options):
+        return rep.training_key(rep.RunSpec("conv_siamese", "omniglot20", "tiny",
+                                            {"objective": "pairs", "snapshots": (1,), **options}, seed=seed))
+
+    assert key() == key(keep="epoch1") == key(test_symmetries=4) == key(rotations=True)
+    assert len({key(), key(seed=1), key(adam_lr=0.5)}) == 3
+    assert rep.training_key(rep.RunSpec("pixel_1nn", "mnist10")) != rep.training_key(
+        rep.RunSpec("pixel_1nn", "mnist10", method_options={"input_size": 14}))  # nothing trained: its config
+
+
+def test_cells_scoring_one_network_wait_for_its_owner(tmp_path, monkeypatch, counted_runs):
+    """Two cells that score one network (as a curve's snapshots do) are one training: while another
+    reproduce holds it, neither cell runs, so the network is not trained twice side by side."""
+    import os
+
+    monkeypatch.setattr(rep, "training_key", lambda spec: "one network")
+    store = tmp_path / "store"
+    planned = rep.specs("table3", "cpu", 1, None, store / "checkpoints")
+    assert len({cell.row for cell, _ in planned}) == 2
+    owner = rep.Lock(store / "locks" / f"{rep.spec_key(planned[0][1])}.lock")
+    assert owner.acquire() and str(os.getpid()) == owner.path.read_text()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (rep.reproduce("table3", "cpu", 1, store, tmp_path / "out", poll=0.1),
+                                              done.set()))
+    thread.start()
+    thread.join(timeout=2)
+    assert not done.is_set() and counted_runs == []  # the second cell's run is free, yet waits too
+    owner.release()
+    thread.join(timeout=300)
+    assert done.is_set() and len(counted_runs) == 2
+
+
 def test_stored_keys_are_the_records_keys_and_follow_rewritten_files(tmp_path):
     from fewshot_bench.keys import record_key
     from fewshot_bench.records import SCHEMA, save_record, stored_keys

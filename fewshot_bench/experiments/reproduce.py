@@ -15,7 +15,7 @@ import pandas as pd
 
 from fewshot_bench.api import PROTOCOLS
 from fewshot_bench.errors import UserError
-from fewshot_bench.experiments.runner import RunSpec, run, spec_key
+from fewshot_bench.experiments.runner import RunSpec, run, spec_key, training_key
 from fewshot_bench.experiments.sweep import SweepProgress, Training, run_ray
 from fewshot_bench.keys import record_key
 from fewshot_bench.records import load_records, save_record, stored_keys
@@ -116,16 +116,17 @@ def reproduce(table: str, preset: str, seeds: int, store: Path, out_dir: Path, d
 
 
 def _run_here(table: str, planned, keys, store: Path, progress, poll: float, grown=lambda: False) -> None:
-    """Run the planned runs the store lacks, one training per cell and seed: its runs go to one
-    process in plan order (the first fits, the others reuse its weights), so two reproduces never
-    train the same network side by side. After each training, ``grown()`` says whether the table now
+    """Run the planned runs the store lacks, one training at a time: the runs of one network (one
+    cell's protocols, or cells that differ only in how it is scored, such as a curve's snapshots) go
+    to one process in plan order (the first fits, the others reuse its weights), so two reproduces
+    never train the same network side by side. After each training, ``grown()`` says whether the table now
     plans more (a choice its new results made): then the round stops, so the new plan's order holds."""
     if progress:
         progress.stage(f"reproduce {table} ({len(planned)} runs)")
         progress.start(len(planned))
     trainings: dict[tuple, list] = {}
     for key, (cell, spec) in zip(keys, planned):
-        trainings.setdefault((id(cell), spec.seed), []).append((key, cell, spec))
+        trainings.setdefault(training_key(spec), []).append((key, cell, spec))
     pending = list(trainings.values())
     while pending:
         done = stored_keys(store)
@@ -160,11 +161,11 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
 
 
 def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) -> None:
-    """The table's missing runs as sweep trainings (one per cell and seed, all its protocols), on Ray."""
+    """The table's missing runs as sweep trainings (one per network, all the runs that score it), on Ray."""
     done = stored_keys(store)
     groups = {}
     for key, (cell, spec) in zip(keys, planned):
-        groups.setdefault((id(cell), spec.seed), []).append((spec, key))
+        groups.setdefault(training_key(spec), []).append((spec, key))
     trainings = [Training.of([s for s, _ in group], [k for _, k in group], done) for group in groups.values()]
     todo = [t for t in trainings if t.owed]
     with SweepProgress(None, len(trainings), len(trainings) - len(todo), enabled=False) as progress:

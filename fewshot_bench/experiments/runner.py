@@ -14,7 +14,7 @@ import torch
 
 from fewshot_bench import __version__
 from fewshot_bench.api import METHODS, PROTOCOLS
-from fewshot_bench.keys import run_key
+from fewshot_bench.keys import fingerprint, run_key
 from fewshot_bench.records import SCHEMA, new_run_id
 from fewshot_bench.seeding import seed_everything
 from fewshot_bench.stats import set_interval, t_interval
@@ -56,6 +56,15 @@ def spec_key(spec: RunSpec) -> str:
     method, protocol = build(spec)
     return run_key(spec.method, method.preset, method.config_dict(), spec.protocol, protocol.config_dict(),
                    spec.seed, trial_seeds(spec))
+
+
+def training_key(spec: RunSpec) -> str:
+    """What ``spec``'s run fits, as a key: runs with one key fit or reuse one model (one method config
+    on several protocols; for a network, also configs that differ only in how it is scored or in
+    options its training never reads)."""
+    method, _ = build(spec)
+    config = method.training_config() if hasattr(method, "training_config") else method.config_dict()
+    return fingerprint(spec.method, config, spec.seed)
 
 
 def run(spec: RunSpec, progress=None) -> dict:
