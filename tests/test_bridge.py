@@ -12,6 +12,7 @@ from fewshot_bench.experiments import reproduce as rep
 from fewshot_bench.presets import preset_path, write_preset
 from fewshot_bench.records import load_records
 from fewshot_bench.tables import bridge
+from fewshot_bench.tables.base import Cell, PlannedRun
 
 
 def tuned_koch(**changes) -> dict:
@@ -206,3 +207,17 @@ def test_koch_s_schedule_is_counted_by_the_same_flop_counter():
     assert bridge.image_gflop("paper") == pytest.approx(5.334, rel=0.01)
     assert bridge.image_gflop("koch_cpu") == pytest.approx(0.0846, rel=0.01)
     assert bridge.paper_gflop() == pytest.approx(150_000 * 9 * 2 * 200 * bridge.image_gflop("paper"))
+
+
+def test_a_curve_point_counts_every_members_epochs_up_to_its_snapshot():
+    """An ensemble's history holds member 0's epochs, then member 1's: the 1/8 snapshot of a
+    two-network end spent both networks' first epoch, not member 0's first two."""
+    def epoch(member, n):
+        return {"epoch": n, "member": member, "step_gflop": 10.0, "images": 100, "step_images": 10,
+                "seconds": 5.0}
+
+    cell = Cell(bridge.CURVE_ROWS[0], "conv_siamese", options={"keep": "epoch1"})
+    history = [epoch(m, n) for m in (0, 1) for n in range(8)]
+    run = PlannedRun(cell, "omniglot20", {}, 0, {"training": {"history": history}, "accuracy": 0.5})
+    point = bridge.curve_points([run]).iloc[0]
+    assert point["gflop"] == 200.0 and point["share"] == "1/8" and point["gflop_per_s"] == 20.0

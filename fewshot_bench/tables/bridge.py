@@ -504,7 +504,8 @@ def curve_points(runs: list[PlannedRun]) -> pd.DataFrame:
         if not is_curve_cell(run.cell) or run.record is None:
             continue
         epoch = int(run.cell.options["keep"].removeprefix("epoch"))
-        history = run.record["training"]["history"][:epoch]
+        # every member's epochs up to the snapshot: an ensemble's compute is all its networks'
+        history = [h for h in run.record["training"]["history"] if h["epoch"] < epoch]
         gflop = sum(map(epoch_gflop, history))
         out.append({"end": run.cell.row, "protocol": run.protocol, "seed": run.seed, "epoch": epoch,
                     "share": FRACTIONS[epoch], "gflop": gflop, "accuracy": 100 * run.record["accuracy"],
