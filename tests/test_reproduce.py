@@ -225,8 +225,6 @@ def test_reproduce_on_ray_runs_the_missing_runs_as_ray_tasks(data_root, tmp_path
 def test_one_reproduce_owns_a_training_with_all_its_runs(tmp_path, monkeypatch, counted_runs):
     """A cell's runs on several protocols share one training: while one reproduce holds it, another
     runs none of them (not even a protocol whose own run is free), so no network trains twice."""
-    import os
-
     from fewshot_bench.keys import record_key
 
     def two_protocols(self, preset, stored=None):
@@ -235,18 +233,25 @@ def test_one_reproduce_owns_a_training_with_all_its_runs(tmp_path, monkeypatch, 
     monkeypatch.setattr(koch.Table3, "plan", two_protocols)
     store = tmp_path / "store"
     planned = rep.specs("table3", "cpu", 1, None, store / "checkpoints")
+    reproduce_waits_while_the_training_is_held(planned, store, tmp_path / "out", counted_runs)
+    assert {record_key(r) for r in load_records(store)} == {rep.spec_key(s) for _, s in planned}
+
+
+def reproduce_waits_while_the_training_is_held(planned, store, out, counted_runs):
+    """Hold the first planned run's training lock as "another process": table3's reproduce runs
+    none of its runs (not even those whose own lock is free) until the lock is released."""
+    import os
+
     owner = rep.Lock(store / "locks" / f"{rep.spec_key(planned[0][1])}.lock")
-    assert owner.acquire() and str(os.getpid()) == owner.path.read_text()  # "another process" holds the training
+    assert owner.acquire() and str(os.getpid()) == owner.path.read_text()
     done = threading.Event()
-    thread = threading.Thread(target=lambda: (rep.reproduce("table3", "cpu", 1, store, tmp_path / "out", poll=0.1),
-                                              done.set()))
+    thread = threading.Thread(target=lambda: (rep.reproduce("table3", "cpu", 1, store, out, poll=0.1), done.set()))
     thread.start()
     thread.join(timeout=2)
-    assert not done.is_set() and counted_runs == []  # waiting: neither run started
+    assert not done.is_set() and counted_runs == []  # waiting: no run started
     owner.release()
     thread.join(timeout=300)
     assert done.is_set() and len(counted_runs) == 2
-    assert {record_key(r) for r in load_records(store)} == {rep.spec_key(s) for _, s in planned}
 
 
 def test_runs_of_one_network_share_a_training_key():
@@ -264,24 +269,13 @@ def test_runs_of_one_network_share_a_training_key():
 
 def test_cells_scoring_one_network_wait_for_its_owner(tmp_path, monkeypatch, counted_runs):
     """Two cells that score one network (as a curve's snapshots do) are one training: while another
-    reproduce holds it, neither cell runs, so the network is not trained twice side by side."""
-    import os
-
+    reproduce holds it, neither cell runs (the second cell's run is free, yet waits too), so the
+    network is not trained twice side by side."""
     monkeypatch.setattr(rep, "training_key", lambda spec: "one network")
     store = tmp_path / "store"
     planned = rep.specs("table3", "cpu", 1, None, store / "checkpoints")
     assert len({cell.row for cell, _ in planned}) == 2
-    owner = rep.Lock(store / "locks" / f"{rep.spec_key(planned[0][1])}.lock")
-    assert owner.acquire() and str(os.getpid()) == owner.path.read_text()
-    done = threading.Event()
-    thread = threading.Thread(target=lambda: (rep.reproduce("table3", "cpu", 1, store, tmp_path / "out", poll=0.1),
-                                              done.set()))
-    thread.start()
-    thread.join(timeout=2)
-    assert not done.is_set() and counted_runs == []  # the second cell's run is free, yet waits too
-    owner.release()
-    thread.join(timeout=300)
-    assert done.is_set() and len(counted_runs) == 2
+    reproduce_waits_while_the_training_is_held(planned, store, tmp_path / "out", counted_runs)
 
 
 def test_stored_keys_are_the_records_keys_and_follow_rewritten_files(tmp_path):

@@ -124,7 +124,7 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
     if progress:
         progress.stage(f"reproduce {table} ({len(planned)} runs)")
         progress.start(len(planned))
-    trainings: dict[tuple, list] = {}
+    trainings: dict[str, list] = {}
     for key, (cell, spec) in zip(keys, planned):
         trainings.setdefault(training_key(spec), []).append((key, cell, spec))
     pending = list(trainings.values())
@@ -164,7 +164,7 @@ def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) ->
     """The table's missing runs as sweep trainings (one per network, all the runs that score it), on Ray."""
     done = stored_keys(store)
     groups = {}
-    for key, (cell, spec) in zip(keys, planned):
+    for key, (_, spec) in zip(keys, planned):
         groups.setdefault(training_key(spec), []).append((spec, key))
     trainings = [Training.of([s for s, _ in group], [k for _, k in group], done) for group in groups.values()]
     todo = [t for t in trainings if t.owed]
