@@ -59,17 +59,22 @@ def test_sweep_spec_file_and_bad_input_are_one_line_errors(tmp_path):
 
 
 def test_ray_and_local_give_identical_records(data_root, tmp_path):
-    grid = ["--seeds", "0", "--grid", "adam_lr=1e-3,2e-3"]  # two trainings, each scored on both protocols
+    # two networks (two rates), each scored two ways (test_symmetries does not change the training)
+    # on both protocols
+    grid = ["--seeds", "0", "--grid", "adam_lr=1e-3,2e-3", "--grid", "test_symmetries=1,4"]
     assert main(["sweep", *TINY, *grid, "--store", str(tmp_path / "local")]) == 0
     assert main(["sweep", *TINY, *grid, "--store", str(tmp_path / "ray"), "--on", "ray"]) == 0
-    key = lambda r: (r["protocol"], r["seed"], r["method_config"]["adam_lr"])  # noqa: E731
+    key = lambda r: (r["protocol"], r["seed"], r["method_config"]["adam_lr"], r["method_config"].get("test_symmetries", 1))  # noqa: E731
     local = sorted(load_records(tmp_path / "local"), key=key)
     remote = sorted(load_records(tmp_path / "ray"), key=key)
-    assert len(local) == len(remote) == 4
+    assert len(local) == len(remote) == 8
     for a, b in zip(local, remote):
         assert a["accuracy"] == b["accuracy"]
         assert [d["predictions"] for d in a["draws"]] == [d["predictions"] for d in b["draws"]]
         assert [d["score_chosen"] for d in a["draws"]] == [d["score_chosen"] for d in b["draws"]]
+    # each network trained once, also on Ray: the grid points scoring it shared one task
+    for records in (local, remote):
+        assert sum(not r["training"]["reused_checkpoint"] for r in records) == 2
     # the workers' checkpoints came back to the driver's store
     assert sorted(p.name for p in (tmp_path / "ray/checkpoints").glob("*.pt")) == \
         sorted(p.name for p in (tmp_path / "local/checkpoints").glob("*.pt"))

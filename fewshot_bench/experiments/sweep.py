@@ -3,7 +3,9 @@ another (``--on local``) or as Ray tasks across a cluster (``--on ray``), resuma
 
 The unit of work is a *training*: one method, preset, grid point and seed, evaluated on every
 protocol of the sweep with the same fitted weights. On Ray each training is one task that
-reserves the CPUs its config uses (an ensemble's members train side by side); the worker trains
+reserves the CPUs its config uses (an ensemble's members train side by side), and grid points
+that fit one network (they differ in how it is scored only) share a task, so it is trained
+once and the later points reuse its weights; the worker trains
 in a private folder, seeded with the driver's checkpoints of that method, and returns its
 records and checkpoints; the driver alone writes the store. Runs already stored are skipped
 (the run keys of ``bench reproduce``), so a rerun resumes where a sweep stopped.
@@ -23,7 +25,7 @@ from fewshot_bench.api import PROTOCOLS
 from fewshot_bench.config import parse_assignments, read_toml
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records, save_record, stored_keys, write_atomic
-from fewshot_bench.experiments.runner import RunSpec, build, run, spec_key
+from fewshot_bench.experiments.runner import RunSpec, build, run, spec_key, training_key
 from fewshot_bench.keys import record_key
 from fewshot_bench.seeding import parse_seeds
 from fewshot_bench.stats import t_interval
@@ -40,6 +42,7 @@ class Training:
     specs: list[RunSpec]  # one per protocol
     keys: list[str]  # their run keys
     owed: list[RunSpec]  # the runs not yet stored
+    fits: str = ""  # what it fits (runner.training_key): equal for grid points scoring one network
     cpus: int = 1
     gpus: int = 0
     error: str | None = field(default=None, repr=False)
@@ -51,7 +54,8 @@ class Training:
         first = specs[0]
         resources = build(first)[0].resources()
         return cls(first.method, first.preset, dict(first.method_options), first.seed, specs, keys,
-                   [s for s, k in zip(specs, keys) if k not in done], resources["cpus"], resources["gpus"])
+                   [s for s, k in zip(specs, keys) if k not in done], training_key(first),
+                   resources["cpus"], resources["gpus"])
 
     @property
     def name(self) -> str:
@@ -163,11 +167,14 @@ class SweepProgress:
         self.bar.update(self.task, advance=advance, info=info)
 
 
-def _store_results(records: list[dict], checkpoints: dict[str, bytes], store: Path) -> str:
+def _store_results(records: list[dict], checkpoints: dict[str, bytes], store: Path) -> None:
     for name, content in checkpoints.items():
         write_atomic(store / "checkpoints" / name, content)
     for record in records:
         save_record(record, store)
+
+
+def _scores(records: list[dict]) -> str:
     return ", ".join(f"{r['protocol']} {100 * r['accuracy']:.1f}%" for r in records)
 
 
@@ -177,8 +184,9 @@ def run_local(trainings: list[Training], store: Path, progress: SweepProgress) -
         progress.update("", last=f"{t.name}: training")
         progress.counts["running"] = 0
         try:
-            last = _store_results(run_training(t.owed, t.cpus), {}, store)
-            progress.update("done", 1, f"{t.name}: {last}")
+            records = run_training(t.owed, t.cpus)
+            _store_results(records, {}, store)
+            progress.update("done", 1, f"{t.name}: {_scores(records)}")
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - reported at the end, the others go on
@@ -217,32 +225,44 @@ def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, add
     try:
         remote = ray.remote(_remote_training)
         shipped = {}  # one object-store copy per checkpoint file, shared by the tasks of its method
-        for t in trainings:
-            files = {p.name: p for p in (store / "checkpoints").glob(f"{t.method}-*.pt")}
+        for group in _by_network(trainings):
+            files = {p.name: p for p in (store / "checkpoints").glob(f"{group[0].method}-*.pt")}
             for name, path in files.items():
                 shipped.setdefault(name, ray.put(path.read_bytes()))
-            ref = remote.options(num_cpus=t.cpus, num_gpus=t.gpus, max_retries=retries).remote(
-                t.owed, t.cpus, list(files), *(shipped[name] for name in files))
-            pending[ref] = t
-        progress.counts["running"] = len(pending)
+            cpus, gpus = max(t.cpus for t in group), max(t.gpus for t in group)
+            ref = remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries).remote(
+                [s for t in group for s in t.owed], cpus, list(files), *(shipped[name] for name in files))
+            pending[ref] = group
+        progress.counts["running"] = sum(len(group) for group in pending.values())
         progress.update("")
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                t = pending.pop(ref)
-                progress.counts["running"] -= 1
+                group = pending.pop(ref)
+                progress.counts["running"] -= len(group)
                 try:
                     records, checkpoints = ray.get(ref)
-                    last = _store_results(records, checkpoints, store)
-                    progress.update("done", 1, f"{t.name}: {last}")
+                    _store_results(records, checkpoints, store)
+                    for t in group:
+                        mine = [r for r in records if record_key(r) in t.keys]
+                        progress.update("done", 1, f"{t.name}: {_scores(mine)}")
                 except ray.exceptions.RayError as exc:
-                    t.error = _first_line(exc)
-                    progress.update("failed", 1, f"{t.name}: failed")
+                    for t in group:
+                        t.error = _first_line(exc)
+                        progress.update("failed", 1, f"{t.name}: failed")
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
         signal.signal(signal.SIGTERM, previous)
         ray.shutdown()
+
+
+def _by_network(trainings: list[Training]) -> list[list[Training]]:
+    """Trainings that fit one network, together (in plan order): one Ray task trains it once."""
+    groups: dict[str, list[Training]] = {}
+    for t in trainings:
+        groups.setdefault(t.fits, []).append(t)
+    return list(groups.values())
 
 
 def _first_line(exc: Exception) -> str:

@@ -200,6 +200,12 @@ class TwinConfig(TrialConfig):
                                            f"got {len(values)}")
 
     @property
+    def pair_epoch_steps(self) -> int:
+        """Batches an epoch of the pairs objective: ``pair_steps``, else one pass over the pairs and
+        their distorted copies."""
+        return self.pair_steps or -(-self.pairs * (1 + self.distortions) // self.batch_size)
+
+    @property
     def n_layers(self) -> int:
         """Layers with their own SGD settings: twin layers, the fc layer and the head (if any)."""
         twin = len(self.channels) if self.network == "conv" else len(self.hidden)

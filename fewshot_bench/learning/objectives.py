@@ -192,8 +192,7 @@ class Pairs(Objective):
         self.rows, self.targets = balanced_pairs(self.index, self.config.pairs, rng)
 
     def steps_per_epoch(self):
-        cfg = self.config
-        return self.fixed_steps or cfg.pair_steps or -(-cfg.pairs * (1 + cfg.distortions) // cfg.batch_size)
+        return self.fixed_steps or self.config.pair_epoch_steps
 
     def losses(self, data, rng, gen):
         cfg, model = self.config, self.method.model_

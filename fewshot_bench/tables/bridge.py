@@ -75,9 +75,8 @@ class Link:
 
 
 def pair_steps(config: dict) -> int:
-    """A pair training's steps an epoch: its ``pair_steps``, else one pass over every pair and its
-    distorted copies (``objectives.Pairs``)."""
-    return config["pair_steps"] or -(-config["pairs"] * (1 + config["distortions"]) // config["batch_size"])
+    """The batches an epoch of a pair training of ``config`` (a conv_siamese config as a dict)."""
+    return METHODS.get("conv_siamese").Config(**config).pair_epoch_steps
 
 
 PAIR_LINK = "trial loss → pair loss (Adam at its val-chosen rate)"
