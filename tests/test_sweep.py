@@ -64,7 +64,11 @@ def test_ray_and_local_give_identical_records(data_root, tmp_path):
     grid = ["--seeds", "0", "--grid", "adam_lr=1e-3,2e-3", "--grid", "test_symmetries=1,4"]
     assert main(["sweep", *TINY, *grid, "--store", str(tmp_path / "local")]) == 0
     assert main(["sweep", *TINY, *grid, "--store", str(tmp_path / "ray"), "--on", "ray"]) == 0
-    key = lambda r: (r["protocol"], r["seed"], r["method_config"]["adam_lr"], r["method_config"].get("test_symmetries", 1))  # noqa: E731
+
+    def key(record):
+        config = record["method_config"]
+        return record["protocol"], record["seed"], config["adam_lr"], config.get("test_symmetries", 1)
+
     local = sorted(load_records(tmp_path / "local"), key=key)
     remote = sorted(load_records(tmp_path / "ray"), key=key)
     assert len(local) == len(remote) == 8

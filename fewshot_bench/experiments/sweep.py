@@ -42,7 +42,7 @@ class Training:
     specs: list[RunSpec]  # one per protocol
     keys: list[str]  # their run keys
     owed: list[RunSpec]  # the runs not yet stored
-    fits: str = ""  # what it fits (runner.training_key): equal for grid points scoring one network
+    fits: str  # what it fits (runner.training_key): equal for grid points scoring one network
     cpus: int = 1
     gpus: int = 0
     error: str | None = field(default=None, repr=False)
