@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from fewshot_bench.experiments import reproduce as rep
+from fewshot_bench.experiments import reproduce as rep, runner
 from fewshot_bench.tables import koch
 from fewshot_bench.tables.koch import PAPER_ROW
 from fewshot_bench.tables.base import TABLES, Cell, PlannedRun
 from fewshot_bench.errors import UserError
 from fewshot_bench.progress import StageProgress
 from fewshot_bench.records import load_records
+from fewshot_bench.experiments.runner import by_training, training_key
 
 
 def cheap_plan(self, preset, stored=None):
@@ -257,21 +258,26 @@ def reproduce_waits_while_the_training_is_held(planned, store, out, counted_runs
 def test_runs_of_one_network_share_a_training_key():
     """A curve's snapshots, a scoring change, or an option the objective never reads score the
     network another cell trains: one training key; a new seed or learning rate is another network."""
+    def spec(seed=0, **options):
+        return rep.RunSpec("conv_siamese", "omniglot20", "tiny", {"objective": "pairs", "snapshots": (1,), **options},
+                           seed=seed)
+
     def key(seed=0, **options):
-        return rep.training_key(rep.RunSpec("conv_siamese", "omniglot20", "tiny",
-                                            {"objective": "pairs", "snapshots": (1,), **options}, seed=seed))
+        return training_key(spec(seed, **options))
 
     assert key() == key(keep="epoch1") == key(test_symmetries=4) == key(rotations=True)
     assert len({key(), key(seed=1), key(adam_lr=0.5)}) == 3
-    assert rep.training_key(rep.RunSpec("pixel_1nn", "mnist10")) != rep.training_key(
+    assert training_key(rep.RunSpec("pixel_1nn", "mnist10")) != training_key(
         rep.RunSpec("pixel_1nn", "mnist10", method_options={"input_size": 14}))  # nothing trained: its config
+    runs = [("a", spec()), ("b", spec(seed=1)), ("c", spec(test_symmetries=4)), ("d", spec(seed=1, keep="epoch1"))]
+    assert [[name for name, _ in group] for group in by_training(runs, lambda run: run[1])] == [["a", "c"], ["b", "d"]]
 
 
 def test_cells_scoring_one_network_wait_for_its_owner(tmp_path, monkeypatch, counted_runs):
     """Two cells that score one network (as a curve's snapshots do) are one training: while another
     reproduce holds it, neither cell runs (the second cell's run is free, yet waits too), so the
     network is not trained twice side by side."""
-    monkeypatch.setattr(rep, "training_key", lambda spec: "one network")
+    monkeypatch.setattr(runner, "training_key", lambda spec: "one network")
     store = tmp_path / "store"
     planned = rep.specs("table3", "cpu", 1, None, store / "checkpoints")
     assert len({cell.row for cell, _ in planned}) == 2

@@ -181,7 +181,8 @@ def test_sigterm_stops_local_ensemble_workers(data_root, tmp_path):
     command = [sys.executable, "-m", "fewshot_bench.cli", "run", "--method", "conv_siamese", "--preset", "tiny",
                "--set", "members=2", "--set", "epochs=40", "--set", "patience=40", "--protocol", "omniglot20",
                "--store", str(tmp_path / "store"), "--no-progress"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # one thread: members run in turn
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
     while time.time() < deadline and len(workers := processes("multiprocessing.spawn")) < 2:
         time.sleep(0.2)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from fewshot_bench.api import PROTOCOLS
 from fewshot_bench.errors import UserError
-from fewshot_bench.experiments.runner import RunSpec, run, spec_key, training_key
+from fewshot_bench.experiments.runner import RunSpec, by_training, run, spec_key
 from fewshot_bench.experiments.sweep import SweepProgress, Training, run_ray
 from fewshot_bench.keys import record_key
 from fewshot_bench.records import load_records, save_record, stored_keys
@@ -124,10 +124,7 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
     if progress:
         progress.stage(f"reproduce {table} ({len(planned)} runs)")
         progress.start(len(planned))
-    trainings: dict[str, list] = {}
-    for key, (cell, spec) in zip(keys, planned):
-        trainings.setdefault(training_key(spec), []).append((key, cell, spec))
-    pending = list(trainings.values())
+    pending = by_training([(key, cell, spec) for key, (cell, spec) in zip(keys, planned)], lambda run: run[2])
     while pending:
         done = stored_keys(store)
         waiting = []
@@ -163,10 +160,8 @@ def _run_here(table: str, planned, keys, store: Path, progress, poll: float, gro
 def run_on_ray(planned, keys, store: Path, address: str | None, retries: int) -> None:
     """The table's missing runs as sweep trainings (one per network, all the runs that score it), on Ray."""
     done = stored_keys(store)
-    groups = {}
-    for key, (_, spec) in zip(keys, planned):
-        groups.setdefault(training_key(spec), []).append((spec, key))
-    trainings = [Training.of([s for s, _ in group], [k for _, k in group], done) for group in groups.values()]
+    groups = by_training([(spec, key) for key, (_, spec) in zip(keys, planned)], lambda run: run[0])
+    trainings = [Training.of([s for s, _ in group], [k for _, k in group], done) for group in groups]
     todo = [t for t in trainings if t.owed]
     with SweepProgress(None, len(trainings), len(trainings) - len(todo), enabled=False) as progress:
         run_ray(todo, store, progress, address, retries)

@@ -67,6 +67,15 @@ def training_key(spec: RunSpec) -> str:
     return fingerprint(spec.method, config, spec.seed)
 
 
+def by_training(items: list, spec_of=lambda item: item) -> list[list]:
+    """``items`` grouped by the model their spec fits (:func:`training_key`), groups and members in
+    the order given: each group is one training, its first run fits and the others reuse it."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(training_key(spec_of(item)), []).append(item)
+    return list(groups.values())
+
+
 def run(spec: RunSpec, progress=None) -> dict:
     """Fit ``spec.method`` once (seeded by ``spec.seed``) and evaluate it on every trial seed.
 

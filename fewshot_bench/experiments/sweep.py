@@ -25,7 +25,7 @@ from fewshot_bench.api import PROTOCOLS
 from fewshot_bench.config import parse_assignments, read_toml
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import load_records, save_record, stored_keys, write_atomic
-from fewshot_bench.experiments.runner import RunSpec, build, run, spec_key, training_key
+from fewshot_bench.experiments.runner import RunSpec, build, by_training, run, spec_key
 from fewshot_bench.keys import record_key
 from fewshot_bench.seeding import parse_seeds
 from fewshot_bench.stats import t_interval
@@ -42,7 +42,6 @@ class Training:
     specs: list[RunSpec]  # one per protocol
     keys: list[str]  # their run keys
     owed: list[RunSpec]  # the runs not yet stored
-    fits: str  # what it fits (runner.training_key): equal for grid points scoring one network
     cpus: int = 1
     gpus: int = 0
     error: str | None = field(default=None, repr=False)
@@ -54,8 +53,7 @@ class Training:
         first = specs[0]
         resources = build(first)[0].resources()
         return cls(first.method, first.preset, dict(first.method_options), first.seed, specs, keys,
-                   [s for s, k in zip(specs, keys) if k not in done], training_key(first),
-                   resources["cpus"], resources["gpus"])
+                   [s for s, k in zip(specs, keys) if k not in done], resources["cpus"], resources["gpus"])
 
     @property
     def name(self) -> str:
@@ -225,7 +223,7 @@ def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, add
     try:
         remote = ray.remote(_remote_training)
         shipped = {}  # one object-store copy per checkpoint file, shared by the tasks of its method
-        for group in _by_network(trainings):
+        for group in by_training(trainings, lambda t: t.specs[0]):  # one Ray task trains a network once
             files = {p.name: p for p in (store / "checkpoints").glob(f"{group[0].method}-*.pt")}
             for name, path in files.items():
                 shipped.setdefault(name, ray.put(path.read_bytes()))
@@ -255,14 +253,6 @@ def run_ray(trainings: list[Training], store: Path, progress: SweepProgress, add
             ray.cancel(ref, force=True)
         signal.signal(signal.SIGTERM, previous)
         ray.shutdown()
-
-
-def _by_network(trainings: list[Training]) -> list[list[Training]]:
-    """Trainings that fit one network, together (in plan order): one Ray task trains it once."""
-    groups: dict[str, list[Training]] = {}
-    for t in trainings:
-        groups.setdefault(t.fits, []).append(t)
-    return list(groups.values())
 
 
 def _first_line(exc: Exception) -> str:

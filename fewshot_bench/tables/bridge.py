@@ -603,11 +603,14 @@ def waterfall(frame: pd.DataFrame, path: Path) -> bool:
             step = row[f"{protocol}_step"]
             ax.bar(i, step, bottom=level, color="#55a868" if step >= 0 else "#c44e52")
             half = row.get(f"{protocol}_step_ci95")
-            if not pd.isna(half):
+            half = 0.0 if pd.isna(half) else half
+            if half:
                 ax.errorbar(i, level + step, yerr=half, color="black", capsize=3, linewidth=1)
             # a gain labelled above its bar, a loss below it: neighbours' labels then do not collide
-            # in two short lines, narrower than a bar's slot: twelve labels side by side stay apart
-            ax.annotate(f"{step:+.1f}\n→ {row[protocol]:.1f}", (i, level + step), ha="center",
+            # in two short lines, narrower than a bar's slot: twelve labels side by side stay apart;
+            # anchored past the error bar's end, so the label never sits on the bar
+            tip = level + step + (half if step >= 0 else -half)
+            ax.annotate(f"{step:+.1f}\n→ {row[protocol]:.1f}", (i, max(tip, 0.0)), ha="center",
                         va="bottom" if step >= 0 else "top", fontsize=7,
                         xytext=(0, 2 if step >= 0 else -2), textcoords="offset points")
         level = row[protocol]
