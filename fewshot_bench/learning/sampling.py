@@ -14,21 +14,32 @@ class CharacterIndex:
     """Background images grouped as (alphabet -> character -> drawer -> row) for samplers."""
 
     def __init__(self, images: ImageSet):
-        meta = images.meta.assign(row=np.arange(len(images)))
-        self.alphabets = sorted(meta["alphabet"].unique())
+        meta = images.meta
+        groups = meta.groupby("alphabet").indices  # alphabet -> its rows (positions), ascending
+        self.alphabets = sorted(groups)
         self.table = {}  # alphabet -> array (characters, drawers) of row indices
         self.labels = np.zeros(len(meta), dtype=np.int64)  # row -> class (alphabet, character), numbered 0..
         self.n_classes = 0
+        characters, drawers = meta["character"].to_numpy(), meta["drawer"].to_numpy()
         for alphabet in self.alphabets:
-            sub = meta[meta["alphabet"] == alphabet]
-            drawers = sorted(sub["drawer"].unique())
-            grid = sub.pivot_table(index="character", columns="drawer", values="row", aggfunc="first")
-            self.table[alphabet] = grid = _filled(grid.reindex(columns=drawers).to_numpy(dtype=np.float64))
-            for character, rows in enumerate(grid):
-                self.labels[rows] = self.n_classes + character
+            rows = groups[alphabet]
+            self.table[alphabet] = grid = _filled(_grid(rows, characters[rows], drawers[rows]))
+            for character, members in enumerate(grid):
+                self.labels[members] = self.n_classes + character
             self.n_classes += len(grid)
         self.rotated = "rotation" in meta  # Vinyals' classes: the rotations are classes already
         self.characters = [(a, c) for a in self.alphabets for c in range(len(self.table[a]))]  # in label order
+
+
+def _grid(rows: np.ndarray, characters: np.ndarray, drawers: np.ndarray) -> np.ndarray:
+    """Rows as a (characters, drawers) grid, both sorted; each cell the first row of that character
+    and drawer, NaN where there is none (a pivot table, in numpy: pandas' took 10 ms an alphabet)."""
+    names, character = np.unique(characters, return_inverse=True)
+    columns, drawer = np.unique(drawers, return_inverse=True)
+    cells, first = np.unique(character * len(columns) + drawer, return_index=True)
+    grid = np.full((len(names), len(columns)), np.nan)
+    grid.flat[cells] = rows[first]
+    return grid
 
 
 def _filled(grid: np.ndarray) -> np.ndarray:
