@@ -150,6 +150,21 @@ def test_balanced_pairs_are_half_same_and_equal_per_alphabet():
     assert counts.max() - counts.min() <= 0 and len(counts) == 3
 
 
+def test_character_index_grids_rows_by_sorted_character_and_drawer_filling_gaps():
+    # shuffled rows, a repeated (character, drawer) whose first row wins, and a class missing a drawer
+    meta = pd.DataFrame({"alphabet": ["b", "a", "a", "a", "a", "b", "a"],
+                         "character": ["x", "q", "p", "p", "q", "x", "p"],
+                         "drawer": [2, 1, 2, 1, 2, 1, 1]})
+    index = CharacterIndex(ImageSet(np.zeros((7, 4, 4), np.uint8), meta))
+    assert index.alphabets == ["a", "b"] and index.n_classes == 3
+    np.testing.assert_array_equal(index.table["a"], [[3, 2], [1, 4]])  # rows: p then q; columns: drawers 1, 2
+    np.testing.assert_array_equal(index.table["b"], [[5, 0]])
+    np.testing.assert_array_equal(index.labels, [2, 1, 0, 0, 1, 2, 0])
+    # a class with fewer images than its alphabet's largest repeats its own
+    gappy = CharacterIndex(ImageSet(np.zeros((3, 4, 4), np.uint8), meta.iloc[[1, 2, 4]].reset_index(drop=True)))
+    np.testing.assert_array_equal(gappy.table["a"], [[1, 1], [0, 2]])
+
+
 def test_paper_schedule_decays_lr_and_ramps_momentum():
     m = tiny(objective="pairs", optimizer="sgd", lr="0.1", momentum="0.9", momentum_ramp_epochs=10, lr_decay=0.01)
     m.model_ = TwinNet(m.config)
