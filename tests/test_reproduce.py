@@ -13,7 +13,6 @@ from fewshot_bench.tables.base import TABLES, Cell, PlannedRun
 from fewshot_bench.errors import UserError
 from fewshot_bench.progress import StageProgress
 from fewshot_bench.records import load_records
-from fewshot_bench.experiments.runner import by_training, training_key
 
 
 def cheap_plan(self, preset, stored=None):
@@ -263,14 +262,15 @@ def test_runs_of_one_network_share_a_training_key():
                            seed=seed)
 
     def key(seed=0, **options):
-        return training_key(spec(seed, **options))
+        return runner.training_key(spec(seed, **options))
 
     assert key() == key(keep="epoch1") == key(test_symmetries=4) == key(rotations=True)
     assert len({key(), key(seed=1), key(adam_lr=0.5)}) == 3
-    assert training_key(rep.RunSpec("pixel_1nn", "mnist10")) != training_key(
+    assert runner.training_key(rep.RunSpec("pixel_1nn", "mnist10")) != runner.training_key(
         rep.RunSpec("pixel_1nn", "mnist10", method_options={"input_size": 14}))  # nothing trained: its config
     runs = [("a", spec()), ("b", spec(seed=1)), ("c", spec(test_symmetries=4)), ("d", spec(seed=1, keep="epoch1"))]
-    assert [[name for name, _ in group] for group in by_training(runs, lambda run: run[1])] == [["a", "c"], ["b", "d"]]
+    groups = runner.by_training(runs, lambda run: run[1])
+    assert [[name for name, _ in group] for group in groups] == [["a", "c"], ["b", "d"]]
 
 
 def test_cells_scoring_one_network_wait_for_its_owner(tmp_path, monkeypatch, counted_runs):
