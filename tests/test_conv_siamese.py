@@ -138,6 +138,13 @@ def test_distortion_is_batched_and_seeded():
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
 
 
+def test_distortion_stays_on_the_images_device():
+    # the affine draws come from a CPU generator; on a GPU the images are not on the CPU (the meta
+    # device stands in for one here: a CPU grid against its images fails as a CUDA one would)
+    x = torch.zeros(4, 1, 28, 28, device="meta")
+    assert distort(x, torch.Generator().manual_seed(0)).device == x.device
+
+
 def test_balanced_pairs_are_half_same_and_equal_per_alphabet():
     bg = synthetic_background()
     index = CharacterIndex(bg)

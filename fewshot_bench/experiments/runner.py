@@ -173,6 +173,7 @@ def environment() -> dict:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpu_isa": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's kernels ran with
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "git_commit": CODE_VERSION[0],
         "git_dirty": CODE_VERSION[1],  # tracked files changed since that commit: the code was not the commit's
     }

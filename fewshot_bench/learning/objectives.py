@@ -204,7 +204,7 @@ class Pairs(Objective):
             sel = order[start:start + cfg.batch_size]
             pair, copy = sel % len(self.rows), sel // len(self.rows)
             x = data[torch.as_tensor(self.rows[pair].reshape(-1))].float()  # (2B, 1, H, W)
-            distorted = torch.as_tensor(np.repeat(copy > 0, 2))
+            distorted = torch.as_tensor(np.repeat(copy > 0, 2), device=x.device)
             if distorted.any():
                 x[distorted] = distort(x[distorted], gen)
             self.images = len(x)
