@@ -1,6 +1,7 @@
 """The results store: one JSON file per run, written atomically, read back for tables."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import secrets
@@ -70,6 +71,51 @@ def load_records(store: Path) -> list[dict]:
         if record.get("schema") == SCHEMA:
             records.append(record)
     return sorted(records, key=lambda r: r.get("finished", ""))
+
+
+# what a packed record leaves out: the fields pictures of single trials need (predictions, scores,
+# the images of each set, a verification's pairs); tables read only accuracy, per-trial correctness,
+# groups and the training, all of which stay
+PICTURE_FIELDS = ("predictions", "answers", "score_correct", "score_chosen", "sets", "same", "first", "second",
+                  "pair_scores")
+
+
+def packed(record: dict) -> dict:
+    """A record without its pictures' fields: a tenth of the size or less, and every table the same."""
+    return {**record, "packed": True,
+            "draws": [{k: v for k, v in d.items() if k not in PICTURE_FIELDS} for d in record.get("draws", [])]}
+
+
+def pack_records(store: Path, path: Path) -> int:
+    """Every record of ``store``, packed, as gzipped JSON lines in ``path`` (by run id, no time stamp
+    in the gzip header: the same runs make the same bytes). A store lives on one machine; a pack
+    carries its runs to another (``unpack_records``), or into git beside the tables made from them."""
+    records = sorted(load_records(store), key=lambda r: r["run_id"])
+    lines = "".join(json.dumps(packed(r), separators=(",", ":")) + "\n" for r in records)
+    write_atomic(path, gzip.compress(lines.encode(), mtime=0))
+    return len(records)
+
+
+def unpack_records(path: Path, store: Path) -> tuple[int, int]:
+    """The records of a pack written into ``store``, except runs it already holds (by run key: a
+    run done here is not replaced by a packed one). Returns (added, already there)."""
+    try:
+        lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    except FileNotFoundError:
+        raise UserError(f"no pack at {path}; make one with `bench store pack {path}`") from None
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not a pack of run records ({exc}); make one with `bench store pack`") from None
+    present, added = stored_keys(store), 0
+    for record in records:
+        if record.get("schema") != SCHEMA:
+            raise UserError(f"{path}: run {record.get('run_id')} has record schema {record.get('schema')}, "
+                            f"this bench reads {SCHEMA}")
+        if record_key(record) not in present:
+            save_record(record, store)
+            present.add(record_key(record))
+            added += 1
+    return added, len(records) - added
 
 
 _KEYS: dict[Path, tuple[tuple, str | None]] = {}

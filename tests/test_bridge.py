@@ -10,7 +10,7 @@ from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.experiments import reproduce as rep
 from fewshot_bench.presets import preset_path, write_preset
-from fewshot_bench.records import load_records
+from fewshot_bench.records import load_records, pack_records, unpack_records
 from fewshot_bench.tables import bridge
 from fewshot_bench.tables.base import Cell, PlannedRun
 
@@ -171,6 +171,12 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     points = pd.read_csv(out / "bridge-curves.csv")
     assert len(points) == 4 and (points.groupby("end")["gflop"].max() > points.groupby("end")["gflop"].min()).all()
     assert "## Accuracy against compute" in md and "Koch's schedule for 92.0 and 93.4" in md
+    # the store packed and unpacked on another machine: the same table from the stored runs alone
+    pack_records(tmp_path / "store", tmp_path / "bridge-runs.jsonl.gz")
+    unpack_records(tmp_path / "bridge-runs.jsonl.gz", tmp_path / "elsewhere")
+    rep.reproduce("bridge", "tiny", 1, tmp_path / "elsewhere", tmp_path / "again", run_missing=False,
+                  command="bench reproduce bridge --preset tiny")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "bridge.csv"), pd.read_csv(out / "bridge.csv"))
 
 
 def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():

@@ -15,7 +15,7 @@ def bench(*args, env=None, cwd=None):
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
 
 
-COMMANDS = {"list", "data", "run", "table", "compare", "show", "report", "reproduce", "sweep", "tune", "speed"}
+COMMANDS = {"list", "data", "run", "table", "compare", "show", "report", "reproduce", "sweep", "tune", "store", "speed"}
 
 
 def test_help_lists_every_subcommand_with_its_help():

@@ -123,6 +123,36 @@ def test_stored_keys_parse_a_file_again_only_when_it_changed(tmp_path, monkeypat
 
 # ---------------------------------------------------------------- what a training cost
 
+def test_a_pack_carries_a_stores_runs_without_their_pictures_and_never_replaces_a_run(tmp_path):
+    from fewshot_bench.keys import record_key
+    from fewshot_bench.records import pack_records, unpack_records
+
+    base = {"schema": 1, "method": "pixel_1nn", "preset": None, "method_config": {}, "protocol": "omniglot20",
+            "protocol_config": {}, "trial_seeds": [0], "accuracy": 0.5, "finished": "2026-01-01"}
+    draw = {"trial_seed": 0, "correct": [1, 0], "groups": ["A#1", "A#1"], "predictions": [3, 1],
+            "answers": [3, 2], "score_correct": [0.9, 0.2], "score_chosen": [0.9, 0.4], "sets": [{"group": "A#1"}]}
+    here, there = tmp_path / "here", tmp_path / "there"
+    for seed in (0, 1):
+        save_record({**base, "run_id": f"r{seed}", "seed": seed, "draws": [draw]}, here)
+    pack = tmp_path / "runs.jsonl.gz"
+    assert pack_records(here, pack) == 2
+    first = pack.read_bytes()
+    pack_records(here, pack)
+    assert pack.read_bytes() == first  # the same runs make the same bytes
+    # a run of seed 0 done there already stays as it is; seed 1 arrives without its pictures' fields
+    save_record({**base, "run_id": "mine", "seed": 0, "draws": [draw]}, there)
+    assert unpack_records(pack, there) == (1, 1)
+    assert unpack_records(pack, there) == (0, 2)
+    by_id = {r["run_id"]: r for r in load_records(there)}
+    assert sorted(by_id) == ["mine", "r1"] and "packed" not in by_id["mine"]
+    assert by_id["r1"]["draws"] == [{"trial_seed": 0, "correct": [1, 0], "groups": ["A#1", "A#1"]}]
+    assert by_id["r1"]["packed"] and record_key(by_id["r1"]) == record_key({**base, "seed": 1})
+    with pytest.raises(UserError, match="not a pack of run records"):
+        unpack_records(tmp_path / "here" / "r0.json", there)
+    with pytest.raises(UserError, match="no pack at"):
+        unpack_records(tmp_path / "missing.jsonl.gz", there)
+
+
 def epochs(*seconds, member=None, **extra):
     return [{"seconds": s, "member": member, **extra} for s in seconds]
 

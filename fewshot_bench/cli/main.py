@@ -8,13 +8,13 @@ import sys
 import threading
 
 from fewshot_bench import __version__
-from fewshot_bench.cli import compare, data, listing, report, reproduce, run, show, speed, sweep, table, tune
+from fewshot_bench.cli import compare, data, listing, report, reproduce, run, show, speed, store, sweep, table, tune
 from rich.markup import escape
 
 from fewshot_bench.cli.common import console
 from fewshot_bench.errors import UserError
 
-SUBCOMMANDS = (listing, data, run, table, compare, show, report, reproduce, sweep, tune, speed)  # in --help's order
+SUBCOMMANDS = (listing, data, run, table, compare, show, report, reproduce, sweep, tune, store, speed)  # in --help's order
 EPILOG = """examples:
   bench list
   bench data --data-root ../shared/data
@@ -25,6 +25,7 @@ EPILOG = """examples:
   bench show --method mhd --protocol omniglot20 --gallery failures.png
   bench report --out results/report
   bench tune --method conv_siamese --preset koch_cpu --trials 40
+  bench store pack results/bridge-runs.jsonl.gz
   bench speed mhd
 """
 

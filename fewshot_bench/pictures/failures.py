@@ -16,7 +16,7 @@ def trial_table(record: dict) -> pd.DataFrame:
     for draw in record["draws"]:
         if not draw.get("sets"):
             raise UserError(f"run {record['run_id']} keeps no trial identities (recorded before they were "
-                            "kept, or a verification run); rerun it to see its trials")
+                            "kept, packed by `bench store pack`, or a verification run); rerun it to see its trials")
         trial = 0
         for ts in draw["sets"]:
             support = _class_images(ts)
