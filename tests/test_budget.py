@@ -3,6 +3,8 @@ import pandas as pd
 import pytest
 
 from fewshot_bench.api import METHODS
+from fewshot_bench.imageset import ImageSet
+from fewshot_bench.learning.sampling import CharacterIndex
 from fewshot_bench.experiments import reproduce as rep
 from fewshot_bench.records import epoch_gflop, load_records, training_budget
 from fewshot_bench.tables import budget
@@ -154,3 +156,23 @@ def test_a_cell_says_its_seeds_where_they_differ_from_the_table():
     texts = [budget.cell_text(row, usual) for _, row in frame.iterrows()]
     assert texts == ["90.0 ± 1.5", "80.0 ± 2.0", f"70.0 (1 of {budget.SEEDS} seeds)", "not run"]
     assert "one training seed" in budget.seeds_line(budget.usual_seeds(frame.iloc[2:]))
+
+
+def test_a_budget_sizes_varying_trial_batches_by_their_mean_not_by_the_probes_draw():
+    # one alphabet of 3 characters beside two of 8: a 5-way group holds 3 or 5 characters, so the
+    # probe's batch held 24, 32 or 40 images as it happened to draw; the steps must not follow it
+    full = synthetic_background(alphabets=3, characters=8)
+    keep = ~((full.meta["alphabet"] == "Synthetic0") & (full.meta["character"] > "character03")).to_numpy()
+    background = ImageSet(full.images[keep], full.meta[keep].reset_index(drop=True))
+    cls = METHODS.get("conv_siamese")
+    options = {"budget_gflop": "0.4", "epochs": "1", "patience": "1", "rotations": "false"}
+    steps, spent = [], []
+    for seed in range(4):
+        method = cls(cls.make_config("tiny", options), seed=seed, preset="tiny").fit(background)
+        (epoch,) = method.history_
+        steps.append(epoch["steps"])
+        spent.append(epoch_gflop(epoch))
+        objective = method.objective_for(CharacterIndex(background))
+        assert objective.mean_images() == 2 * 4 * (3 + 5 + 5) / 3  # groups x drawers x mean way
+    assert max(steps) <= 1.05 * min(steps)
+    assert all(0.8 * 0.4 < s < 1.2 * 0.4 for s in spent)  # what the epochs held, counted, near the budget

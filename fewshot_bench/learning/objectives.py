@@ -171,6 +171,11 @@ class Objective:
     def steps_per_epoch(self) -> int:
         return self.fixed_steps or self.config.steps_per_epoch
 
+    def mean_images(self) -> float | None:
+        """The images a step holds on average, where batches vary with what is drawn (None: every
+        step holds as many as the last one)."""
+        return None
+
     def losses(self, data: torch.Tensor, rng: np.random.Generator, gen: torch.Generator) -> Iterator[torch.Tensor]:
         """One epoch: a loss per step, on batches of ``data`` (N, 1, H, W) drawn with ``rng``/``gen``."""
         raise NotImplementedError
@@ -241,6 +246,14 @@ class Grids(Objective):
                 x = distort(x, gen)
             self.images = len(x)
             yield self.loss(x, [g.shape for g in groups])
+
+    def mean_images(self) -> float:
+        """A within-alphabet group holds ``way`` characters or all of a smaller alphabet's, alphabets
+        drawn alike: the mean over alphabets of min(way, its characters), by drawers and groups."""
+        cfg = self.config
+        way = cfg.way if getattr(cfg, "across_alphabets", False) else float(np.mean(
+            [min(cfg.way, self.index.table[a].shape[0]) for a in self.index.alphabets]))
+        return cfg.alphabets_per_batch * cfg.drawers_per_character * way
 
     def _symmetry(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """One random symmetry (turn and/or mirror, as configured) for all images of an alphabet."""

@@ -148,7 +148,9 @@ class TrainingLoop:
     def _budget_steps(self, objective, data: torch.Tensor) -> int:
         """Steps per epoch that spend ``budget_gflop`` over the epochs: one probe step (forward and
         backward, counted) on a copy of the network with its own random draws, so the training's
-        own draws and weights are untouched."""
+        own draws and weights are untouched. Its FLOPs per image times the images a step holds on
+        average (``mean_images``: the trial loss's batches vary with the alphabets drawn, and sizing
+        by the probe's own batch made two networks of one budget spend 181,546 and 310,065 GFLOP)."""
         cfg, model = self.config, self.model_
         self.model_ = copy.deepcopy(model)
         try:
@@ -158,7 +160,9 @@ class TrainingLoop:
                 loss.backward()
         finally:
             self.model_ = model
-        return max(1, round(cfg.budget_gflop / cfg.epochs / (counter.get_total_flops() / 1e9)))
+        per_image = counter.get_total_flops() / 1e9 / objective.images
+        images = objective.mean_images() or objective.images
+        return max(1, round(cfg.budget_gflop / cfg.epochs / (per_image * images)))
 
     def _validate(self, validation) -> float:
         self.validating_ = True
