@@ -2,6 +2,7 @@
 the far end is reached exactly, the pair loss's rate is chosen on validation, and the whole path
 runs on a tiny preset."""
 import dataclasses
+import re
 
 import pandas as pd
 import pytest
@@ -171,12 +172,22 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     points = pd.read_csv(out / "bridge-curves.csv")
     assert len(points) == 4 and (points.groupby("end")["gflop"].max() > points.groupby("end")["gflop"].min()).all()
     assert "## Accuracy against compute" in md and "Koch's schedule for 92.0 and 93.4" in md
+    n_runs = len(load_records(tmp_path / "store"))
+    assert re.search(rf"its runs ran on \S+ CPU, \S+ \({n_runs}\)", md)  # all here, none from a pack
     # the store packed and unpacked on another machine: the same table from the stored runs alone
     pack_records(tmp_path / "store", tmp_path / "bridge-runs.jsonl.gz")
     unpack_records(tmp_path / "bridge-runs.jsonl.gz", tmp_path / "elsewhere")
     rep.reproduce("bridge", "tiny", 1, tmp_path / "elsewhere", tmp_path / "again", run_missing=False,
                   command="bench reproduce bridge --preset tiny")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "bridge.csv"), pd.read_csv(out / "bridge.csv"))
+
+
+def test_a_runs_device_is_its_gpu_else_its_cpu_and_isa():
+    from fewshot_bench.tables.base import ran_on
+
+    assert ran_on({"environment": {"machine": "x86_64", "cpu_isa": "AVX512", "gpu": None}}) == "x86_64 CPU, AVX512"
+    assert ran_on({"environment": {"machine": "x86_64 x86_64", "cpu_isa": "AVX2", "gpu": "NVIDIA H200"}}) == "NVIDIA H200"
+    assert ran_on({"environment": {"machine": "aarch64"}}) == "aarch64 CPU, ?"  # recorded before cpu_isa
 
 
 def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():

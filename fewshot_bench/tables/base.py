@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,8 +194,20 @@ def budget_columns(fits: list[dict]) -> dict:
             "still_improving": any_improving([b["still_improving"] for b in budgets])}
 
 
-def machine_line() -> str:
-    return f"- machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+def machine_line(runs: list[PlannedRun] = ()) -> str:
+    """The machine writing the table and, where its runs are stored, what they ran on: a pack
+    (``bench store``) brings runs from other machines, a CPU's or a GPU's."""
+    line = f"- machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    where = Counter(ran_on(r.record) for r in runs if r.record is not None)
+    if where:
+        line += "; its runs ran on " + ", ".join(f"{kind} ({n})" for kind, n in where.most_common())
+    return line
+
+
+def ran_on(record: dict) -> str:
+    """A run's device in a few words: its GPU, else its CPU's architecture and vector ISA."""
+    env = record.get("environment", {})
+    return env.get("gpu") or f"{env.get('machine', '?').split()[0]} CPU, {env.get('cpu_isa') or '?'}"
 
 
 def num(value, fmt: str) -> str:

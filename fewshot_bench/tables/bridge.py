@@ -357,7 +357,7 @@ class Bridge(Table):
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out_dir / "bridge.csv", index=False)
         end = far_end(about.preset)
-        lines = [f"# bridge: {self.summary}", "", f"- command: `{about.command}`", machine_line(),
+        lines = [f"# bridge: {self.summary}", "", f"- command: `{about.command}`", machine_line(runs),
                  f"- training seeds: {SEEDS} a link; cells: accuracy (%), mean over seeds ± the 95% t-interval over "
                  "seeds; a step: the link minus the one before, seed k against seed k on identical trials (mean ± "
                  "t-interval over seeds), with the exact McNemar p on the pooled trials",

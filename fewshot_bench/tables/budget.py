@@ -170,7 +170,7 @@ class Budget(Table):
         out_dir.mkdir(parents=True, exist_ok=True)
         usual = usual_seeds(frame)
         frame.to_csv(out_dir / "budget.csv", index=False)
-        lines = [f"# budget: {self.summary}", "", f"- command: `{about.command}`", machine_line(),
+        lines = [f"# budget: {self.summary}", "", f"- command: `{about.command}`", machine_line(runs),
                  *about.missing_line(len(runs)),
                  f"- backbone Conv-4 (relation nets and MAML keep their papers' variants of it), the Vinyals train "
                  f"classes (omniglot20: Koch's background), no augmentation; each training spends {BUDGET_GFLOP:,.0f} "

@@ -144,7 +144,7 @@ class KochTable(Table):
                  f"- command: `{about.command}`",
                  f"- preset: {about.preset}; training seeds: {about.seeds} (the rows of Koch's recipe: {KOCH_SEEDS}, "
                  "whatever --seeds says; the seeds column counts each row's)",
-                 machine_line(),
+                 machine_line(runs),
                  f"- time: {compute:.0f} s of training and evaluation in the runs below (as recorded; a reused "
                  "checkpoint counts its original training, once per method); "
                  f"this reproduce took {about.seconds:.0f} s (stored runs are reused)",

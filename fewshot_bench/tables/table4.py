@@ -204,7 +204,7 @@ class Table4(Table):
         labels = [label for label, _, _ in COLUMNS]
         lines = ["# table4: the few-shot literature's methods, each its paper's recipe, on Vinyals' benchmark "
                  "and Koch's task", "",
-                 f"- command: `{about.command}`", machine_line(),
+                 f"- command: `{about.command}`", machine_line(runs),
                  f"- this reproduce took {about.seconds:.0f} s (stored runs are reused); training budgets below",
                  *about.missing_line(len(runs)),
                  f"- cells: ours, then the published figure in brackets. {SEEDED} (and every Vinyals column of a row "
