@@ -106,11 +106,12 @@ def unpack_records(path: Path, store: Path) -> tuple[int, int]:
         raise UserError(f"no pack at {path}; make one with `bench store pack {path}`") from None
     except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path} is not a pack of run records ({exc}); make one with `bench store pack`") from None
-    present, added = stored_keys(store), 0
-    for record in records:
+    for record in records:  # all checked before any is written
         if record.get("schema") != SCHEMA:
             raise UserError(f"{path}: run {record.get('run_id')} has record schema {record.get('schema')}, "
                             f"this bench reads {SCHEMA}")
+    present, added = stored_keys(store), 0
+    for record in records:
         if record_key(record) not in present:
             save_record(record, store)
             present.add(record_key(record))
