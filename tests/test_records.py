@@ -2,6 +2,7 @@
 (runner.py), scoring trial sets (evaluation.py), checkpoints and early stopping, and the held-out
 checks of the data. Fast: no training, no real data. Mutation testing runs these (see
 tests/mutation_report.py), so each test pins exact values."""
+import gzip
 import json
 import os
 import platform
@@ -151,6 +152,12 @@ def test_a_pack_carries_a_stores_runs_without_their_pictures_and_never_replaces_
         unpack_records(tmp_path / "here" / "r0.json", there)
     with pytest.raises(UserError, match="no pack at"):
         unpack_records(tmp_path / "missing.jsonl.gz", there)
+    # a pack with a record of another schema writes nothing, not the records before it
+    pack.write_bytes(gzip.compress("".join(json.dumps({**base, "run_id": f"r{s}", "seed": s, "schema": 1 + (s == 9)})
+                                           + "\n" for s in (5, 9)).encode()))
+    with pytest.raises(UserError, match="record schema 2"):
+        unpack_records(pack, tmp_path / "third")
+    assert not (tmp_path / "third").exists()
 
 
 def epochs(*seconds, member=None, **extra):
