@@ -53,6 +53,16 @@ def test_missing_data_says_where_and_how(tmp_path):
     assert "bench data fetch" in out.stderr and str(tmp_path) in " ".join(out.stderr.split())
 
 
+def test_store_pack_and_unpack_mistakes_are_one_line_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a pack")
+    for args, says in ((("unpack", str(tmp_path / "none.jsonl.gz")), "no pack at"),
+                       (("unpack", str(tmp_path / "notes.txt")), "is not a pack of run records"),
+                       (("pack", str(tmp_path / "p.jsonl.gz"), "--store", str(tmp_path / "empty")), "no results store at")):
+        out = bench("store", *args, "--store", str(tmp_path / "store")) if args[0] == "unpack" else bench("store", *args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert says in " ".join(out.stderr.split())
+
+
 def test_run_json_prints_the_record_as_the_last_stdout_line(data_root, tmp_path):
     out = bench("run", "--method", "pixel_1nn", "--protocol", "omniglot20", "--trial-seed", "0-1",
                 "--json", "--store", str(tmp_path / "store"))
