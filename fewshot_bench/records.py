@@ -112,9 +112,10 @@ def unpack_records(path: Path, store: Path) -> tuple[int, int]:
                             f"this bench reads {SCHEMA}")
     present, added = stored_keys(store), 0
     for record in records:
-        if record_key(record) not in present:
+        key = record_key(record)
+        if key not in present:
             save_record(record, store)
-            present.add(record_key(record))
+            present.add(key)
             added += 1
     return added, len(records) - added
 

@@ -194,7 +194,7 @@ def budget_columns(fits: list[dict]) -> dict:
             "still_improving": any_improving([b["still_improving"] for b in budgets])}
 
 
-def machine_line(runs: list[PlannedRun] = ()) -> str:
+def machine_line(runs: list[PlannedRun]) -> str:
     """The machine writing the table and, where its runs are stored, what they ran on: a pack
     (``bench store``) brings runs from other machines, a CPU's or a GPU's."""
     line = f"- machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
@@ -207,7 +207,7 @@ def machine_line(runs: list[PlannedRun] = ()) -> str:
 def ran_on(record: dict) -> str:
     """A run's device in a few words: its GPU, else its CPU's architecture and vector ISA."""
     env = record.get("environment", {})
-    return env.get("gpu") or f"{env.get('machine', '?').split()[0]} CPU, {env.get('cpu_isa') or '?'}"
+    return env.get("gpu") or f"{(env.get('machine') or '?').split()[0]} CPU, {env.get('cpu_isa') or '?'}"
 
 
 def num(value, fmt: str) -> str:
