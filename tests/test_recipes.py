@@ -9,7 +9,7 @@ from fewshot_bench.learning.networks import build_network
 from fewshot_bench.learning.objectives import class_scores
 from fewshot_bench.learning.sampling import CharacterIndex, trial_batch
 from fewshot_bench.learning.trainer import lr_factor
-from fewshot_bench.records import still_improving, training_budget, training_precision
+from fewshot_bench.records import still_improving, training_budget
 from tests.test_every_plugin import synthetic_background
 
 
@@ -104,12 +104,6 @@ def test_a_training_records_its_budget_and_compute_grows_with_its_steps(tmp_path
     assert long["gflop"] == pytest.approx(2 * short["gflop"]) and short["gflop"] > 0
     assert long["still_improving"] in (True, False) and short["still_improving"] is None
     assert long["precision"] == "fp32"  # the tiny preset trains in fp32
-
-
-def test_a_trainings_precision_reads_its_epochs():
-    assert training_precision([{"bf16": True}, {"bf16": True}]) == "bf16"
-    assert training_precision([{"bf16": False}, {}]) == "fp32"  # epochs recorded before the field: fp32
-    assert training_precision([{"bf16": False}, {"bf16": True}]) == "bf16+fp32"  # resumed on another CPU
 
 
 def test_chen_baseline_scores_simpleshots_network_with_a_linear_classifier_per_episode(tmp_path):

@@ -259,6 +259,8 @@ def test_table4_tiny_reproduce_writes_budgets_seeds_and_paired_orders(data_root,
     assert "| system | 5w1s |" in md and "## Training budgets" in md and "## Recipes" in md
     # each training says what it ran in, and on which ISA (the record's environment)
     assert f"| fp32 ({records[0]['environment']['cpu_isa']}) |" in md
+    on_gpu = {"environment": {"cpu_isa": "AVX512", "gpu": "NVIDIA H200"}}  # a run packed on a GPU machine
+    assert table4._precision({"precision": "bf16"}, on_gpu) == "bf16 (NVIDIA H200)"
     assert "Order on 20w1s" in md and (" > " in md or " = " in md) and (out / "table4.png").is_file()
     published = frame[frame["system"] == "Baseline classifier (Vinyals et al.)"].iloc[0]
     assert published["published_only"] and published["20w1s_paper"] == 69.5

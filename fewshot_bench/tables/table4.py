@@ -389,8 +389,10 @@ def budget_lines(runs: list[PlannedRun]) -> list[str]:
 
 
 def _precision(budget: dict, record: dict) -> str:
-    isa = record.get("environment", {}).get("cpu_isa")
-    return f"{budget['precision']} ({isa})" if isa else budget["precision"]
+    """The training's precision and where it ran: a GPU's name, else the CPU's vector ISA."""
+    env = record.get("environment", {})
+    where = env.get("gpu") or env.get("cpu_isa")
+    return f"{budget['precision']} ({where})" if where else budget["precision"]
 
 
 def paper_steps(method: str, preset: str | None) -> int | None:
