@@ -11,7 +11,7 @@ from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.experiments import reproduce as rep
 from fewshot_bench.presets import preset_path, write_preset
-from fewshot_bench.records import load_records, pack_records, unpack_records
+from fewshot_bench.records import epoch_seconds, load_records, pack_records, unpack_records
 from fewshot_bench.tables import bridge
 from fewshot_bench.tables.base import Cell, PlannedRun
 
@@ -174,6 +174,10 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert "## Accuracy against compute" in md and "Koch's schedule for 92.0 and 93.4" in md
     n_runs = len(load_records(tmp_path / "store"))
     assert re.search(rf"its runs ran on \S+ CPU, \S+ \({n_runs}\)", md)  # all here, none from a pack
+    # what they cost: six trainings (four links, two curve ends); a curve's second snapshot reuses its weights
+    trained = [r for r in load_records(tmp_path / "store") if not r["training"]["reused_checkpoint"]]
+    minutes = sum(epoch_seconds(r["training"]["history"]) for r in trained) / 60
+    assert f"- compute of the {n_runs} stored runs: 6 trainings, {minutes:.1f} min of training epochs" in md
     # the store packed and unpacked on another machine: the same table from the stored runs alone
     pack_records(tmp_path / "store", tmp_path / "bridge-runs.jsonl.gz")
     unpack_records(tmp_path / "bridge-runs.jsonl.gz", tmp_path / "elsewhere")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fewshot_bench.records import training_budget
+from fewshot_bench.records import epoch_seconds, training_budget
 from fewshot_bench.registry import Registry
 from fewshot_bench.stats import mcnemar_exact, t_interval
 
@@ -202,6 +202,22 @@ def machine_line(runs: list[PlannedRun]) -> str:
     if where:
         line += "; its runs ran on " + ", ".join(f"{kind} ({n})" for kind, n in where.most_common())
     return line
+
+
+def compute_line(runs: list[PlannedRun]) -> str:
+    """What the stored runs cost, summed over runs however many machines and sessions ran them:
+    trainings (a run that reused another's weights is not one), their epochs' own seconds (a
+    training resumed across processes counts each epoch once), and the seconds spent scoring."""
+    records = [r.record for r in runs if r.record is not None]
+    trainings = [r["training"]["history"] for r in records
+                 if r.get("training") and not r["training"].get("reused_checkpoint")]
+    training, scoring = sum(map(epoch_seconds, trainings)), sum(r.get("eval_seconds", 0.0) for r in records)
+    return (f"- compute of the {len(records)} stored runs: {len(trainings)} trainings, {duration_text(training)} of "
+            f"training epochs and {duration_text(scoring)} of scoring (sums, whatever ran side by side)")
+
+
+def duration_text(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def ran_on(record: dict) -> str:

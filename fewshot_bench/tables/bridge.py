@@ -37,7 +37,7 @@ from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
 from fewshot_bench.stats import t_interval
-from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed,
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed, compute_line,
                                        machine_line, p_text, pyplot, rounded_cell, step_columns)
 
 METHOD = "conv_siamese"
@@ -357,7 +357,7 @@ class Bridge(Table):
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out_dir / "bridge.csv", index=False)
         end = far_end(about.preset)
-        lines = [f"# bridge: {self.summary}", "", f"- command: `{about.command}`", machine_line(runs),
+        lines = [f"# bridge: {self.summary}", "", f"- command: `{about.command}`", machine_line(runs), compute_line(runs),
                  f"- training seeds: {SEEDS} a link; cells: accuracy (%), mean over seeds ± the 95% t-interval over "
                  "seeds; a step: the link minus the one before, seed k against seed k on identical trials (mean ± "
                  "t-interval over seeds), with the exact McNemar p on the pooled trials",
