@@ -194,6 +194,20 @@ def test_a_runs_device_is_its_gpu_else_its_cpu_and_isa():
     assert ran_on({"environment": {"machine": "aarch64"}}) == "aarch64 CPU, ?"  # recorded before cpu_isa
 
 
+def test_a_record_two_cells_share_counts_once_in_the_header():
+    from fewshot_bench.tables.base import compute_line, machine_line
+
+    trained = {"run_id": "a", "eval_seconds": 60.0, "environment": {"machine": "x86_64", "cpu_isa": "AVX2"},
+               "training": {"reused_checkpoint": False, "history": [{"seconds": 1800.0}, {"seconds": 1800.0}]}}
+    reused = {**trained, "run_id": "b", "training": {**trained["training"], "reused_checkpoint": True}}
+    # the pair link at its chosen rate is its rate grid's run: one record, planned twice
+    runs = [PlannedRun(Cell(row, "conv_siamese", "cpu"), "omniglot20", {}, 0, trained) for row in ("grid", "link")]
+    runs.append(PlannedRun(Cell("link", "conv_siamese", "cpu"), "lake_runs", {}, 0, reused))
+    assert compute_line(runs) == ("- compute of the 2 stored runs: 1 training, 1.0 h of training epochs and "
+                                  "2.0 min of scoring (sums, whatever ran side by side)")
+    assert machine_line(runs).endswith("its runs ran on x86_64 CPU, AVX2 (2)")
+
+
 def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():
     import numpy as np
 

@@ -198,7 +198,7 @@ def machine_line(runs: list[PlannedRun]) -> str:
     """The machine writing the table and, where its runs are stored, what they ran on: a pack
     (``bench store``) brings runs from other machines, a CPU's or a GPU's."""
     line = f"- machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    where = Counter(ran_on(r.record) for r in runs if r.record is not None)
+    where = Counter(map(ran_on, stored_records(runs)))
     if where:
         line += "; its runs ran on " + ", ".join(f"{kind} ({n})" for kind, n in where.most_common())
     return line
@@ -208,12 +208,19 @@ def compute_line(runs: list[PlannedRun]) -> str:
     """What the stored runs cost, summed over runs however many machines and sessions ran them:
     trainings (a run that reused another's weights is not one), their epochs' own seconds (a
     training resumed across processes counts each epoch once), and the seconds spent scoring."""
-    records = [r.record for r in runs if r.record is not None]
+    records = stored_records(runs)
     trainings = [r["training"]["history"] for r in records
                  if r.get("training") and not r["training"].get("reused_checkpoint")]
     training, scoring = sum(map(epoch_seconds, trainings)), sum(r.get("eval_seconds", 0.0) for r in records)
-    return (f"- compute of the {len(records)} stored runs: {len(trainings)} trainings, {duration_text(training)} of "
-            f"training epochs and {duration_text(scoring)} of scoring (sums, whatever ran side by side)")
+    plural = "s" * (len(trainings) != 1)
+    return (f"- compute of the {len(records)} stored runs: {len(trainings)} training{plural}, {duration_text(training)} "
+            f"of training epochs and {duration_text(scoring)} of scoring (sums, whatever ran side by side)")
+
+
+def stored_records(runs: list[PlannedRun]) -> list[dict]:
+    """The planned runs' stored records, each once: cells planned alike share one (the bridge's
+    pair link at its chosen rate is its rate grid's run)."""
+    return list({r.record.get("run_id") or id(r.record): r.record for r in runs if r.record is not None}.values())
 
 
 def duration_text(seconds: float) -> str:
