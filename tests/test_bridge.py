@@ -11,7 +11,7 @@ from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.experiments import reproduce as rep
 from fewshot_bench.presets import preset_path, write_preset
-from fewshot_bench.records import epoch_seconds, load_records, pack_records, unpack_records
+from fewshot_bench.records import epoch_seconds, load_records, pack_records, training_budget, unpack_records
 from fewshot_bench.tables import bridge
 from fewshot_bench.tables.base import Cell, PlannedRun
 
@@ -165,7 +165,11 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert detour["omniglot20_chain_step"] == pytest.approx(round(in_chain, 2))
     assert detour["omniglot20_interaction"] == pytest.approx(round(here - in_chain, 2), abs=0.02)
     assert detour["changed"] == "rotations: True → False"
+    # each link's training compute, from its record, beside its accuracy
+    assert step["gflop"] == pytest.approx(round(training_budget(second)["gflop"], 1))
     md = (out / "bridge.md").read_text()
+    assert bridge.training_text(step) and f"| 20 drawers → 12 | {bridge.training_text(step)} | " in md
+    assert "| link | TFLOP |" in md
     assert "bench reproduce bridge --preset tiny" in md and "| 20 drawers → 12 |" in md
     assert "| rotated alphabets → none, from our cpu recipe |" in md.split("## Changes that interact")[1]
     assert (out / "bridge.png").is_file() and not pd.read_csv(out / "bridge.csv").empty

@@ -37,8 +37,9 @@ from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
 from fewshot_bench.stats import t_interval
-from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed, compute_line,
-                                       machine_line, p_text, pyplot, rounded_cell, step_columns)
+from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed, budget_columns,
+                                       compute_line, machine_line, p_text, pyplot, rounded_cell, step_columns,
+                                       verdict)
 
 METHOD = "conv_siamese"
 PROTOCOLS = ("omniglot20", "lake_runs", "verification")  # names, or (name, options) pairs; the first fits
@@ -335,6 +336,9 @@ class Bridge(Table):
         out, previous = [], None
         for i, (row, config) in enumerate(steps):
             entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
+            # what the link's training cost: the schedule's compute cap shows here, not in its options alone
+            entry.update(budget_columns([r.record for r in links if r.cell.row == row and r.protocol == names()[0]
+                                         and r.record is not None]))
             for protocol in names():
                 entry.update(cell_columns(links, row, protocol))
                 if previous is not None:
@@ -363,12 +367,15 @@ class Bridge(Table):
                  "t-interval over seeds), with the exact McNemar p on the pooled trials",
                  f"- from `{METHOD} --preset {ENDS[about.preset][0]}` to `--preset {end}`"
                  f"{end_provenance(end)}; each link's changed options are listed below",
+                 "- TFLOP: a link's training compute, forward and backward (its first seed's; steps and images in the "
+                 "CSV); ↑ = still improving when it stopped (its best validation accuracy in the last quarter of "
+                 "epochs beat the best before by more than the validation's 95% interval)",
                  *about.missing_line(len(runs)), "",
-                 "| link | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
-                 "|---|" + "---|---|---|" * len(PROTOCOLS)]
+                 "| link | TFLOP | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
+                 "|---|---|" + "---|---|---|" * len(PROTOCOLS)]
         chain_frame, detour_frame = split_detours(frame)
         for _, row in chain_frame.iterrows():
-            texts = []
+            texts = [training_text(row)]
             for p in names():
                 texts += [cell_text(row, p), step_text(row, p), "" if pd.isna(row.get(f"{p}_p")) else p_text(row[f"{p}_p"])]
             lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
@@ -438,6 +445,13 @@ def cell_text(row, protocol: str) -> str:
     seeds = int(row.get(f"{protocol}_seeds", 0))
     text = f"{row[protocol]:.1f}" + (f" ± {row[f'{protocol}_ci95']:.1f}" if seeds > 1 else "")
     return text if seeds == SEEDS else f"{text} ({seeds} of {SEEDS} seeds)"
+
+
+def training_text(row) -> str:
+    """A link's training TFLOP, ↑ where it was still improving at its end; blank before it ran."""
+    if pd.isna(row.get("gflop")):
+        return ""
+    return gflop_text(row["gflop"] / 1000) + (" ↑" if verdict(row.get("still_improving")) else "")
 
 
 def step_text(row, protocol: str) -> str:
