@@ -229,6 +229,13 @@ def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():
     far = bridge.fit_trend(points, (85.0,), at=1e6)
     assert far["at"] == pytest.approx(float(bridge.saturating(1e6, 90.0, 30.0, 0.4)), abs=1.0)
     assert far["at_low"] <= far["at"] <= far["at_high"] and len(far["at_draws"]) > 100
+    # one seed: a fit, but no interval (resampling one seed refits the same points)
+    alone = bridge.fit_trend([p for p in points if p[0] == 0], (85.0,), at=1e6)
+    assert alone["a"] == pytest.approx(90.0, abs=2.0) and np.isnan(alone["a_low"]) and alone["at_draws"] == []
+    assert bridge.interval_text(alone["a_low"], alone["a_high"], str) == " (one seed: no interval)"
+    lines = bridge.paper_compute_lines({(bridge.CURVE_ROWS[0], "omniglot20"): alone,
+                                        (bridge.CURVE_ROWS[1], "omniglot20"): alone}, 1e6)
+    assert lines[2].endswith("ours minus Koch's +0.0 (one seed: no interval)")
 
 
 def test_at_koch_s_compute_the_two_ends_are_compared_by_their_trends():

@@ -265,11 +265,15 @@ def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...]
         return None
     seeds = sorted({p[0] for p in points})
     rng = np.random.default_rng(0)
-    draws = [fit([p for s in rng.choice(seeds, len(seeds)) for p in points if p[0] == s]) for _ in range(200)]
+    # one seed: every resample is that seed again, an interval of width zero that says nothing
+    draws = [fit([p for s in rng.choice(seeds, len(seeds)) for p in points if p[0] == s])
+             for _ in range(200 if len(seeds) > 1 else 0)]
     draws = [d for d in draws if d is not None]
     asymptotes = [d[0][0] for d in draws]
 
     def interval(values):  # sample percentiles: a target never reached is inf, not averaged with others
+        if not values:
+            return [float("nan")] * 2
         return [float(np.percentile(values, q, method="inverted_cdf")) for q in (2.5, 97.5)]
 
     out = dict(zip(("a", "b", "c"), map(float, best[0])))
@@ -557,9 +561,9 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
                 fitted = ["too few points", ""]
             else:
                 reach = [trend[f"reach_{target}{k}"] for k in ("", "_low", "_high")]
-                fitted = [f"{trend['a']:.1f} [{trend['a_low']:.1f}, {trend['a_high']:.1f}]",
+                fitted = [f"{trend['a']:.1f}" + interval_text(trend["a_low"], trend["a_high"], lambda v: f"{v:.1f}"),
                           f"{target}: " + ("never" if np.isinf(reach[0]) else f"{reach[0]:,.0f} GFLOP") +
-                          f" [{gflop_text(reach[1])}, {gflop_text(reach[2])}]"]
+                          interval_text(reach[1], reach[2], gflop_text)]
             lines.append(f"| {end} | {protocol} | " + " | ".join(texts) + " | " + " | ".join(fitted) + " |")
         lines += ["", "Cells: accuracy (%) at each share of the budget, mean over seeds (GFLOP spent to it)."]
         lines += ["", *paper_compute_lines(at_paper, paper)]
@@ -579,15 +583,23 @@ def paper_compute_lines(trends: dict, paper: float) -> list[str]:
              "budget measured: it holds only as far as the power law does):", ""]
     for protocol in CURVE_PROTOCOLS:
         ours, koch = (trends.get((row, protocol_of(protocol)[0])) for row in CURVE_ROWS)
-        texts = [f"{row}: {t['at']:.1f} [{t['at_low']:.1f}, {t['at_high']:.1f}]"
+        texts = [f"{row}: {t['at']:.1f}" + interval_text(t["at_low"], t["at_high"], lambda v: f"{v:.1f}")
                  for row, t in zip(CURVE_ROWS, (ours, koch)) if t is not None]
         if ours is not None and koch is not None:
             pairs = min(len(ours["at_draws"]), len(koch["at_draws"]))
             difference = np.subtract(ours["at_draws"][:pairs], koch["at_draws"][:pairs])
-            low, high = (float(np.percentile(difference, q)) for q in (2.5, 97.5))
-            texts.append(f"ours minus Koch's {ours['at'] - koch['at']:+.1f} [{low:+.1f}, {high:+.1f}]")
+            low, high = (float(np.percentile(difference, q)) for q in (2.5, 97.5)) if pairs else (np.nan, np.nan)
+            texts.append(f"ours minus Koch's {ours['at'] - koch['at']:+.1f}"
+                         + interval_text(low, high, lambda v: f"{v:+.1f}"))
         lines.append(f"- {protocol_of(protocol)[0]}: " + ("; ".join(texts) if texts else "too few points"))
     return lines
+
+
+def interval_text(low: float, high: float, text) -> str:
+    """A trend's 95% interval as `` [low, high]``; with one seed there is none, and it says so."""
+    if np.isnan(low) or np.isnan(high):
+        return " (one seed: no interval)"
+    return f" [{text(low)}, {text(high)}]"
 
 
 def gflop_text(value: float) -> str:
