@@ -126,6 +126,11 @@ def p_text(p: float) -> str:
     return f"p = {p:.2g}" if p > 0 else "p < 1e-300"
 
 
+# the ↑ of a TFLOP cell, as the tables' legends define it (records.still_improving decides it)
+IMPROVING_MARK = ("↑ = still improving when it stopped: its best validation accuracy in the last quarter of epochs "
+                  "beat the best before by more than the validation's 95% interval")
+
+
 def verdict(value) -> bool | None:
     """A still-improving verdict as read back from a frame: bool (or numpy bool), else None (unknown)."""
     return bool(value) if isinstance(value, (bool, np.bool_)) else None

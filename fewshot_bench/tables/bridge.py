@@ -37,9 +37,9 @@ from fewshot_bench.presets import find_preset, preset_about
 from fewshot_bench.records import write_atomic
 from fewshot_bench.seeding import format_seeds
 from fewshot_bench.stats import t_interval
-from fewshot_bench.tables.base import (TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed, budget_columns,
-                                       compute_line, machine_line, p_text, pyplot, rounded_cell, step_columns,
-                                       verdict)
+from fewshot_bench.tables.base import (IMPROVING_MARK, TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed,
+                                       budget_columns, compute_line, machine_line, p_text, pyplot, rounded_cell,
+                                       step_columns, verdict)
 
 METHOD = "conv_siamese"
 PROTOCOLS = ("omniglot20", "lake_runs", "verification")  # names, or (name, options) pairs; the first fits
@@ -341,8 +341,7 @@ class Bridge(Table):
         for i, (row, config) in enumerate(steps):
             entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
             # what the link's training cost: the schedule's compute cap shows here, not in its options alone
-            entry.update(budget_columns([r.record for r in links if r.cell.row == row and r.protocol == names()[0]
-                                         and r.record is not None]))
+            entry.update(budget_columns(row_records(links, row, names()[0])))
             for protocol in names():
                 entry.update(cell_columns(links, row, protocol))
                 if previous is not None:
@@ -372,8 +371,7 @@ class Bridge(Table):
                  f"- from `{METHOD} --preset {ENDS[about.preset][0]}` to `--preset {end}`"
                  f"{end_provenance(end)}; each link's changed options are listed below",
                  "- TFLOP: a link's training compute, forward and backward (its first seed's; steps and images in the "
-                 "CSV); ↑ = still improving when it stopped (its best validation accuracy in the last quarter of "
-                 "epochs beat the best before by more than the validation's 95% interval)",
+                 f"CSV); {IMPROVING_MARK}",
                  *about.missing_line(len(runs)), "",
                  "| link | TFLOP | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
                  "|---|---|" + "---|---|---|" * len(PROTOCOLS)]
@@ -391,9 +389,14 @@ class Bridge(Table):
         waterfall(chain_frame, out_dir / "bridge.png")
 
 
+def row_records(runs: list[PlannedRun], row: str, protocol: str) -> list[dict]:
+    """A row's stored records on one protocol, one per training seed."""
+    return [r.record for r in runs if r.cell.row == row and r.protocol == protocol and r.record is not None]
+
+
 def cell_columns(runs: list[PlannedRun], row: str, protocol: str) -> dict:
     """A row's cell on one protocol: mean over its stored seeds (± t-interval) and how many there are."""
-    done = [r.record for r in runs if r.cell.row == row and r.protocol == protocol and r.record is not None]
+    done = row_records(runs, row, protocol)
     out = {}
     if done:
         out[protocol], out[f"{protocol}_ci95"], _ = rounded_cell(done)

@@ -9,9 +9,9 @@ import pandas as pd
 
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import training_seconds, write_atomic
-from fewshot_bench.tables.base import (FAR, TABLES, Cell, PlannedRun, Provenance, Table, alphabet_columns,
-                                       budget_columns, machine_line, num, p_text, plus_minus, pyplot, rounded_cell,
-                                       step_columns, verdict)
+from fewshot_bench.tables.base import (FAR, IMPROVING_MARK, TABLES, Cell, PlannedRun, Provenance, Table,
+                                       alphabet_columns, budget_columns, machine_line, num, p_text, plus_minus, pyplot,
+                                       rounded_cell, step_columns, verdict)
 
 # Table 1: verification accuracy (%) by training pairs, without / with affine distortions x8
 TABLE1 = {(30_000, 0): 90.61, (30_000, 8): 91.90, (90_000, 0): 91.54, (90_000, 8): 93.15,
@@ -158,9 +158,8 @@ class KochTable(Table):
                          "gap = lake_runs - omniglot20")
         lines.append(f"- Δ paper: ours minus the paper's figure, on the trials that figure was measured on; "
                      f"† = more than {FAR:.0f} points away (explained in results/README.md)")
-        lines.append("- TFLOP: the training's forward and backward compute (steps and images in the CSV); ↑ = still "
-                     "improving when it stopped: its best validation accuracy in the last quarter of epochs beat the "
-                     "best before by more than the validation's 95% interval (hollow dots in the figure)")
+        lines.append(f"- TFLOP: the training's forward and backward compute (steps and images in the CSV); "
+                     f"{IMPROVING_MARK} (hollow dots in the figure)")
         alphabets = "ci95_alphabets" in frame.columns
         if alphabets:
             lines.append("- ± alphabets: the 95% interval over the 10 test alphabets, what an accuracy says about new "
