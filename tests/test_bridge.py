@@ -173,6 +173,7 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert "bench reproduce bridge --preset tiny" in md and "| 20 drawers → 12 |" in md
     assert "| rotated alphabets → none, from our cpu recipe |" in md.split("## Changes that interact")[1]
     assert (out / "bridge.png").is_file() and not pd.read_csv(out / "bridge.csv").empty
+    assert (out / "bridge-curves.png").is_file()
     points = pd.read_csv(out / "bridge-curves.csv")
     assert len(points) == 4 and (points.groupby("end")["gflop"].max() > points.groupby("end")["gflop"].min()).all()
     assert "## Accuracy against compute" in md and "Koch's schedule for 92.0 and 93.4" in md
@@ -253,6 +254,29 @@ def test_koch_s_schedule_is_counted_by_the_same_flop_counter():
     assert bridge.image_gflop("paper") == pytest.approx(5.334, rel=0.01)
     assert bridge.image_gflop("koch_cpu") == pytest.approx(0.0846, rel=0.01)
     assert bridge.paper_gflop() == pytest.approx(150_000 * 9 * 2 * 200 * bridge.image_gflop("paper"))
+
+
+def test_the_compute_figure_draws_each_end_s_trend_from_its_seeds(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    rows = [{"end": end, "protocol": "omniglot20", "seed": seed, "epoch": e, "share": bridge.FRACTIONS[e],
+             "gflop": 30_000.0 * e, "gflop_per_s": 200.0,
+             "accuracy": float(bridge.saturating(30_000.0 * e, a, 30.0, 0.4) + rng.normal(0, 0.3))}
+            for end, a in zip(bridge.CURVE_ROWS, (90.0, 60.0)) for seed in range(3) for e in bridge.FRACTIONS]
+    points = pd.DataFrame(rows)
+    trends = bridge.curve_trends(points, 1e9)
+    assert set(trends) == {(end, "omniglot20") for end in bridge.CURVE_ROWS}
+    ours = trends[(bridge.CURVE_ROWS[0], "omniglot20")]
+    # the band comes from the refits' parameters: they reproduce the refits' reads at Koch's compute
+    assert len(ours["draws"]) == len(ours["at_draws"]) > 100
+    assert [float(bridge.saturating(1e9, *d)) for d in ours["draws"]] == pytest.approx(ours["at_draws"])
+    # the table reads the same trends the figure draws
+    md = "\n".join(bridge.curve_lines(points, trends, 1e9))
+    assert f"{ours['a']:.1f} [{ours['a_low']:.1f}, {ours['a_high']:.1f}]" in md
+    assert bridge.compute_figure(points, trends, 1e9, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert not bridge.compute_figure(points.iloc[:0], {}, 1e9, tmp_path / "none.png")
 
 
 def test_a_curve_point_counts_every_members_epochs_up_to_its_snapshot():

@@ -277,6 +277,7 @@ def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...]
         return [float(np.percentile(values, q, method="inverted_cdf")) for q in (2.5, 97.5)]
 
     out = dict(zip(("a", "b", "c"), map(float, best[0])))
+    out["draws"] = [tuple(map(float, d[0])) for d in draws]
     out["a_low"], out["a_high"] = interval(asymptotes)
     for k, target in enumerate(targets):
         out[f"reach_{target}"] = best[1][k]
@@ -383,10 +384,13 @@ class Bridge(Table):
             lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
         lines += ["", "Options each link changed:", ""]
         lines += [f"- {row['link']}: {row['changed']}" for _, row in chain_frame.iterrows() if row["changed"]]
-        lines += ["", *detour_lines(detour_frame), "", *rate_lines(runs), "", *curve_lines(runs)]
+        points, paper = curve_points(runs), paper_gflop()
+        trends = curve_trends(points, paper)
+        lines += ["", *detour_lines(detour_frame), "", *rate_lines(runs), "", *curve_lines(points, trends, paper)]
         write_atomic(out_dir / "bridge.md", "\n".join(lines) + "\n")
-        curve_points(runs).to_csv(out_dir / "bridge-curves.csv", index=False)
+        points.to_csv(out_dir / "bridge-curves.csv", index=False)
         waterfall(chain_frame, out_dir / "bridge.png")
+        compute_figure(points, trends, paper, out_dir / "bridge-curves.png")
 
 
 def row_records(runs: list[PlannedRun], row: str, protocol: str) -> list[dict]:
@@ -533,10 +537,21 @@ def curve_points(runs: list[PlannedRun]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["end", "protocol", "seed", "epoch", "share", "gflop", "accuracy", "gflop_per_s"])
 
 
-def curve_lines(runs: list[PlannedRun]) -> list[str]:
+def curve_trends(points: pd.DataFrame, paper: float) -> dict:
+    """Each (end, protocol)'s fitted trend (``fit_trend``): where it reaches Koch's figure, and what it
+    says at Koch's compute; a pair with too few points is left out."""
+    trends = {}
+    for (end, protocol), part in points.groupby(["end", "protocol"], sort=False):
+        trend = fit_trend(list(part[["seed", "gflop", "accuracy"]].itertuples(index=False, name=None)),
+                          (TARGETS[protocol],), at=paper)
+        if trend is not None:
+            trends[(end, protocol)] = trend
+    return trends
+
+
+def curve_lines(points: pd.DataFrame, trends: dict, paper: float) -> list[str]:
     """Both ends' accuracy against compute, the fitted trends, where each would reach Koch's figures,
     and what Koch's own schedule costs."""
-    points = curve_points(runs)
     lines = ["## Accuracy against compute", "",
              f"Both ends trained to one compute budget ({CURVE_GFLOP:,.0f} GFLOP for the cpu family) over {CURVE_EPOCHS} "
              "epochs (no early stopping; our end at a constant rate), read after epochs "
@@ -544,8 +559,6 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
              "accuracy = a - b (GFLOP/1000)^-c (scipy's curve_fit), 95% intervals from refits on seeds drawn "
              "with replacement; 'reaches' is the compute where the trend meets the target (never: its "
              "asymptote a lies under it).", ""]
-    paper = paper_gflop()
-    at_paper = {}
     if points.empty:
         lines.append("not run yet")
     else:
@@ -555,11 +568,7 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
             means = part.groupby("share")["accuracy"].mean()
             gflops = part.groupby("share")["gflop"].mean()
             texts = [f"{means[s]:.1f} ({gflop_text(gflops[s])})" if s in means else "" for s in FRACTIONS.values()]
-            target = TARGETS[protocol]
-            trend = fit_trend(list(part[["seed", "gflop", "accuracy"]].itertuples(index=False, name=None)), (target,),
-                              at=paper)
-            if trend is not None:
-                at_paper[(end, protocol)] = trend
+            target, trend = TARGETS[protocol], trends.get((end, protocol))
             if trend is None:
                 fitted = ["too few points", ""]
             else:
@@ -569,7 +578,7 @@ def curve_lines(runs: list[PlannedRun]) -> list[str]:
                           interval_text(reach[1], reach[2], gflop_text)]
             lines.append(f"| {end} | {protocol} | " + " | ".join(texts) + " | " + " | ".join(fitted) + " |")
         lines += ["", "Cells: accuracy (%) at each share of the budget, mean over seeds (GFLOP spent to it)."]
-        lines += ["", *paper_compute_lines(at_paper, paper)]
+        lines += ["", *paper_compute_lines(trends, paper)]
     rate = points.loc[points["end"] == CURVE_ROWS[1], "gflop_per_s"].median() if not points.empty else float("nan")
     lines += ["", f"Koch's schedule for 92.0 and 93.4 (150k pairs with 8 distortions each: {PAPER_PAIR_VIEWS:,} pair "
               f"views an epoch, up to {PAPER_EPOCHS} epochs, {image_gflop('paper'):.2f} GFLOP an image forward and "
@@ -651,6 +660,53 @@ def waterfall(frame: pd.DataFrame, path: Path) -> bool:
     ax.set_title("bridge: each change's step on Koch's task (error bar: 95% t-interval over seeds)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def compute_figure(points: pd.DataFrame, trends: dict, paper: float, path: Path) -> bool:
+    """Accuracy against compute, a panel per protocol: each end's seeds (dots) and their mean (line),
+    its fitted trend run on to Koch's compute (dashed, 95% band from the refits), Koch's figure
+    (dotted) and his schedule's compute (grey)."""
+    plt = pyplot()
+    if plt is None or points.empty:
+        return False
+    fig, axes = plt.subplots(1, len(CURVE_PROTOCOLS), figsize=(9, 3.8), squeeze=False)
+    xs = np.logspace(np.log10(points["gflop"].min()), np.log10(paper) + 0.3, 200)
+    for ax, protocol in zip(axes[0], (protocol_of(p)[0] for p in CURVE_PROTOCOLS)):
+        for end, colour in zip(CURVE_ROWS, ("#4c72b0", "#c44e52")):
+            part = points[(points["end"] == end) & (points["protocol"] == protocol)]
+            if part.empty:
+                continue
+            label = end.removesuffix(" (compute curve)")
+            ax.scatter(part["gflop"], part["accuracy"], s=10, alpha=0.35, color=colour)
+            means = part.groupby("share")[["gflop", "accuracy"]].mean().sort_values("gflop")
+            ax.plot(means["gflop"], means["accuracy"], "o-", color=colour, markersize=4, label=label)
+            trend = trends.get((end, protocol))
+            if trend is None:
+                continue
+            ax.plot(xs, saturating(xs, trend["a"], trend["b"], trend["c"]), "--", color=colour, linewidth=1)
+            if trend["draws"]:
+                band = np.percentile([saturating(xs, *d) for d in trend["draws"]], (2.5, 97.5), axis=0)
+                ax.fill_between(xs, band[0], band[1], color=colour, alpha=0.12, linewidth=0)
+        target = TARGETS[protocol]
+        ax.axhline(target, color="black", linestyle=":", linewidth=1)
+        ax.annotate(f"Koch {target:g}", (xs[0], target), va="bottom", fontsize=7)
+        ax.axvline(paper, color="grey", linewidth=1)
+        ax.annotate("Koch's schedule", (paper, 35), rotation=90, ha="right", va="bottom", fontsize=7, color="grey",
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5})
+        ax.set_xscale("log")
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("training GFLOP (forward and backward)")
+        ax.set_ylabel(f"{protocol} accuracy (%)")
+        ax.set_title(protocol, fontsize=9)
+        ax.grid(alpha=0.3)
+    # one legend under both panels: inside one, it would sit on some end's points
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels) or 1, fontsize=7, frameon=False)
+    fig.suptitle("bridge: accuracy against compute (dashed: fitted trend, band: 95% over seeds)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
