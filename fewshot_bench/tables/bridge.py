@@ -673,7 +673,6 @@ def compute_figure(points: pd.DataFrame, trends: dict, paper: float, path: Path)
     if plt is None or points.empty:
         return False
     fig, axes = plt.subplots(1, len(CURVE_PROTOCOLS), figsize=(9, 3.8), squeeze=False)
-    xs = np.logspace(np.log10(points["gflop"].min()), np.log10(paper) + 0.3, 200)
     for ax, protocol in zip(axes[0], (protocol_of(p)[0] for p in CURVE_PROTOCOLS)):
         for end, colour in zip(CURVE_ROWS, ("#4c72b0", "#c44e52")):
             part = points[(points["end"] == end) & (points["protocol"] == protocol)]
@@ -686,13 +685,15 @@ def compute_figure(points: pd.DataFrame, trends: dict, paper: float, path: Path)
             trend = trends.get((end, protocol))
             if trend is None:
                 continue
+            # from the end's first point on: the trend says nothing under the compute measured
+            xs = np.logspace(np.log10(part["gflop"].min()), np.log10(paper) + 0.3, 200)
             ax.plot(xs, saturating(xs, trend["a"], trend["b"], trend["c"]), "--", color=colour, linewidth=1)
             if trend["draws"]:
                 band = np.percentile([saturating(xs, *d) for d in trend["draws"]], (2.5, 97.5), axis=0)
                 ax.fill_between(xs, band[0], band[1], color=colour, alpha=0.12, linewidth=0)
         target = TARGETS[protocol]
         ax.axhline(target, color="black", linestyle=":", linewidth=1)
-        ax.annotate(f"Koch {target:g}", (xs[0], target), va="bottom", fontsize=7)
+        ax.annotate(f"Koch {target:g}", (0.01, target), xycoords=("axes fraction", "data"), va="bottom", fontsize=7)
         ax.axvline(paper, color="grey", linewidth=1)
         ax.annotate("Koch's schedule", (paper, 35), rotation=90, ha="right", va="bottom", fontsize=7, color="grey",
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5})
