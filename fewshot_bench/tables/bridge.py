@@ -573,7 +573,7 @@ def curve_lines(points: pd.DataFrame, trends: dict, paper: float) -> list[str]:
                 fitted = ["too few points", ""]
             else:
                 reach = [trend[f"reach_{target}{k}"] for k in ("", "_low", "_high")]
-                fitted = [f"{trend['a']:.1f}" + interval_text(trend["a_low"], trend["a_high"], lambda v: f"{v:.1f}"),
+                fitted = [f"{trend['a']:.1f}" + interval_text(trend["a_low"], trend["a_high"]),
                           f"{target}: " + ("never" if np.isinf(reach[0]) else f"{reach[0]:,.0f} GFLOP") +
                           interval_text(reach[1], reach[2], gflop_text)]
             lines.append(f"| {end} | {protocol} | " + " | ".join(texts) + " | " + " | ".join(fitted) + " |")
@@ -595,7 +595,7 @@ def paper_compute_lines(trends: dict, paper: float) -> list[str]:
              "budget measured: it holds only as far as the power law does):", ""]
     for protocol in CURVE_PROTOCOLS:
         ours, koch = (trends.get((row, protocol_of(protocol)[0])) for row in CURVE_ROWS)
-        texts = [f"{row}: {t['at']:.1f}" + interval_text(t["at_low"], t["at_high"], lambda v: f"{v:.1f}")
+        texts = [f"{row}: {t['at']:.1f}" + interval_text(t["at_low"], t["at_high"])
                  for row, t in zip(CURVE_ROWS, (ours, koch)) if t is not None]
         if ours is not None and koch is not None:
             pairs = min(len(ours["at_draws"]), len(koch["at_draws"]))
@@ -607,7 +607,7 @@ def paper_compute_lines(trends: dict, paper: float) -> list[str]:
     return lines
 
 
-def interval_text(low: float, high: float, text) -> str:
+def interval_text(low: float, high: float, text=lambda v: f"{v:.1f}") -> str:
     """A trend's 95% interval as `` [low, high]``; with one seed there is none, and it says so."""
     if np.isnan(low) or np.isnan(high):
         return " (one seed: no interval)"
@@ -619,6 +619,10 @@ def gflop_text(value: float) -> str:
     if np.isinf(value):
         return "never"
     return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+# a label's white ground, so a line or bar under it does not cross its text
+LABEL_GROUND = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5}
 
 
 def waterfall(frame: pd.DataFrame, path: Path) -> bool:
@@ -650,7 +654,7 @@ def waterfall(frame: pd.DataFrame, path: Path) -> bool:
             # running off the plot (two seeds: t = 12.7) keeps it inside, on a white ground
             tip = min(max(level + step + (half if step >= 0 else -half), 10.0), 90.0)
             ax.annotate(f"{step:+.1f}\n→ {row[protocol]:.1f}", (i, tip), ha="center",
-                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5},
+                        bbox=LABEL_GROUND,
                         va="bottom" if step >= 0 else "top", fontsize=7,
                         xytext=(0, 2 if step >= 0 else -2), textcoords="offset points")
         level = row[protocol]
@@ -696,7 +700,7 @@ def compute_figure(points: pd.DataFrame, trends: dict, paper: float, path: Path)
         ax.annotate(f"Koch {target:g}", (0.01, target), xycoords=("axes fraction", "data"), va="bottom", fontsize=7)
         ax.axvline(paper, color="grey", linewidth=1)
         ax.annotate("Koch's schedule", (paper, 35), rotation=90, ha="right", va="bottom", fontsize=7, color="grey",
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5})
+                    bbox=LABEL_GROUND)
         ax.set_xscale("log")
         ax.set_ylim(0, 100)
         ax.set_xlabel("training GFLOP (forward and backward)")
