@@ -240,12 +240,14 @@ def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():
 
 
 def test_at_koch_s_compute_the_two_ends_are_compared_by_their_trends():
-    trends = {(bridge.CURVE_ROWS[0], "omniglot20"): {"at": 90.0, "at_low": 88.0, "at_high": 91.0, "at_draws": [89.0, 90.0, 91.0]},
-              (bridge.CURVE_ROWS[1], "omniglot20"): {"at": 60.0, "at_low": 50.0, "at_high": 70.0, "at_draws": [70.0, 60.0, 50.0]}}
+    trends = {(bridge.CURVE_ROWS[0], "omniglot20"): {"a": 91.5, "at": 90.0, "at_low": 88.0, "at_high": 91.0, "at_draws": [89.0, 90.0, 91.0]},
+              (bridge.CURVE_ROWS[1], "omniglot20"): {"a": 100.0, "at": 60.0, "at_low": 50.0, "at_high": 70.0, "at_draws": [70.0, 60.0, 50.0]}}
     lines = bridge.paper_compute_lines(trends, 2.88e9)
     assert "2,880,000,000 GFLOP" in lines[0]
     line = next(x for x in lines if x.startswith("- omniglot20"))
-    assert "our cpu recipe (compute curve): 90.0 [88.0, 91.0]" in line and "ours minus Koch's +30.0 [+19." in line
+    assert "our cpu recipe (compute curve): 90.0 [88.0, 91.0];" in line and "ours minus Koch's +30.0 [+19." in line
+    # Koch's asymptote sits on the fit's bound: his read at that compute is the bound's, and it says so
+    assert "Koch's tuned recipe (compute curve): 60.0 [50.0, 70.0] (asymptote at the fit's bound: not pinned)" in line
     assert next(x for x in lines if x.startswith("- verification")) == "- verification: too few points"
 
 
@@ -274,9 +276,29 @@ def test_the_compute_figure_draws_each_end_s_trend_from_its_seeds(tmp_path):
     # the table reads the same trends the figure draws
     md = "\n".join(bridge.curve_lines(points, trends, 1e9))
     assert f"{ours['a']:.1f} [{ours['a_low']:.1f}, {ours['a_high']:.1f}]" in md
+    assert "of 3 seeds" not in md.split("Cells:")[0]
+    # a share read on fewer seeds says so, as the chain's cells do
+    partial = points.drop(points.index[(points["seed"] > 0) & (points["epoch"] == 1)])
+    partial_md = "\n".join(bridge.curve_lines(partial, bridge.curve_trends(partial, 1e9), 1e9))
+    assert partial_md.split("Cells:")[0].count("(1 of 3 seeds)") == 2
+    assert "not pinned" not in md
     assert bridge.compute_figure(points, trends, 1e9, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert not bridge.compute_figure(points.iloc[:0], {}, 1e9, tmp_path / "none.png")
+
+
+def test_an_asymptote_at_the_fit_s_bound_is_marked_as_not_pinned():
+    """Points still rising by 10 a doubling put the asymptote on its bound of 100: the table says
+    the points do not pin it, instead of printing 100.0 as if measured."""
+    import numpy as np
+
+    rows = [{"end": bridge.CURVE_ROWS[1], "protocol": "omniglot20", "seed": seed, "epoch": e,
+             "share": bridge.FRACTIONS[e], "gflop": 30_000.0 * e, "gflop_per_s": 200.0,
+             "accuracy": 20.0 + 10.0 * np.log2(e) + seed} for seed in range(2) for e in bridge.FRACTIONS]
+    points = pd.DataFrame(rows)
+    trends = bridge.curve_trends(points, 1e9)
+    assert trends[(bridge.CURVE_ROWS[1], "omniglot20")]["a"] == pytest.approx(bridge.ASYMPTOTE_BOUND, abs=0.05)
+    assert "100.0" in (md := "\n".join(bridge.curve_lines(points, trends, 1e9))) and "not pinned" in md
 
 
 def test_a_curve_point_counts_every_members_epochs_up_to_its_snapshot():

@@ -55,6 +55,7 @@ CURVE_EPOCHS = 8
 FRACTIONS = {1: "1/8", 2: "1/4", 4: "1/2", 8: "1"}
 CURVE_PROTOCOLS = ("omniglot20", "verification")
 TARGETS = {"omniglot20": 92.0, "verification": 93.42}  # Koch's Table 2 conv row and his best Table 1 cell
+ASYMPTOTE_BOUND = 100.0  # a trend's asymptote: accuracy cannot pass 100%
 # Koch's schedule for those figures: 150k pairs, each with 8 affine distortions beside it (1.35M pair
 # views an epoch), up to 200 epochs (early stopping picked the epoch; the paper does not say which)
 PAPER_PAIR_VIEWS, PAPER_EPOCHS = 150_000 * 9, 200
@@ -251,7 +252,7 @@ def fit_trend(points: list[tuple[int, float, float]], targets: tuple[float, ...]
         x, y = np.array([p[1] for p in sample]), np.array([p[2] for p in sample])
         try:
             params, _ = curve_fit(saturating, x, y, p0=(y.max() + 5, 20.0, 0.5),
-                                  bounds=([0, 0, 1e-3], [100, 1e4, 5]), maxfev=20_000)
+                                  bounds=([0, 0, 1e-3], [ASYMPTOTE_BOUND, 1e4, 5]), maxfev=20_000)
         except (RuntimeError, ValueError):
             return None
         a, b, c = params
@@ -450,12 +451,16 @@ def short(value) -> str:
     return str(value)
 
 
+def seeds_text(seeds: int) -> str:
+    """' (k of 3 seeds)' for a figure short of its seeds; nothing when all are in."""
+    return "" if seeds == SEEDS else f" ({seeds} of {SEEDS} seeds)"
+
+
 def cell_text(row, protocol: str) -> str:
     if pd.isna(row.get(protocol)):
         return "not run"
     seeds = int(row.get(f"{protocol}_seeds", 0))
-    text = f"{row[protocol]:.1f}" + (f" ± {row[f'{protocol}_ci95']:.1f}" if seeds > 1 else "")
-    return text if seeds == SEEDS else f"{text} ({seeds} of {SEEDS} seeds)"
+    return f"{row[protocol]:.1f}" + (f" ± {row[f'{protocol}_ci95']:.1f}" if seeds > 1 else "") + seeds_text(seeds)
 
 
 def training_text(row) -> str:
@@ -567,17 +572,20 @@ def curve_lines(points: pd.DataFrame, trends: dict, paper: float) -> list[str]:
         for (end, protocol), part in points.groupby(["end", "protocol"], sort=False):
             means = part.groupby("share")["accuracy"].mean()
             gflops = part.groupby("share")["gflop"].mean()
-            texts = [f"{means[s]:.1f} ({gflop_text(gflops[s])})" if s in means else "" for s in FRACTIONS.values()]
+            seeds = part.groupby("share")["seed"].nunique()
+            texts = [f"{means[s]:.1f} ({gflop_text(gflops[s])})" + seeds_text(seeds[s]) if s in means else ""
+                     for s in FRACTIONS.values()]
             target, trend = TARGETS[protocol], trends.get((end, protocol))
             if trend is None:
                 fitted = ["too few points", ""]
             else:
                 reach = [trend[f"reach_{target}{k}"] for k in ("", "_low", "_high")]
-                fitted = [f"{trend['a']:.1f}" + interval_text(trend["a_low"], trend["a_high"]),
+                fitted = [f"{trend['a']:.1f}" + interval_text(trend["a_low"], trend["a_high"]) + bound_text(trend),
                           f"{target}: " + ("never" if np.isinf(reach[0]) else f"{reach[0]:,.0f} GFLOP") +
                           interval_text(reach[1], reach[2], gflop_text)]
             lines.append(f"| {end} | {protocol} | " + " | ".join(texts) + " | " + " | ".join(fitted) + " |")
-        lines += ["", "Cells: accuracy (%) at each share of the budget, mean over seeds (GFLOP spent to it)."]
+        lines += ["", "Cells: accuracy (%) at each share of the budget, mean over seeds (GFLOP spent to it); "
+                  f"a cell with fewer than {SEEDS} seeds says how many it has."]
         lines += ["", *paper_compute_lines(trends, paper)]
     rate = points.loc[points["end"] == CURVE_ROWS[1], "gflop_per_s"].median() if not points.empty else float("nan")
     lines += ["", f"Koch's schedule for 92.0 and 93.4 (150k pairs with 8 distortions each: {PAPER_PAIR_VIEWS:,} pair "
@@ -595,7 +603,7 @@ def paper_compute_lines(trends: dict, paper: float) -> list[str]:
              "budget measured: it holds only as far as the power law does):", ""]
     for protocol in CURVE_PROTOCOLS:
         ours, koch = (trends.get((row, protocol_of(protocol)[0])) for row in CURVE_ROWS)
-        texts = [f"{row}: {t['at']:.1f}" + interval_text(t["at_low"], t["at_high"])
+        texts = [f"{row}: {t['at']:.1f}" + interval_text(t["at_low"], t["at_high"]) + bound_text(t)
                  for row, t in zip(CURVE_ROWS, (ours, koch)) if t is not None]
         if ours is not None and koch is not None:
             pairs = min(len(ours["at_draws"]), len(koch["at_draws"]))
@@ -605,6 +613,12 @@ def paper_compute_lines(trends: dict, paper: float) -> list[str]:
                          + interval_text(low, high, lambda v: f"{v:+.1f}"))
         lines.append(f"- {protocol_of(protocol)[0]}: " + ("; ".join(texts) if texts else "too few points"))
     return lines
+
+
+def bound_text(trend: dict) -> str:
+    """A note on a trend whose asymptote sits on its bound: its points rise without bending, so they
+    do not pin where it levels off, and any read beyond them is the bound's, not the data's."""
+    return " (asymptote at the fit's bound: not pinned)" if trend["a"] >= ASYMPTOTE_BOUND - 0.05 else ""
 
 
 def interval_text(low: float, high: float, text=lambda v: f"{v:.1f}") -> str:
