@@ -570,11 +570,10 @@ def curve_lines(points: pd.DataFrame, trends: dict, paper: float) -> list[str]:
         lines += ["| end | protocol | " + " | ".join(FRACTIONS.values()) + " | a (asymptote) | reaches |",
                   "|---|---|" + "---|" * len(FRACTIONS) + "---|---|"]
         for (end, protocol), part in points.groupby(["end", "protocol"], sort=False):
-            means = part.groupby("share")["accuracy"].mean()
-            gflops = part.groupby("share")["gflop"].mean()
-            seeds = part.groupby("share")["seed"].nunique()
-            texts = [f"{means[s]:.1f} ({gflop_text(gflops[s])})" + seeds_text(seeds[s]) if s in means else ""
-                     for s in FRACTIONS.values()]
+            shares = part.groupby("share").agg(accuracy=("accuracy", "mean"), gflop=("gflop", "mean"),
+                                               seeds=("seed", "nunique"))
+            texts = [f"{shares.at[s, 'accuracy']:.1f} ({gflop_text(shares.at[s, 'gflop'])})"
+                     + seeds_text(shares.at[s, "seeds"]) if s in shares.index else "" for s in FRACTIONS.values()]
             target, trend = TARGETS[protocol], trends.get((end, protocol))
             if trend is None:
                 fitted = ["too few points", ""]
