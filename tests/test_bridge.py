@@ -213,6 +213,23 @@ def test_a_record_two_cells_share_counts_once_in_the_header():
     assert machine_line(runs).endswith("its runs ran on x86_64 CPU, AVX2 (2)")
 
 
+def test_a_training_whose_validation_never_moved_is_named_as_one_that_did_not_learn():
+    def record(*scores):
+        return {"training": {"history": [{"validation_accuracy": v} for v in scores]}}
+
+    assert bridge.stalled(record(0.05, 0.05, 0.05))
+    assert not bridge.stalled(record(0.05, 0.05, 0.0625))  # it moved once: it learned something
+    assert not bridge.stalled(record(0.05))  # one epoch says nothing
+    assert not bridge.stalled(record(None, None))  # trained without validation
+    runs = [PlannedRun(Cell("layers", "conv_siamese", "cpu"), "omniglot20", {}, seed, r)
+            for seed, r in enumerate([record(0.8, 0.85), record(0.05, 0.05), record(0.05, 0.05)])]
+    assert bridge.stalled_seeds(runs, "layers", "omniglot20") == "1,2"
+    frame = pd.DataFrame([{"link": "layers", "stalled_seeds": "1,2"}, {"link": "views", "stalled_seeds": ""}])
+    assert bridge.stalled_lines(frame) == ["- did not learn: layers, seeds 1,2 (its validation accuracy was the same "
+                                           "in every epoch: outputs that never came apart score at chance; kept in "
+                                           "the means)"]
+
+
 def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():
     import numpy as np
 

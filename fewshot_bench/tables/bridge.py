@@ -344,6 +344,7 @@ class Bridge(Table):
             entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
             # what the link's training cost: the schedule's compute cap shows here, not in its options alone
             entry.update(budget_columns(row_records(links, row, names()[0])))
+            entry["stalled_seeds"] = stalled_seeds(links, row, names()[0])
             for protocol in names():
                 entry.update(cell_columns(links, row, protocol))
                 if previous is not None:
@@ -353,7 +354,8 @@ class Bridge(Table):
         chain_rows = [label for label, _ in steps]
         detour_runs = links + [r for r in runs if is_detour_cell(r.cell)]
         for row, link, base, config in detours(family, steps):
-            entry = {"link": row, "changed": changed_text(dict(steps)[base], config), "detour_of": link}
+            entry = {"link": row, "changed": changed_text(dict(steps)[base], config), "detour_of": link,
+                     "stalled_seeds": stalled_seeds(detour_runs, row, names()[0])}
             for protocol in DETOUR_PROTOCOLS:
                 entry.update(cell_columns(detour_runs, row, protocol))
                 entry.update(step_columns(detour_runs, base, row, protocol))
@@ -374,7 +376,7 @@ class Bridge(Table):
                  f"{end_provenance(end)}; each link's changed options are listed below",
                  "- TFLOP: a link's training compute, forward and backward (its first seed's; steps and images in the "
                  f"CSV); {IMPROVING_MARK}",
-                 *about.missing_line(len(runs)), "",
+                 *about.missing_line(len(runs)), *stalled_lines(frame), "",
                  "| link | TFLOP | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
                  "|---|---|" + "---|---|---|" * len(PROTOCOLS)]
         chain_frame, detour_frame = split_detours(frame)
@@ -397,6 +399,27 @@ class Bridge(Table):
 def row_records(runs: list[PlannedRun], row: str, protocol: str) -> list[dict]:
     """A row's stored records on one protocol, one per training seed."""
     return [r.record for r in runs if r.cell.row == row and r.protocol == protocol and r.record is not None]
+
+
+def stalled(record: dict) -> bool:
+    """A training whose validation accuracy never moved: the same in every epoch, the mark of a network
+    whose outputs never came apart (one that scores every candidate alike picks at chance)."""
+    scores = [h.get("validation_accuracy") for h in (record.get("training") or {}).get("history") or []]
+    return len(scores) > 1 and None not in scores and len(set(scores)) == 1
+
+
+def stalled_seeds(runs: list[PlannedRun], row: str, protocol: str) -> str:
+    """The training seeds of a row whose training stalled, comma-separated ('' for none)."""
+    return ",".join(str(r.seed) for r in runs if r.cell.row == row and r.protocol == protocol
+                    and r.record is not None and stalled(r.record))
+
+
+def stalled_lines(frame: pd.DataFrame) -> list[str]:
+    """A header line per row with a stalled training: its seeds stay in the means, and say why they sit at chance."""
+    rows = frame[frame["stalled_seeds"].fillna("") != ""] if "stalled_seeds" in frame else frame.iloc[:0]
+    return [f"- did not learn: {row['link']}, seed{'s' * (',' in row['stalled_seeds'])} {row['stalled_seeds']} "
+            "(its validation accuracy was the same in every epoch: outputs that never came apart score at "
+            "chance; kept in the means)" for _, row in rows.iterrows()]
 
 
 def cell_columns(runs: list[PlannedRun], row: str, protocol: str) -> dict:
