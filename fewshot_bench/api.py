@@ -177,6 +177,12 @@ class Protocol:
     def background(self) -> ImageSet:
         raise NotImplementedError
 
+    def background_key(self):
+        """What tells this protocol's background apart from another protocol's, without decoding it:
+        protocols whose keys differ train their own networks, so two reproduces may fit them side by
+        side. None: the same background as every protocol that says nothing (grouped, as before)."""
+        return None
+
     heldout_alphabets: frozenset = frozenset()
 
     def check_background(self, background: ImageSet) -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import re
 import threading
@@ -266,6 +267,10 @@ def test_runs_of_one_network_share_a_training_key():
 
     assert key() == key(keep="epoch1") == key(test_symmetries=4) == key(rotations=True)
     assert len({key(), key(seed=1), key(adam_lr=0.5)}) == 3
+    # Lake's runs score omniglot20's network; verification trains its own on drawers 1-12, so a
+    # second reproduce may fit it side by side
+    on = {p: runner.training_key(dataclasses.replace(spec(), protocol=p)) for p in ("lake_runs", "verification")}
+    assert on["lake_runs"] == key() != on["verification"]
     assert runner.training_key(rep.RunSpec("pixel_1nn", "mnist10")) != runner.training_key(
         rep.RunSpec("pixel_1nn", "mnist10", method_options={"input_size": 14}))  # nothing trained: its config
     runs = [("a", spec()), ("b", spec(seed=1)), ("c", spec(test_symmetries=4)), ("d", spec(seed=1, keep="epoch1"))]

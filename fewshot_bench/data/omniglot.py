@@ -87,6 +87,9 @@ class OmniglotBackgroundProtocol(Protocol):
     def background(self) -> ImageSet:
         return background_set(omniglot(self.data_root), self.background_drawers)
 
+    def background_key(self):
+        return ("omniglot background", self.background_drawers)
+
     def validation(self, seed: int = 0) -> list[TrialSet]:
         return validation_sets(omniglot(self.data_root), seed)
 

@@ -61,10 +61,12 @@ def spec_key(spec: RunSpec) -> str:
 def training_key(spec: RunSpec) -> str:
     """What ``spec``'s run fits, as a key: runs with one key fit or reuse one model (one method config
     on several protocols; for a network, also configs that differ only in how it is scored or in
-    options its training never reads)."""
-    method, _ = build(spec)
+    options its training never reads); a protocol whose background differs (verification's drawers)
+    fits its own network under another key."""
+    method, protocol = build(spec)
     config = method.training_config() if hasattr(method, "training_config") else method.config_dict()
-    return fingerprint(spec.method, config, spec.seed)
+    background = protocol.background_key()
+    return fingerprint(spec.method, config, spec.seed, *([] if background is None else [background]))
 
 
 def by_training(items: list, spec_of=lambda item: item) -> list[list]:
