@@ -215,19 +215,27 @@ def test_a_record_two_cells_share_counts_once_in_the_header():
 
 def test_a_training_whose_validation_never_moved_is_named_as_one_that_did_not_learn():
     def record(*scores):
-        return {"training": {"history": [{"validation_accuracy": v} for v in scores]}}
+        return {"accuracy": scores[-1] or 0.0, "ci95": 0.02, "n_trials": 400, "trial_seeds": [0], "ci_unit": "trial sets",
+                "training": {"history": [{"validation_accuracy": v} for v in scores]}}
 
     assert bridge.stalled(record(0.05, 0.05, 0.05))
     assert not bridge.stalled(record(0.05, 0.05, 0.0625))  # it moved once: it learned something
     assert not bridge.stalled(record(0.05))  # one epoch says nothing
     assert not bridge.stalled(record(None, None))  # trained without validation
-    runs = [PlannedRun(Cell("layers", "conv_siamese", "cpu"), "omniglot20", {}, seed, r)
+    runs = [PlannedRun(Cell("layers", "conv_siamese", "cpu"), protocol, {}, seed, r)
+            for protocol in ("omniglot20", "verification")
             for seed, r in enumerate([record(0.8, 0.85), record(0.05, 0.05), record(0.05, 0.05)])]
-    assert bridge.stalled_seeds(runs, "layers", "omniglot20") == "1,2"
-    frame = pd.DataFrame([{"link": "layers", "stalled_seeds": "1,2"}, {"link": "views", "stalled_seeds": ""}])
-    assert bridge.stalled_lines(frame) == ["- did not learn: layers, seeds 1,2 (its validation accuracy was the same "
-                                           "in every epoch: outputs that never came apart score at chance; kept in "
-                                           "the means)"]
+    runs[3] = dataclasses.replace(runs[3], record=record(0.05, 0.05))  # verification trains its own network
+    columns = {p: bridge.cell_columns(runs, "layers", p)[f"{p}_stalled_seeds"] for p in ("omniglot20", "verification")}
+    assert columns == {"omniglot20": "1,2", "verification": "0,1,2"}
+    frame = pd.DataFrame([{"link": "layers", "omniglot20_stalled_seeds": "1,2", "lake_runs_stalled_seeds": "1,2",
+                           "verification_stalled_seeds": "2"},
+                          {"link": "views", "omniglot20_stalled_seeds": ""}])
+    assert bridge.stalled_lines(frame) == [
+        "- did not learn: layers, seeds 1,2 on omniglot20, lake_runs (its validation accuracy was the same in every "
+        "epoch: outputs that never came apart score at chance; kept in the means)",
+        "- did not learn: layers, seed 2 on verification (its validation accuracy was the same in every epoch: "
+        "outputs that never came apart score at chance; kept in the means)"]
 
 
 def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():

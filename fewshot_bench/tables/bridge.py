@@ -344,7 +344,6 @@ class Bridge(Table):
             entry = {"link": row, "changed": changed_text(steps[i - 1][1], config) if i else ""}
             # what the link's training cost: the schedule's compute cap shows here, not in its options alone
             entry.update(budget_columns(row_records(links, row, names()[0])))
-            entry["stalled_seeds"] = stalled_seeds(links, row, names()[0])
             for protocol in names():
                 entry.update(cell_columns(links, row, protocol))
                 if previous is not None:
@@ -354,8 +353,7 @@ class Bridge(Table):
         chain_rows = [label for label, _ in steps]
         detour_runs = links + [r for r in runs if is_detour_cell(r.cell)]
         for row, link, base, config in detours(family, steps):
-            entry = {"link": row, "changed": changed_text(dict(steps)[base], config), "detour_of": link,
-                     "stalled_seeds": stalled_seeds(detour_runs, row, names()[0])}
+            entry = {"link": row, "changed": changed_text(dict(steps)[base], config), "detour_of": link}
             for protocol in DETOUR_PROTOCOLS:
                 entry.update(cell_columns(detour_runs, row, protocol))
                 entry.update(step_columns(detour_runs, base, row, protocol))
@@ -408,27 +406,31 @@ def stalled(record: dict) -> bool:
     return len(scores) > 1 and None not in scores and len(set(scores)) == 1
 
 
-def stalled_seeds(runs: list[PlannedRun], row: str, protocol: str) -> str:
-    """The training seeds of a row whose training stalled, comma-separated ('' for none)."""
-    return ",".join(str(r.seed) for r in runs if r.cell.row == row and r.protocol == protocol
-                    and r.record is not None and stalled(r.record))
-
-
 def stalled_lines(frame: pd.DataFrame) -> list[str]:
-    """A header line per row with a stalled training: its seeds stay in the means, and say why they sit at chance."""
-    rows = frame[frame["stalled_seeds"].fillna("") != ""] if "stalled_seeds" in frame else frame.iloc[:0]
-    return [f"- did not learn: {row['link']}, seed{'s' * (',' in row['stalled_seeds'])} {row['stalled_seeds']} "
-            "(its validation accuracy was the same in every epoch: outputs that never came apart score at "
-            "chance; kept in the means)" for _, row in rows.iterrows()]
+    """A header line per row and set of stalled seeds, naming the protocols whose networks stalled
+    (verification trains its own): those seeds stay in the means, and this says why they sit at chance."""
+    lines = []
+    for _, row in frame.iterrows():
+        protocols_of: dict[str, list[str]] = {}
+        for protocol in names():
+            seeds = row.get(f"{protocol}_stalled_seeds")
+            if isinstance(seeds, str) and seeds:
+                protocols_of.setdefault(seeds, []).append(protocol)
+        lines += [f"- did not learn: {row['link']}, seed{'s' * (',' in seeds)} {seeds} on {', '.join(protocols)} "
+                  "(its validation accuracy was the same in every epoch: outputs that never came apart score at "
+                  "chance; kept in the means)" for seeds, protocols in protocols_of.items()]
+    return lines
 
 
 def cell_columns(runs: list[PlannedRun], row: str, protocol: str) -> dict:
-    """A row's cell on one protocol: mean over its stored seeds (± t-interval) and how many there are."""
-    done = row_records(runs, row, protocol)
+    """A row's cell on one protocol: mean over its stored seeds (± t-interval), how many there are, and
+    the seeds whose training stalled (comma-separated, '' for none)."""
+    done = [r for r in runs if r.cell.row == row and r.protocol == protocol and r.record is not None]
     out = {}
     if done:
-        out[protocol], out[f"{protocol}_ci95"], _ = rounded_cell(done)
-    return {**out, f"{protocol}_seeds": len(done)}
+        out[protocol], out[f"{protocol}_ci95"], _ = rounded_cell([r.record for r in done])
+    return {**out, f"{protocol}_seeds": len(done),
+            f"{protocol}_stalled_seeds": ",".join(str(r.seed) for r in done if stalled(r.record))}
 
 
 def interaction_columns(runs: list[PlannedRun], detour: tuple[str, str], in_chain: tuple[str, str],
