@@ -225,3 +225,60 @@ def still_improving(history: list[dict], validation_trials: int = 0) -> bool | N
             mean = lambda part: sum(h["loss"] for h in part) / len(part)  # noqa: E731
             verdicts.append(mean(last) < 0.95 * mean(previous))
     return any(verdicts) if verdicts else None
+
+
+LOSS_BAND = 0.01  # a training loss within 1% of a constant guess's is a network that learned nothing
+
+
+def learning_check(history: list[dict]) -> dict:
+    """Whether a training learned, per member (any member that did not counts for the training).
+
+    A member did not learn when its best validation accuracy stays inside the untrained network's
+    95% interval (measured on the same validation trials before the first step), or when its training
+    loss stays within ``LOSS_BAND`` of the loss of a constant guess in every epoch. ``learned`` is None
+    where neither baseline was recorded (trainings from before the check, or without validation and
+    a constant guess). Also returns the figures the verdict rests on (the first member's) and why."""
+    by_member: dict = {}
+    for h in history:
+        by_member.setdefault(h.get("member"), []).append(h)
+    verdicts, reasons, figures = [], [], {}
+    for epochs in by_member.values():
+        first = epochs[0]
+        untrained, half, constant = (first.get(k) for k in ("untrained_validation", "untrained_ci95", "constant_loss"))
+        scores = [h["validation_accuracy"] for h in epochs if h.get("validation_accuracy") is not None]
+        best = max(scores) if scores else None
+        checks = []
+        if untrained is not None and best is not None:
+            stuck = best <= untrained + (half or 0.0)
+            checks.append(stuck)
+            if stuck:
+                reasons.append(f"best validation {100 * best:.1f}% within the untrained network's "
+                               f"{100 * untrained:.1f} ± {100 * (half or 0.0):.1f}%")
+        losses = [h.get("loss") for h in epochs]
+        if constant and None not in losses:
+            flat = all(abs(loss - constant) <= LOSS_BAND * constant for loss in losses)
+            checks.append(flat)
+            if flat:
+                reasons.append(f"training loss {epochs[-1]['loss']:.3f} within {LOSS_BAND:.0%} of a constant "
+                               f"guess's {constant:.3f} in every epoch")
+        if checks:
+            verdicts.append(not any(checks))
+        if not figures:
+            figures = {"untrained_validation": untrained, "untrained_ci95": half, "best_validation": best,
+                       "final_loss": losses[-1], "constant_loss": constant}
+    learned = all(verdicts) if verdicts else None
+    return {"learned": learned, "reason": "; ".join(dict.fromkeys(reasons)) or None, **figures}
+
+
+def did_not_learn(record: dict) -> str | None:
+    """"did not learn at N TFLOP" for a run whose training failed the learning check
+    (:func:`learning_check`, from its history: packed and older records too), else None."""
+    training = record.get("training")
+    if not training or learning_check(training["history"])["learned"] is not False:
+        return None
+    return f"did not learn at {compute_text(sum(map(epoch_gflop, training['history'])))}"
+
+
+def compute_text(gflop: float) -> str:
+    """A training's compute in TFLOP, or in GFLOP where it is under a tenth of a TFLOP (tests' trainings)."""
+    return f"{gflop / 1000:,.1f} TFLOP" if gflop >= 100 else f"{gflop:.2g} GFLOP"

@@ -96,7 +96,7 @@ def test_table_writes_csv_and_markdown(data_root, tmp_path, capsys):
     md = (tmp_path / "tables/results.md").read_text()
     assert "| method | omniglot20 (sets_per_alphabet=1) |" in md and "pixel_1nn" in md and "±" in md
     csv = (tmp_path / "tables/results.csv").read_text().splitlines()
-    assert csv[0] == "method,preset,protocol,accuracy,ci95,seeds,trials,draws" and len(csv) == 3
+    assert csv[0] == "method,preset,protocol,accuracy,ci95,seeds,trials,draws,learning,accuracy_not_learned" and len(csv) == 3
 
 
 def test_compare_reports_mcnemar_on_identical_trials(data_root, tmp_path, capsys):

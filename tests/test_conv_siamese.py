@@ -604,3 +604,93 @@ def test_speed_train_times_every_objective(data_root, method, preset, objective,
     assert result["images_per_step"] == expected
     fp32 = result["fp32"]
     assert fp32["step_gflop"] > 0 and fp32["bare_images_per_s"] > 0 and fp32["pipeline_images_per_s"] > 0
+
+
+def test_pair_grid_loss_is_koch_pair_loss_over_every_pair_half_same_half_different():
+    from fewshot_bench.learning.configs import TwinConfig
+    from fewshot_bench.learning.objectives import grid_pair_loss, pair_loss
+
+    torch.manual_seed(0)
+    model = TwinNet(TwinConfig(network="mlp", input_size=8, hidden=(16,), fc_units=6))
+    h = torch.rand(3 * 4 + 2 * 5, 6)
+    shapes = [(3, 4), (2, 5)]
+
+    def reference():  # each pair of distinct images once, scored by the head as Koch's matched pairs are
+        loss, offset = 0.0, 0
+        for d, c in shapes:
+            e = h[offset:offset + d * c]
+            offset += d * c
+            pairs = [(i, j) for i in range(d * c) for j in range(i + 1, d * c)]
+            same = [(i, j) for i, j in pairs if i % c == j % c]
+            other = [(i, j) for i, j in pairs if i % c != j % c]
+            halves = [pair_loss(model, e[[i for i, _ in part]], e[[j for _, j in part]], torch.full((len(part),), s))
+                      for part, s in ((same, 1.0), (other, 0.0))]
+            loss = loss + 0.5 * (halves[0] + halves[1])
+        return loss / len(shapes)
+
+    torch.testing.assert_close(grid_pair_loss(model, h, shapes), reference())
+
+
+def test_constant_guess_losses_are_what_a_network_that_learned_nothing_sits_at():
+    bg = synthetic_background(alphabets=3, characters=6)
+    index = CharacterIndex(bg)
+    pairs = tiny(objective="pairs", pairs=64)
+    objective = pairs.objective_for(index)
+    objective.prepare(np.random.default_rng(0))
+    assert objective.constant_loss() == pytest.approx(math.log(2), abs=1e-3)  # balanced pairs (an odd count: one more same)
+    assert tiny(objective="pairs", loss="contrastive", metric="euclidean").objective_for(index).constant_loss() is None
+    assert tiny(way=5).objective_for(index).constant_loss() == pytest.approx(math.log(5))  # a softmax over 5
+    assert tiny(way=20).objective_for(index).constant_loss() == pytest.approx(math.log(6))  # all 6 of an alphabet
+    assert tiny(objective="pair_grid").objective_for(index).constant_loss() == pytest.approx(math.log(2))
+
+
+def test_score_with_l1_compares_embeddings_by_plain_l1_but_validation_keeps_the_head():
+    m = tiny(score_with="l1")
+    torch.manual_seed(0)
+    m.model_ = TwinNet(m.config)
+    q, s = torch.rand(3, 16, 16), torch.rand(4, 16, 16)
+    hq, hs = m.embed(q), m.embed(s)
+    torch.testing.assert_close(m.score(q, s), -torch.cdist(hq, hs, p=1))
+    torch.testing.assert_close(m.score_pairs(q, s[:3]), -(hq - hs[:3]).abs().sum(-1))
+    head = tiny()
+    head.model_ = m.model_
+    m.validating_ = True
+    torch.testing.assert_close(m.score(q, s), head.score(q, s))
+    assert "score_with" not in m.training_config()  # one training serves both ways of scoring
+
+
+def test_the_untrained_network_is_scored_on_the_validation_trials_before_the_first_step(tmp_path, monkeypatch):
+    """The first epoch's entry holds the untrained network's validation accuracy (the seed's initial
+    weights, the same trials) and the constant guess's loss; a checkpoint from before the check gains
+    them on resume, from the same initial weights."""
+    from fewshot_bench.api import TrialSet
+    from fewshot_bench.evaluation import evaluate_trial_sets
+    from fewshot_bench.learning.networks import build_network
+
+    bg = synthetic_background()
+    val = [TrialSet(bg.images[:6], bg.images[6:12], np.arange(6), "v"), TrialSet(bg.images[12:18], bg.images[18:24],
+                                                                                 np.arange(6), "w")]
+    m = tiny(epochs=2, patience=2)
+    m.work_dir = tmp_path
+    m.fit(bg, val)
+    first = m.history_[0]
+    untrained = tiny()
+    torch.manual_seed(0)
+    untrained.model_ = build_network(untrained.config, 0, 1)
+    expected = evaluate_trial_sets(untrained, val)
+    assert first["untrained_validation"] == expected["accuracy"] and first["untrained_ci95"] == expected["ci95"]
+    assert first["constant_loss"] == pytest.approx(math.log(5))  # a softmax over the way=5 characters of a group
+    assert "untrained_validation" not in m.history_[1]
+
+    # a checkpoint written before the check (no baselines), interrupted after epoch 1, resumed
+    path = next(tmp_path.glob("*.pt"))
+    state = torch.load(path, weights_only=False)
+    for key in ("untrained_validation", "untrained_ci95", "constant_loss"):
+        state["history"][0].pop(key)
+    state.update(history=state["history"][:1], epoch=0, done=False)
+    torch.save(state, path)
+    resumed = tiny(epochs=2, patience=2)
+    resumed.work_dir = tmp_path
+    resumed.fit(bg, val)
+    assert {k: resumed.history_[0][k] for k in ("untrained_validation", "untrained_ci95", "constant_loss")} == \
+        {k: first[k] for k in ("untrained_validation", "untrained_ci95", "constant_loss")}

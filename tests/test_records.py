@@ -448,12 +448,16 @@ def test_a_training_summary_keeps_the_training_runs_cost_and_best_validation():
     m.reused_checkpoint_, m.validation_trials_, m.worker_peak_rss_mib_ = True, 320, [100.0]
     assert training_summary(m) == {"reused_checkpoint": True, "epochs": 2, "epoch_seconds": 5.0,
                                    "best_validation": 0.4, "validation_trials": 320,
-                                   "worker_peak_rss_mib": [100.0], "history": m.history_}
+                                   "worker_peak_rss_mib": [100.0], "history": m.history_,
+                                   "learning": {"learned": None, "reason": None, "untrained_validation": None,
+                                                "untrained_ci95": None, "best_validation": 0.4, "final_loss": None,
+                                                "constant_loss": None}}
     fresh = Method()
     fresh.history_ = []
     assert training_summary(fresh) == {"reused_checkpoint": False, "epochs": 0, "epoch_seconds": 0.0,
                                        "best_validation": None, "validation_trials": 0,
-                                       "worker_peak_rss_mib": [], "history": []}
+                                       "worker_peak_rss_mib": [], "history": [],
+                                       "learning": {"learned": None, "reason": None}}
 
 
 def test_dirty_means_a_tracked_file_changed_since_the_commit(tmp_path, monkeypatch):

@@ -187,15 +187,17 @@ def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tm
 
     monkeypatch.setattr(koch.Table2, "plan", lambda self, preset, stored=None: (("omniglot20", "lake_runs"), [
         Cell("1-Nearest Neighbor", "pixel_1nn", options={"input_size": 28}, learns=False, paper=21.7),
-        Cell("Tiny twin (beyond the table)", "conv_siamese", "tiny")]))
+        Cell("Tiny twin (beyond the table)", "conv_siamese", "tiny"),
+        Cell("Convolutional Siamese Net", "conv_siamese", "tiny_koch", {"lr": "0"}, paper=92.0)]))
     monkeypatch.setattr(rep, "run", run)
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0, 1])
     out = tmp_path / "results"
     frame = rep.reproduce("table2", "cpu", 1, tmp_path / "store", out, command="bench reproduce table2")
     assert calls == [("pixel_1nn", "omniglot20", [0, 1]), ("pixel_1nn", "lake_runs", None),
+                     ("conv_siamese", "omniglot20", [0, 1]), ("conv_siamese", "lake_runs", None),
                      ("conv_siamese", "omniglot20", [0, 1]), ("conv_siamese", "lake_runs", None)]
     records = load_records(tmp_path / "store")
-    twin = [r for r in records if r["method"] == "conv_siamese"]
+    twin = [r for r in records if r["method"] == "conv_siamese" and r["preset"] == "tiny"]
     # one training, two protocols: the first evaluated (omniglot20, see calls) trains, lake_runs reuses it
     assert [(r["protocol"], r["training"]["reused_checkpoint"]) for r in twin] == [
         ("omniglot20", False), ("lake_runs", True)]  # oldest first, though they finish within a second
@@ -207,7 +209,14 @@ def test_table2_runs_every_method_on_both_trial_kinds_fitting_once(data_root, tm
     assert nn["diff_vs_paper"] == round(nn["lake_runs"] - 21.7, 2)  # against the trials the paper used
     md = (out / "table2.md").read_text()
     assert "| lake_runs (%) |" in md and "Difficulty gap" in md and "Lake's 20" in md
-    assert len(frame[frame["source"] == "our runs"]) == 2
+    assert len(frame[frame["source"] == "our runs"]) == 3
+    # a network at learning rate 0: the flag stands where its accuracy would, on both trial kinds, and its
+    # accuracy is kept apart, never compared with the paper's figure
+    stuck = csv[csv["preset"] == "tiny_koch"].iloc[0]
+    assert stuck["learning"].startswith("did not learn at") and pd.isna(stuck["ours"]) and pd.isna(stuck["lake_runs"])
+    assert pd.isna(stuck["diff_vs_paper"]) and stuck["accuracy_not_learned"] >= 0
+    line = next(line for line in md.splitlines() if line.startswith("| Convolutional Siamese Net |"))
+    assert line.count("did not learn at") == 2 and "- did not learn at N TFLOP:" in md
 
 
 def test_reproduce_on_ray_runs_the_missing_runs_as_ray_tasks(data_root, tmp_path, monkeypatch):

@@ -142,6 +142,35 @@ def test_the_pruner_stops_a_trial_that_trails(data_root, tmp_path, monkeypatch):
     assert all(t.user_attrs["epochs"] == 6 for t in study.trials[:5])
 
 
+def test_successive_halving_cuts_the_trailing_trial_at_its_first_rung(data_root, tmp_path, monkeypatch):
+    """Multi-fidelity, epochs the resource: three trials at 0.5 promoted past the rung at epoch 2 (step 1),
+    a fourth at 0.1 outside the best third there, stopped after 2 of its 6 epochs."""
+    from fewshot_bench.experiments.tune import optimize_here
+    from fewshot_bench.learning.trainer import TrainingLoop
+
+    monkeypatch.setattr(TrainingLoop, "_validate", lambda self, validation: 10 * self.config.lr[0])
+    setup = tiny_setup(data_root, fixed={"epochs": "6", "patience": "6"}, pruner="halving", min_epochs=1)
+    _, study, runner = tiny_study(tmp_path, setup)
+    assert type(study.pruner).__name__ == "SuccessiveHalvingPruner"
+    for lr in [0.05] * 3 + [0.01]:
+        study.enqueue_trial({f"lr.{i}": lr for i in range(4)})
+    optimize_here(study, runner, 4)
+    assert states(study) == ["COMPLETE"] * 3 + ["PRUNED"]
+    assert [t.user_attrs["epochs"] for t in study.trials] == [6, 6, 6, 2]
+
+
+def test_a_pruner_is_part_of_a_new_study_and_absent_from_an_old_ones_key(data_root):
+    from fewshot_bench.experiments import tune
+
+    assert "pruner" not in tiny_setup(data_root).key()  # studies made before the option resume
+    assert tiny_setup(data_root, pruner="hyperband", min_epochs=2).key()["pruner"] == "hyperband"
+    assert type(tune.make_pruner(tiny_setup(data_root, pruner="hyperband").key())).__name__ == "HyperbandPruner"
+    with pytest.raises(UserError, match="--min-epochs 3 leaves the halving pruner nothing to stop early"):
+        tiny_setup(data_root, pruner="halving", min_epochs=3)  # tiny_koch trains 3 epochs
+    with pytest.raises(UserError, match="--pruner must be"):
+        tiny_setup(data_root, pruner="asha")
+
+
 def test_a_study_made_with_other_settings_is_not_resumed(data_root, tmp_path):
     from fewshot_bench.experiments import tune
 

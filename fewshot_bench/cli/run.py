@@ -61,9 +61,21 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
         record = run(spec, progress)
     path = save_record(record, store)
     say(f"run record: {path}")
+    warn_if_not_learned(record)
     split = (record.get("protocol_data") or {}).get("split")
     if split is not None:  # a folder's split: the classes each part held, beside the record
         split_path = store / "splits" / f"{record['run_id']}.json"
         write_atomic(split_path, json.dumps(split, indent=1) + "\n")
         say(f"split: {split_path}")
     return record
+
+
+def warn_if_not_learned(record: dict) -> None:
+    """One line where the training failed the learning check: the accuracy is not the method's."""
+    from fewshot_bench.records import did_not_learn, learning_check
+
+    flag = did_not_learn(record)
+    if flag:
+        why = learning_check(record["training"]["history"])["reason"]
+        say(f"warning: {record['method']} ({record['preset']}) {flag}: {why}; its accuracy is an untrained "
+            "network's, not the method's")

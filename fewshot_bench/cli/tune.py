@@ -23,6 +23,8 @@ def add_parser(subparsers) -> None:
                "  bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --trials 40\n"
                "  bench tune --method protonet --preset cpu_1shot --protocol vinyals \\\n"
                "      --protocol-set way=20 --space adam_lr=log:1e-4:1e-2 --trials 20 --on ray\n"
+               "  bench tune --method mlp_siamese --preset koch_schedule --protocol omniglot20 \\\n"
+               "      --pruner halving --min-epochs 2 --trials 40 --threads 1\n"
                "  bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --report\n"
                "  bench tune --method conv_siamese --preset koch_cpu --protocol omniglot20 --trials 40 \\\n"
                "      --history results/tune/tune-conv_siamese-koch_cpu-omniglot20.csv   # a lost store")
@@ -44,6 +46,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--val-trials", type=int, default=3200, help="validation trials scoring each epoch "
                                                                  "(default 3,200: Koch's 320 swing by ~2.5 points)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every trial and the sampler's (default 0)")
+    p.add_argument("--pruner", choices=["median", "halving", "hyperband"], default="median",
+                   help="median (default): stop a trial trailing the median at its epoch; halving (successive "
+                        "halving) or hyperband: multi-fidelity, epochs the resource: most trials stop after "
+                        "--min-epochs, the best run to the preset's epochs")
+    p.add_argument("--min-epochs", type=int, default=1, help="--pruner halving or hyperband: epochs every trial gets "
+                                                             "before its first cut (default 1)")
     p.add_argument("--study", help="study name (default METHOD-PRESET-PROTOCOL)")
     p.add_argument("--preset-name", help="name of the preset the best trial becomes (default: the study's name)")
     p.add_argument("--threads", type=int, help="torch threads per trial (two tunes of one study with 1 each use "
@@ -90,7 +98,7 @@ def command(args) -> None:
     changes = {**(read_space_file(args.space_file) if args.space_file else {}), **parse_assignments(args.space)}
     setup = tune.make_setup(args.method, args.preset, args.protocol, parse_assignments(args.protocol_options),
                                parse_assignments(args.fixed), changes, args.val_trials, args.seed,
-                               Path(args.data_root) if args.data_root else None)
+                               Path(args.data_root) if args.data_root else None, args.pruner, args.min_epochs)
     tuning_trials = tune.check_data(setup)
     name = args.study or tune.study_name(setup)
     url = tune.storage_url(store, name)

@@ -15,7 +15,7 @@ import torch
 from fewshot_bench import __version__
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.keys import fingerprint, run_key
-from fewshot_bench.records import SCHEMA, new_run_id
+from fewshot_bench.records import SCHEMA, learning_check, new_run_id
 from fewshot_bench.seeding import seed_everything
 from fewshot_bench.stats import set_interval, t_interval
 
@@ -162,6 +162,7 @@ def training_summary(method) -> dict | None:
             "best_validation": max((h["validation_accuracy"] or 0.0) for h in history) if history else None,
             "validation_trials": getattr(method, "validation_trials_", 0),
             "worker_peak_rss_mib": getattr(method, "worker_peak_rss_mib_", []),  # members trained in processes
+            "learning": learning_check(history),
             "history": history}
 
 

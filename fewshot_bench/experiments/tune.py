@@ -26,7 +26,7 @@ import numpy as np
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.errors import UserError
 from fewshot_bench.learning.configs import field_names
-from fewshot_bench.records import write_atomic
+from fewshot_bench.records import learning_check, write_atomic
 from fewshot_bench.seeding import seed_everything
 from fewshot_bench.space import adjusted, parse_param, suggest_options
 
@@ -48,10 +48,22 @@ class Setup:
     val_trials: int = TUNING_TRIALS
     seed: int = 0  # the training seed of every trial (each process's sampler mixes in its own)
     data_root: str | None = None
+    # which trials stop early: "median" (a trial trailing the median of earlier ones at the same epoch),
+    # or multi-fidelity with epochs the resource: "halving" (asynchronous successive halving: every
+    # trial trains min_epochs, the best third of those 3x as many, and so on up to the config's
+    # epochs) or "hyperband" (several such brackets, some starting at more epochs)
+    pruner: str = "median"
+    min_epochs: int = 1
 
     def key(self) -> dict:
-        """The settings that define the study (where the data lies does not)."""
-        return {k: v for k, v in asdict(self).items() if k != "data_root"}
+        """The settings that define the study (where the data lies does not; settings added later
+        are left out at their defaults, so that studies made before them resume)."""
+        return {k: v for k, v in asdict(self).items()
+                if k != "data_root" and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+
+
+LATER_SETTINGS = {"pruner": "median", "min_epochs": 1}
+PRUNERS = ("median", "halving", "hyperband")
 
 
 def study_name(setup: Setup) -> str:
@@ -59,13 +71,18 @@ def study_name(setup: Setup) -> str:
 
 
 def make_setup(method: str, preset: str | None, protocol: str, protocol_options: dict, fixed: dict,
-               space_changes: dict, val_trials: int, seed: int, data_root: Path | None) -> Setup:
+               space_changes: dict, val_trials: int, seed: int, data_root: Path | None,
+               pruner: str = "median", min_epochs: int = 1) -> Setup:
     """Check everything a tune needs before any work: the method, preset, options and search space,
-    and the protocol's options."""
+    the protocol's options and the pruner."""
     method_cls = METHODS.get(method)
     protocol_cls = PROTOCOLS.get(protocol)
     if val_trials < 20:
         raise UserError(f"--val-trials must be >= 20, got {val_trials}")
+    if pruner not in PRUNERS:
+        raise UserError(f"--pruner must be {' or '.join(PRUNERS)}, got {pruner!r}")
+    if min_epochs < 1:
+        raise UserError(f"--min-epochs must be >= 1, got {min_epochs}")
     protocol_cls.make_config(protocol_options)
     base = method_cls.make_config(preset or method_cls.default_preset, fixed)
     declared = method_cls.search_space_for(base)
@@ -77,10 +94,29 @@ def make_setup(method: str, preset: str | None, protocol: str, protocol_options:
     if clash:
         raise UserError(f"{', '.join(clash)} both fixed (--set) and searched; switch the range off with "
                         f"--space {clash[0]}=off, or drop the --set")
+    epochs = getattr(base, "epochs", None)
+    if pruner != "median" and epochs is not None and min_epochs >= epochs:
+        raise UserError(f"--min-epochs {min_epochs} leaves the {pruner} pruner nothing to stop early: the preset trains "
+                        f"{epochs} epochs; give fewer, or more epochs with --set epochs=N")
     setup = Setup(method, preset or method_cls.default_preset, protocol, dict(protocol_options), dict(fixed),
                   {k: p.text() for k, p in space.items()}, val_trials, seed,
-                  str(data_root) if data_root else None)
+                  str(data_root) if data_root else None, pruner, min_epochs)
     return setup
+
+
+def make_pruner(setup: dict):
+    """The study's pruner (its setup as stored, where later settings may be absent). The
+    multi-fidelity pruners' resource is the epoch (reported from 0): rungs at min_epochs x 3^k."""
+    import optuna
+
+    if setup.get("pruner", "median") == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=setup.get("min_epochs", 1), reduction_factor=3)
+    if setup.get("pruner", "median") == "hyperband":
+        epochs = METHODS.get(setup["method"]).make_config(setup["preset"], setup["fixed"]).epochs
+        return optuna.pruners.HyperbandPruner(min_resource=setup.get("min_epochs", 1), max_resource=epochs,
+                                              reduction_factor=3)
+    # a trial is pruned where its epoch's validation trails the median of earlier trials at that epoch
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
 
 
 def check_data(setup: Setup) -> int:
@@ -112,10 +148,8 @@ def open_study(url: str, name: str, setup: Setup | None = None, grace: int = GRA
     # the same random settings while the sampler starts up (TPE's constant liar keeps them apart later)
     seed = int(np.random.SeedSequence([setup.seed if setup else 0, os.getpid(), time.time_ns()]).generate_state(1)[0])
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
-    # a trial is pruned where its epoch's validation trails the median of earlier trials at that epoch
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction="maximize", load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize",
+                                load_if_exists=True)
     stored = study.user_attrs.get("setup")
     if setup is not None:
         if stored is None:
@@ -126,6 +160,7 @@ def open_study(url: str, name: str, setup: Setup | None = None, grace: int = GRA
                             f"--study name, or the same settings to resume it")
     elif stored is None:
         raise UserError(f"no study named {name} in {url.removeprefix('sqlite:///')}")
+    study.pruner = make_pruner(study.user_attrs["setup"])  # Ray workers open the study without a setup
     return study
 
 
@@ -177,6 +212,10 @@ class TrialRunner:
             trial.set_user_attr("epochs", len(history))
             # the last epoch's training loss: a twin stuck at a constant guess sits at ln 2 (0.693)
             trial.set_user_attr("loss", round(float(history[-1]["loss"]), 4))
+            check = learning_check(history)
+            if check["untrained_validation"] is not None:
+                trial.set_user_attr("untrained", round(100 * check["untrained_validation"], 2))
+            trial.set_user_attr("learned", check["learned"])
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {history[-1]['epoch'] + 1}: validation trails the median")
 
@@ -292,7 +331,8 @@ def import_history(study, setup: Setup, csv_path: Path) -> int:
         epochs = None if pd.isna(row.get("epochs")) else int(row["epochs"])
         attrs = {k: (None if pd.isna(row[k]) else kind(row[k]))
                  for k, kind in (("best_epoch", int), ("train_seconds", float), ("tflop", float),
-                                 ("resumed_from_epoch", int), ("loss", float)) if k in row}
+                                 ("resumed_from_epoch", int), ("loss", float), ("untrained", float),
+                                 ("learned", _verdict)) if k in row}
         attrs.update({"epochs": epochs, "options": json.loads(json.dumps(options)),
                       "imported_from": f"{csv_path} trial {row['trial']}"})
         retry = row.get("retry_of")
@@ -303,6 +343,11 @@ def import_history(study, setup: Setup, csv_path: Path) -> int:
             intermediate_values={epochs - 1: last} if last is not None and epochs else None)
         study.add_trial(trial)
     return len(frame)
+
+
+def _verdict(value) -> bool | None:
+    """A learning verdict as a CSV gives it back: True/False, or their text."""
+    return {"true": True, "false": False}.get(str(value).lower())
 
 
 def _plain(value):
@@ -325,8 +370,8 @@ def history_frame(study):
                      "score": None if t.value is None else round(100 * t.value, 2),
                      "last_validation": (round(100 * t.intermediate_values[max(t.intermediate_values)], 2)
                                          if t.intermediate_values else None),
-                     **{k: t.user_attrs.get(k) for k in ("epochs", "best_epoch", "loss", "train_seconds",
-                                                         "tflop", "resumed_from_epoch")},
+                     **{k: t.user_attrs.get(k) for k in ("epochs", "best_epoch", "loss", "untrained", "learned",
+                                                         "train_seconds", "tflop", "resumed_from_epoch")},
                      "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(t),
                      **{f"param:{k}": v for k, v in t.params.items()}})
     frame = pd.DataFrame(rows)

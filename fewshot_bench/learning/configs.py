@@ -184,6 +184,9 @@ class TwinConfig(TrialConfig):
     momentum_ramp_epochs: int = 20  # momentum rises linearly to its final value over these epochs
     l2: tuple[float, ...] = (2e-4,)
     lr_decay: float = 0.01  # per epoch
+    # what scores a trained twin's pairs: "head" (its metric, as trained) or "l1" (the plain L1 distance
+    # of the embeddings, the head's weights ignored); validation during training always uses the head
+    score_with: str = "head"
 
     def check(self):
         super().check()
@@ -192,6 +195,7 @@ class TwinConfig(TrialConfig):
         require(self.loss != "bce" or self.metric == "weighted_l1" or self.objective != "pairs",
                 "the bce pair loss needs metric=weighted_l1 (the sigmoid head)")
         require(self.margin > 0, f"margin must be > 0, got {self.margin}")
+        require(self.score_with in ("head", "l1"), f"score_with must be 'head' or 'l1', got {self.score_with!r}")
         require_minimums(self, pairs=2, batch_size=2, pair_steps=0)
         n = self.n_layers
         for name in ("lr", "momentum", "l2"):

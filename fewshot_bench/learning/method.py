@@ -41,7 +41,7 @@ class NetworkMethod(TrainingLoop, Method):
     former_values: dict = {}
     # options that change how trained networks score, not how they train: left out of weight keys,
     # so that networks trained once serve every way of scoring them
-    SCORING_OPTIONS = ("test_symmetries", "keep", "test_inner_steps", "class_score")
+    SCORING_OPTIONS = ("test_symmetries", "keep", "test_inner_steps", "class_score", "score_with")
     # options that change how fast a network trains, not what it learns: out of weight keys too
     SPEED_OPTIONS = ("compile",)
     # the method whose trained networks this one uses (their checkpoints): methods that differ only
@@ -238,6 +238,23 @@ class TwinMethod(NetworkMethod):
         param_groups = [{"params": p, "lr": lr, "base_lr": lr, "weight_decay": 2 * l2, "momentum": cfg.momentum_start}
                         for p, lr, l2 in zip(groups, lrs, l2s)]
         return torch.optim.SGD(param_groups, lr=lrs[0], momentum=cfg.momentum_start), None
+
+    def _plain_l1(self) -> bool:
+        """Whether scoring compares embeddings by plain L1 (``score_with=l1``); validation during
+        training scores with the head, so that the training does not depend on a scoring option."""
+        return self.config.score_with == "l1" and not getattr(self, "validating_", False)
+
+    def _set_logits(self, model, queries, support, support_class):
+        if self._plain_l1():
+            return -torch.cdist(queries.float(), support.float(), p=1)
+        return super()._set_logits(model, queries, support, support_class)
+
+    @torch.inference_mode()
+    def score_pairs(self, first, second):
+        if not self._plain_l1():
+            return super().score_pairs(first, second)
+        return torch.stack([-(self._embed(m, symmetry(first, k)) - self._embed(m, symmetry(second, k))).abs().sum(-1)
+                            for m, k in self._views()]).mean(0).float().cpu()
 
     def pair_image_gflop(self) -> float:
         """One training image's forward and backward GFLOP on Koch's pair loss, for this config's network

@@ -7,6 +7,7 @@ characters, F): the same column is the same character, and the first ``shot`` dr
 support, the others the queries.
 
 - ``pairs``: pair BCE (Koch) or the contrastive loss (Hadsell et al. 2006) on same/different pairs
+- ``pair_grid``: Koch's pair BCE on every pair within each batch's grids, same and different half each
 - ``trials``: trial softmax, every drawer the support for every other drawer's queries (the cpu twins)
 - ``prototypes`` (Snell et al. 2017): softmax over negative squared distances to class means
 - ``matching`` (Vinyals et al. 2016): cosine attention over the support, summed per class
@@ -16,6 +17,7 @@ support, the others the queries.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -35,6 +37,24 @@ def pair_loss(model, a, b, same, loss: str = "bce", margin: float = 1.0) -> torc
     # contrastive: pull same pairs together, push others beyond the margin
     d = (a - b).pow(2).sum(-1).clamp_min(1e-12).sqrt()
     return 0.5 * (same * d.pow(2) + (1 - same) * F.relu(margin - d).pow(2)).mean()
+
+
+def grid_pair_loss(model, h: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """Koch's pair cross-entropy on every pair of images within each group's (drawers, characters)
+    grid, same and different pairs weighted half and half as Koch's balanced pairs are: the loss his
+    pairs estimate, from all the pairs a batch's embeddings make (a grid of 8 x 16 images makes 8,128
+    pairs from 128 embeddings, where Koch's batches of 128 pairs need 256)."""
+    loss = 0.0
+    for e in grids(h, shapes):
+        d, c, dim = e.shape
+        flat = e.reshape(d * c, dim)
+        character = torch.arange(c, device=h.device).repeat(d)  # rows are drawer-major
+        i, j = torch.triu_indices(d * c, d * c, offset=1, device=h.device)
+        logits = model.logits(flat, flat)[i, j]
+        same = (character[i] == character[j]).to(logits.dtype)
+        per_pair = F.binary_cross_entropy_with_logits(logits, same, reduction="none")
+        loss = loss + 0.5 * (per_pair[same > 0].mean() + per_pair[same == 0].mean())
+    return loss / len(shapes)
 
 
 def groups(x: torch.Tensor, shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
@@ -171,6 +191,11 @@ class Objective:
     def steps_per_epoch(self) -> int:
         return self.fixed_steps or self.config.steps_per_epoch
 
+    def constant_loss(self) -> float | None:
+        """The loss of the best constant guess (the same output whatever the images), which a network
+        that learned nothing sits at; None where the objective has no such figure."""
+        return None
+
     def mean_images(self) -> float | None:
         """The images a step holds on average, where batches vary with what is drawn (None: every
         step holds as many as the last one)."""
@@ -198,6 +223,14 @@ class Pairs(Objective):
 
     def steps_per_epoch(self):
         return self.fixed_steps or self.config.pair_epoch_steps
+
+    def constant_loss(self):
+        """The cross-entropy of guessing the share of same pairs (ln 2 for balanced pairs); the
+        contrastive loss has no constant guess."""
+        if self.config.loss != "bce":
+            return None
+        p = float(np.mean(self.targets))
+        return float(-(p * np.log(p) + (1 - p) * np.log(1 - p))) if 0 < p < 1 else 0.0
 
     def losses(self, data, rng, gen):
         cfg, model = self.config, self.method.model_
@@ -255,6 +288,14 @@ class Grids(Objective):
             [min(cfg.way, self.index.table[a].shape[0]) for a in self.index.alphabets]))
         return cfg.alphabets_per_batch * cfg.drawers_per_character * way
 
+    def constant_loss(self) -> float | None:
+        """A softmax over a group's characters guessing uniformly: ln of its characters, averaged
+        over the alphabets a group is drawn from (a smaller alphabet gives all its characters)."""
+        cfg = self.config
+        if getattr(cfg, "across_alphabets", False):
+            return math.log(cfg.way)
+        return float(np.mean([math.log(min(cfg.way, self.index.table[a].shape[0])) for a in self.index.alphabets]))
+
     def _symmetry(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """One random symmetry (turn and/or mirror, as configured) for all images of an alphabet."""
         turns = int(rng.integers(4)) if self.config.rotations else 0
@@ -278,6 +319,20 @@ class Trials(Grids):
         return trial_loss(self.method.model_, self.method.train_embed(x), shapes)
 
 
+@objective("pair_grid")
+class PairGrid(Grids):
+    """Koch's pair loss on every pair of each batch's grids (``grid_pair_loss``): his loss and his head,
+    with the trials' sampling (a change of sampling from his fixed pool of pairs, labelled where used)."""
+
+    ignores = ("pairs", "pair_steps", "batch_size")  # grids, not a pool of pairs in batches
+
+    def constant_loss(self):
+        return math.log(2)  # same and different pairs weigh half each: the best constant guess is 1/2
+
+    def loss(self, x, shapes):
+        return grid_pair_loss(self.method.model_, self.method.train_embed(x), shapes)
+
+
 class Episodes(Grids):
     """Grids as episodes: ``shot`` support drawers, the others queries, scored as ``name`` says."""
 
@@ -299,6 +354,9 @@ class Matching(Episodes):
 @objective("relation")
 class Relation(Episodes):
     """Sung et al. 2018: relation scores regressed on one-hot targets with the squared error."""
+
+    def constant_loss(self):
+        return None  # the squared error's guess depends on the sigmoid, not a softmax's ln c
 
 
 @objective("maml")
@@ -324,6 +382,9 @@ class Classes(Objective):
 
     def n_classes(self):
         return self.index.n_classes * (4 if self.turned_classes() else 1)
+
+    def constant_loss(self):
+        return math.log(self.n_classes())
 
     def losses(self, data, rng, gen):
         cfg, index = self.config, self.index

@@ -77,6 +77,10 @@ class TrainingLoop:
         gen = torch.Generator().manual_seed(self.seed)
         history, start_epoch = [], 0
         objective.prepare(rng)
+        # the learning check's baselines, measured before the first step: the untrained network on the
+        # same validation trials, and the loss of a constant guess (checkpoints from before the check
+        # gain them on resume: the network built above is still the seed's untrained one)
+        start = {} if state and "untrained_validation" in state["history"][0] else self._baselines(objective, validation)
         if cfg.budget_gflop:
             objective.fixed_steps = self._budget_steps(objective, data)
         snapshots = {}  # epoch -> weights, for keep="epochN"
@@ -89,6 +93,7 @@ class TrainingLoop:
             rng.bit_generator.state = state["rng"]
             gen.set_state(state["gen"])
             history, start_epoch = state["history"], state["epoch"] + 1
+            history[0].update(start)
             snapshots = state.get("snapshots", {})
             self.resumed_epochs_ = start_epoch
             self._report_epochs(history)  # a tune's pruner sees the resumed epochs too
@@ -115,7 +120,8 @@ class TrainingLoop:
             history.append({"epoch": epoch, "loss": loss, "validation_accuracy": acc if validation else None,
                             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tick,
                             "bf16": self.bf16_, "steps": len(losses), "images": images,
-                            "step_gflop": counter.get_total_flops() / 1e9, "step_images": step_images})
+                            "step_gflop": counter.get_total_flops() / 1e9, "step_images": step_images,
+                            **(start if not history else {})})
             done = stop or epoch == cfg.epochs - 1
             if epoch + 1 in cfg.snapshots:
                 snapshots[epoch + 1] = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
@@ -129,6 +135,19 @@ class TrainingLoop:
             if done:
                 break
         return self._kept(state), history, False
+
+    def _baselines(self, objective, validation) -> dict:
+        """What a training must beat to have learned: the untrained network's validation accuracy
+        and its 95% interval over trial sets (where there is validation), and the loss of the best
+        constant guess (where the objective has one). Stored in the first epoch's history entry."""
+        out = {}
+        if validation:
+            untrained = self._validation_result(validation)
+            out.update(untrained_validation=untrained["accuracy"], untrained_ci95=untrained["ci95"])
+        constant = objective.constant_loss()
+        if constant is not None:
+            out["constant_loss"] = constant
+        return out
 
     # called with the history after each epoch (and after a resume): ``bench tune`` reports the
     # validation curve to Optuna there, whose pruner may stop the training by raising
@@ -165,9 +184,12 @@ class TrainingLoop:
         return max(1, round(cfg.budget_gflop / cfg.epochs / (per_image * images)))
 
     def _validate(self, validation) -> float:
+        return self._validation_result(validation)["accuracy"]
+
+    def _validation_result(self, validation) -> dict:
         self.validating_ = True
         try:
-            return evaluate_trial_sets(self, validation)["accuracy"]
+            return evaluate_trial_sets(self, validation)
         finally:
             self.validating_ = False
 

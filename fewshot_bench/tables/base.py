@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fewshot_bench.records import epoch_seconds, training_budget
+from fewshot_bench.records import did_not_learn, epoch_seconds, training_budget
 from fewshot_bench.registry import Registry
 from fewshot_bench.stats import mcnemar_exact, t_interval
 
@@ -105,14 +105,30 @@ TABLES = Registry("table", "fewshot_bench.tables", "fewshot_bench.tables", Table
 
 def cell(records: list[dict]) -> dict:
     """One table cell from the runs of one (method, preset, protocol): a single run shows its
-    CI over trial sets; several training seeds show mean and t-interval over seeds."""
+    CI over trial sets; several training seeds show mean and t-interval over seeds. ``learning``:
+    "did not learn at N TFLOP" where a training failed the learning check, else None."""
+    flag = learning_flag(records)
     if len(records) == 1:
         r = records[0]
         return {"accuracy": 100 * r["accuracy"], "ci95": 100 * r["ci95"], "seeds": 1,
-                "trials": r["n_trials"], "draws": len(r["trial_seeds"])}
+                "trials": r["n_trials"], "draws": len(r["trial_seeds"]), "learning": flag}
     mean, half = t_interval([r["accuracy"] for r in records])
     return {"accuracy": 100 * mean, "ci95": 100 * half, "seeds": len(records),
-            "trials": sum(r["n_trials"] for r in records), "draws": sum(len(r["trial_seeds"]) for r in records)}
+            "trials": sum(r["n_trials"] for r in records), "draws": sum(len(r["trial_seeds"]) for r in records),
+            "learning": flag}
+
+
+def learning_flag(records: list[dict]) -> str | None:
+    """"did not learn at N TFLOP" where any of the runs' trainings failed the learning check
+    (``records.learning_check``): such a cell is no figure of its method, and tables show the flag
+    where its accuracy would stand."""
+    return next((flag for flag in map(did_not_learn, records) if flag), None)
+
+
+def withhold(entry: dict, figures: list[str]) -> dict:
+    """A table row whose training did not learn: its figures blanked (the first kept apart as
+    ``accuracy_not_learned``, what the untrained network's level scored), the flag in ``learning``."""
+    return {**entry, "accuracy_not_learned": entry.get(figures[0]), **{k: None for k in figures if k in entry}}
 
 
 def rounded_cell(runs: list[dict]) -> tuple[float, float, str]:
@@ -129,6 +145,13 @@ def p_text(p: float) -> str:
 # the ↑ of a TFLOP cell, as the tables' legends define it (records.still_improving decides it)
 IMPROVING_MARK = ("↑ = still improving when it stopped: its best validation accuracy in the last quarter of epochs "
                   "beat the best before by more than the validation's 95% interval")
+
+
+# what a row flagged by the learning check means, as the tables' legends say it
+LEARNING_LEGEND = ("did not learn at N TFLOP: a training whose best validation accuracy stayed inside the untrained "
+                   "network's 95% interval on the same trials, or whose loss stayed within 1% of a constant guess's "
+                   "in every epoch; its accuracy is no figure of the method (the CSV keeps it apart as "
+                   "`accuracy_not_learned`) and is left out of the figure and of the paired claims")
 
 
 def verdict(value) -> bool | None:

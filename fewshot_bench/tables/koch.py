@@ -9,9 +9,9 @@ import pandas as pd
 
 from fewshot_bench.errors import UserError
 from fewshot_bench.records import training_seconds, write_atomic
-from fewshot_bench.tables.base import (FAR, IMPROVING_MARK, TABLES, Cell, PlannedRun, Provenance, Table,
-                                       alphabet_columns, budget_columns, machine_line, num, p_text, plus_minus, pyplot,
-                                       rounded_cell, step_columns, verdict)
+from fewshot_bench.tables.base import (FAR, IMPROVING_MARK, LEARNING_LEGEND, TABLES, Cell, PlannedRun, Provenance,
+                                       Table, alphabet_columns, budget_columns, learning_flag, machine_line, num, p_text,
+                                       plus_minus, pyplot, rounded_cell, step_columns, verdict, withhold)
 
 # Table 1: verification accuracy (%) by training pairs, without / with affine distortions x8
 TABLE1 = {(30_000, 0): 90.61, (30_000, 8): 91.90, (90_000, 0): 91.54, (90_000, 8): 93.15,
@@ -118,6 +118,10 @@ class KochTable(Table):
                 entry["paper_trials"] = self.paper_trials.get(cell.row, protocols[0])  # named as in the paper
                 measured = entry["ours"] if entry["paper_trials"] == protocols[0] else entry[entry["paper_trials"]]
                 entry["diff_vs_paper"] = round(measured - cell.paper, 2)
+            entry["learning"] = learning_flag(fits)
+            if entry["learning"]:  # never the method's figure: the flag stands where the accuracy would
+                entry = withhold(entry, ["ours", "ci95", "ci95_alphabets", "diff_vs_paper", "lake_runs_minus_ours",
+                                         *[c for p in protocols[1:] for c in (p, f"{p}_ci95")]])
             out.append(entry)
         ours = {c.paper for c, _ in rows.values()}
         for system, figure in self.published.items():
@@ -127,7 +131,8 @@ class KochTable(Table):
                             "source": "published"})
         # every column present even where no row has it yet (a table written from a partial store)
         columns = ["system", "method", "preset", "ours", "ci95", "ci_over", "seeds", "train_s", "paper", "paper_trials",
-                   "diff_vs_paper", "source"] + [c for p in protocols[1:] for c in (p, f"{p}_ci95")] + \
+                   "diff_vs_paper", "source", "learning", "accuracy_not_learned"] + \
+                  [c for p in protocols[1:] for c in (p, f"{p}_ci95")] + \
                   (["lake_runs_minus_ours"] if "lake_runs" in protocols else [])
         frame = pd.DataFrame(out)
         return frame.reindex(columns=list(frame.columns) + [c for c in columns if c not in frame.columns])
@@ -160,6 +165,8 @@ class KochTable(Table):
                      f"† = more than {FAR:.0f} points away (explained in results/README.md)")
         lines.append(f"- TFLOP: the training's forward and backward compute (steps and images in the CSV); "
                      f"{IMPROVING_MARK} (hollow dots in the figure)")
+        if frame.get("learning", pd.Series(dtype=object)).map(lambda v: isinstance(v, str)).any():
+            lines.append(f"- {LEARNING_LEGEND}")
         alphabets = "ci95_alphabets" in frame.columns
         if alphabets:
             lines.append("- ± alphabets: the 95% interval over the 10 test alphabets, what an accuracy says about new "
@@ -171,11 +178,12 @@ class KochTable(Table):
                  ["paper (%)", "paper's trials", "Δ paper", "seeds", "train s", "TFLOP"]
         lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, r in frame.iterrows():
-            cells = [r["system"], plus_minus(r, "ours", "ci95")]
+            flag = r.get("learning") if isinstance(r.get("learning"), str) else None
+            cells = [r["system"], flag or plus_minus(r, "ours", "ci95")]
             if alphabets:
                 cells.append(num(r.get("ci95_alphabets"), ".1f"))
             if two:
-                cells += [plus_minus(r, "lake_runs", "lake_runs_ci95"), num(r.get("lake_runs_minus_ours"), "+.1f")]
+                cells += [flag or plus_minus(r, "lake_runs", "lake_runs_ci95"), num(r.get("lake_runs_minus_ours"), "+.1f")]
             diff = r.get("diff_vs_paper")
             far = "" if pd.isna(diff) or abs(diff) <= FAR else " †"
             cells += [num(r["paper"], ".1f"), r["paper_trials"] if isinstance(r["paper_trials"], str) else "",
@@ -223,7 +231,9 @@ class KochTable(Table):
             ax.plot(row["paper"], k + offset, marker="D", color="black", markersize=5, linestyle="none", label=legend)
             legend = None  # once
             values.append(row["paper"])
-        ax.set_yticks(range(len(frame)), frame["system"], fontsize=8)
+        labels = [f"{row['system']}\n({row['learning']})" if isinstance(row.get("learning"), str) else row["system"]
+                  for row in frame.to_dict("records")]
+        ax.set_yticks(range(len(frame)), labels, fontsize=8)
         ax.set_ylim(len(frame) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
         low = max(0.0, 5 * (min(values) // 5) - 5) if values else 0.0
@@ -260,7 +270,12 @@ class Table1(KochTable):
                   for p in sorted({p for p, _ in TABLE1})]
         claims += [((30_000, d), (150_000, d), f"150k pairs against 30k, distortions x{d}") for d in (0, 8)]
         lines = []
+        flagged = {} if frame is None else dict(zip(frame["system"], frame.get("learning", [None] * len(frame))))
         for before, after, claim in claims:
+            stuck = [row for row in (table1_row(*before), table1_row(*after)) if isinstance(flagged.get(row), str)]
+            if stuck:  # a claim about learning cannot be tested on a network that did not learn
+                lines.append(f"- {claim}: not tested, {' and '.join(stuck)} {flagged[stuck[0]]}")
+                continue
             step = step_columns(runs, table1_row(*before), table1_row(*after), "verification")
             if step:
                 paper = TABLE1[after] - TABLE1[before]
@@ -307,7 +322,7 @@ class Table2(KochTable):
     def notes(self, frame, runs):
         if "lake_runs" not in frame.columns:
             return []
-        ours = frame[frame["source"] == "our runs"]
+        ours = frame[(frame["source"] == "our runs") & frame["lake_runs_minus_ours"].notna()]
         gaps = ", ".join(f"{m}{'' if p == '-' else f' ({p})'} {g:+.1f}"
                          for m, p, g in zip(ours["method"], ours["preset"], ours["lake_runs_minus_ours"]))
         far = ours[ours["diff_vs_paper"].abs() > FAR]

@@ -11,7 +11,7 @@ import pandas as pd
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.errors import UserError
 from fewshot_bench.keys import fingerprint
-from fewshot_bench.tables.base import TABLES, cell
+from fewshot_bench.tables.base import TABLES, cell, withhold
 
 
 @functools.lru_cache(maxsize=None)  # one method instance per (method, preset), not one per record
@@ -118,7 +118,9 @@ def default_protocol_config(protocol: str) -> dict:
 def long_table(records: list[dict]) -> pd.DataFrame:
     rows = [{"method": m, "preset": p, "protocol": proto, **cell(rs)}
             for (m, p, proto), rs in sorted(latest_per_seed(records).items())]
-    return pd.DataFrame(rows, columns=["method", "preset", "protocol", "accuracy", "ci95", "seeds", "trials", "draws"])
+    rows = [withhold(r, ["accuracy", "ci95"]) if r["learning"] else r for r in rows]
+    return pd.DataFrame(rows, columns=["method", "preset", "protocol", "accuracy", "ci95", "seeds", "trials", "draws",
+                                       "learning", "accuracy_not_learned"])
 
 
 def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
@@ -133,7 +135,9 @@ def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
     if long.empty:
         return pd.DataFrame()
     long["row"] = long["method"] + long["preset"].map(lambda p: "" if p == "-" else f" ({p})")
-    long["cell"] = [f"{a:.1f} ± {c:.1f}" for a, c in zip(long["accuracy"], long["ci95"])]
+    # a cell whose training did not learn shows the flag, never its accuracy as the method's figure
+    long["cell"] = [flag if isinstance(flag, str) else f"{a:.1f} ± {c:.1f}"
+                    for a, c, flag in zip(long["accuracy"], long["ci95"], long["learning"])]
     wide = long.pivot(index="row", columns="protocol", values="cell").fillna("").rename_axis(None, axis=1)
     if not paper:
         return wide[sorted(wide.columns)]
