@@ -14,7 +14,7 @@ import torch
 
 from fewshot_bench.api import PROTOCOLS, PairSet
 from fewshot_bench.config import require
-from fewshot_bench.evaluation import rounded, summarise
+from fewshot_bench.evaluation import rounded, scoring_threads, summarise
 from fewshot_bench.imageset import ImageSet
 from fewshot_bench.data.omniglot import OmniglotBackgroundProtocol, image_ids, omniglot
 from fewshot_bench.data.splits import (TEST_ALPHABETS, TEST_DRAWERS, TRAIN_DRAWERS,
@@ -88,7 +88,7 @@ class Verification(OmniglotBackgroundProtocol):
         out = []
         if progress:
             progress.start(-(-len(pairs.same) // self.config.batch))
-        with torch.inference_mode():
+        with torch.inference_mode(), scoring_threads():
             for i in range(0, len(pairs.same), self.config.batch):
                 sl = slice(i, i + self.config.batch)
                 scores = method.score_pairs(method.prepare(pairs.first[sl]), method.prepare(pairs.second[sl]))

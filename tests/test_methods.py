@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,29 @@ def test_tree_descent_reaches_the_nearest_cluster():
     root = to_tree(linkage(support, "average"))
     scores = descend(np.array([9.5, 0.9]), support, root, ("euclidean",))
     assert scores.argmax() == 3 and scores[2] > scores[0] and scores[0] == scores[1] == 0
+
+
+def test_scoring_uses_no_more_threads_than_the_machine_has_free_cores(monkeypatch):
+    """Beside a busy neighbour a 2-core machine scores on one thread (MHD 5x faster there, `bench speed
+    threads`); the threads come back after scoring, and the machine is looked at once a while."""
+    import torch
+
+    from fewshot_bench import evaluation
+
+    looks = []
+    monkeypatch.setattr(evaluation, "_measure_free_cores", lambda window: looks.append(window) or 1)
+    monkeypatch.setattr(evaluation, "_FREE", [-1e9, 0])
+    before = torch.get_num_threads()
+    seen = []
+    with evaluation.scoring_threads():
+        seen.append(torch.get_num_threads())
+    with evaluation.scoring_threads():
+        seen.append(torch.get_num_threads())
+    assert seen == [1, 1] and torch.get_num_threads() == before and len(looks) == 1
+
+
+def test_free_cores_counts_other_processes_busy_time_not_its_own():
+    from fewshot_bench import evaluation
+
+    cores = os.cpu_count()
+    assert 1 <= evaluation._measure_free_cores(0.05) <= cores

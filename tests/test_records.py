@@ -706,3 +706,31 @@ def test_characters_and_class_keys_see_through_rotations():
     assert characters(images) == {("Latin", "c1"), ("Latin", "c2"), ("Greek", "c1")}
     meta = pd.DataFrame({"alphabet": ["Latin@rot270", FLAT_GROUP], "character": ["c1", "cat"]})
     assert class_keys(meta) == ["Latin/c1", "cat"]
+
+
+def test_an_interrupted_run_scores_only_the_trial_seeds_it_lacks_when_run_again(data_root, tmp_path, monkeypatch):
+    """`bench run` (and `bench compare --run-missing`, which runs through it) keeps each scored draw as
+    it finishes: killed during trial seed 2, the rerun scores seed 2 alone and stores the same record."""
+    from fewshot_bench.api import PROTOCOLS
+    from fewshot_bench.cli.main import main
+
+    protocol = PROTOCOLS.get("omniglot20")
+    real, scored = protocol.evaluate, []
+
+    def evaluate(self, method, trial_seed, progress=None):
+        scored.append(trial_seed)
+        if trial_seed == 2 and scored.count(2) == 1:
+            raise KeyboardInterrupt  # the user's ctrl-c during the third draw
+        return real(self, method, trial_seed, progress)
+
+    monkeypatch.setattr(protocol, "evaluate", evaluate)
+    store = tmp_path / "store"
+    args = ["run", "--method", "pixel_1nn", "--protocol", "omniglot20", "--protocol-set", "sets_per_alphabet=1",
+            "--trial-seed", "0-3", "--store", str(store), "--no-progress"]
+    assert main(args) == 130
+    assert scored == [0, 1, 2] and len(list((store / "partial").glob("*.json"))) == 1
+    assert main(args) == 0
+    assert scored == [0, 1, 2, 2, 3]  # seeds 0 and 1 came from the interrupted run
+    (record,) = load_records(store)
+    assert record["trial_seeds"] == [0, 1, 2, 3] and record["resumed_draws"] == [0, 1]
+    assert not list((store / "partial").glob("*.json"))  # kept only until the record is stored

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]; stored runs are complete, a rerun resumes trainings")
+        console.print("[yellow]interrupted[/]; stored runs are complete, a rerun resumes trainings and the trial "
+                      "draws a run had scored")
         return 130
 
 

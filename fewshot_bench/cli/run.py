@@ -42,8 +42,9 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
     from fewshot_bench.config import parse_assignments
     from fewshot_bench.progress import StageProgress
     from fewshot_bench.records import save_record, write_atomic
-    from fewshot_bench.experiments.runner import RunSpec, run
-    from fewshot_bench.seeding import parse_seeds
+    from fewshot_bench.experiments.runner import PartialDraws, RunSpec, run
+    from fewshot_bench.keys import record_key
+    from fewshot_bench.seeding import format_seeds, parse_seeds
 
     protocol_options = parse_assignments(getattr(args, "protocol_options", None))
     if getattr(args, "runs", None):
@@ -58,8 +59,11 @@ def execute(args, method: str, show_progress: bool = True) -> dict:
         console.print(f"note: {spec.protocol} is one fixed set of trials; --trial-seed {args.trial_seed} ignored "
                       "(one evaluation, its CI over that set)", highlight=False, markup=False)
     with StageProgress(console, enabled=show_progress) as progress:
-        record = run(spec, progress)
+        record = run(spec, progress, partial=store / "partial")
+    if record.get("resumed_draws"):
+        say(f"resumed: trial seeds {format_seeds(record['resumed_draws'])} were scored by an interrupted run")
     path = save_record(record, store)
+    PartialDraws(store / "partial", record_key(record)).discard()
     say(f"run record: {path}")
     warn_if_not_learned(record)
     split = (record.get("protocol_data") or {}).get("split")

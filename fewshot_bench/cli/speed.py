@@ -5,13 +5,14 @@ from fewshot_bench.cli.common import data_root_arg, out
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("speed", help="benchmarks: data loading, mhd vs scipy, training throughput, evaluation, "
-                                     "sweep here vs on Ray",
+    p = subparsers.add_parser("speed", help="benchmarks: data loading, mhd vs scipy, scoring threads, training "
+                                     "throughput, evaluation, sweep here vs on Ray",
                               description="The project's benchmarks, measured on this machine in one run each "
                                           "(medians and ratios); the numbers print as JSON.")
-    p.add_argument("name", choices=["load", "mhd", "train", "eval", "sweep"],
-                   help="load: Omniglot cold and warm; mhd: batched vs scipy; train: training steps; eval: "
-                        "a column scored (--protocol); sweep: here vs on Ray")
+    p.add_argument("name", choices=["load", "mhd", "threads", "train", "eval", "sweep"],
+                   help="load: Omniglot cold and warm; mhd: batched vs scipy; threads: scoring beside a busy "
+                        "core, on every thread vs the free ones; train: training steps; eval: a column scored "
+                        "(--protocol); sweep: here vs on Ray")
     p.add_argument("--preset", help="conv_siamese preset for train (default cpu) and eval (default paper)")
     p.add_argument("--method", default="conv_siamese", help="train: the learned method whose steps are timed "
                                                              "(default conv_siamese)")

@@ -1,6 +1,7 @@
 """Run one method on one protocol: fit once, evaluate on each trial draw, build the run record."""
 from __future__ import annotations
 
+import json
 import platform
 import resource
 import subprocess
@@ -15,7 +16,7 @@ import torch
 from fewshot_bench import __version__
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.keys import fingerprint, run_key
-from fewshot_bench.records import SCHEMA, learning_check, new_run_id
+from fewshot_bench.records import SCHEMA, learning_check, new_run_id, write_atomic
 from fewshot_bench.seeding import seed_everything
 from fewshot_bench.stats import set_interval, t_interval
 
@@ -78,13 +79,16 @@ def by_training(items: list, spec_of=lambda item: item) -> list[list]:
     return list(groups.values())
 
 
-def run(spec: RunSpec, progress=None) -> dict:
+def run(spec: RunSpec, progress=None, partial: Path | None = None) -> dict:
     """Fit ``spec.method`` once (seeded by ``spec.seed``) and evaluate it on every trial seed.
 
-    ``progress`` (optional) has ``stage(label)``, ``start(total)`` and ``advance()``.
+    ``progress`` (optional) has ``stage(label)``, ``start(total)`` and ``advance()``. ``partial``: a
+    folder where each trial seed's scored draw is kept as it finishes (one file per run key), so that
+    an interrupted run scores only the draws it lacks when run again; the file goes once the run is done.
     """
     method, protocol = build(spec)
     seeds = trial_seeds(spec)
+    kept = PartialDraws(partial, spec_key(spec)) if partial else None
     seed_everything(spec.seed)
     protocol.check_feasible(method)  # a protocol that cannot run fails before the training, not after
     background = protocol.background()
@@ -96,11 +100,39 @@ def run(spec: RunSpec, progress=None) -> dict:
     train_seconds = time.perf_counter() - start
 
     draws = []
+    done = kept.load() if kept else {}
     for trial_seed in seeds:
+        if trial_seed in done:
+            draws.append(done[trial_seed])
+            continue
         if progress:
             progress.stage(f"{spec.method} on {spec.protocol}, trial seed {trial_seed}")
         draws.append({"trial_seed": trial_seed, **protocol.evaluate(method, trial_seed, progress)})
-    return make_record(spec, method, protocol, draws, train_seconds)
+        if kept:
+            kept.save(draws)
+    record = make_record(spec, method, protocol, draws, train_seconds)
+    if kept:
+        record["resumed_draws"] = sorted(done)
+    return record
+
+
+class PartialDraws:
+    """The draws a run has scored so far, in ``<folder>/<run key>.json``."""
+
+    def __init__(self, folder: Path, key: str):
+        self.path = Path(folder) / f"{key}.json"
+
+    def load(self) -> dict[int, dict]:
+        try:
+            return {d["trial_seed"]: d for d in json.loads(self.path.read_text())}
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: score them anew
+            return {}
+
+    def save(self, draws: list[dict]) -> None:
+        write_atomic(self.path, json.dumps(draws, separators=(",", ":")))
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def make_record(spec, method, protocol, draws, train_seconds) -> dict:

@@ -78,6 +78,48 @@ def mhd(root: Path, sets: int = 4, repeats: int = 3) -> dict:
             "same_predictions": bool(same_argmax)}
 
 
+def threads(root: Path, methods=("mhd", "affine"), sets: int = 2, repeats: int = 3) -> dict:
+    """Scoring beside a busy neighbour: a process spinning on all cores but one while each method
+    scores the same trial sets on all of torch's threads (as before ``scoring_threads``) and on the
+    threads ``scoring_threads`` picks (the free cores). Medians, interleaved, and their ratio."""
+    import multiprocessing
+
+    from fewshot_bench.api import METHODS, PROTOCOLS
+    from fewshot_bench.evaluation import _FREE, scoring_threads
+
+    trial_sets = PROTOCOLS.get("omniglot20")(data_root=root).trial_sets(0)[:sets]
+    cores, every = os.cpu_count() or 1, torch.get_num_threads()
+    neighbours = [multiprocessing.get_context("spawn").Process(target=_spin, daemon=True) for _ in range(cores - 1)]
+    out = {"cores": cores, "busy_neighbours": len(neighbours), "torch_threads": every}
+    for p in neighbours:
+        p.start()
+    try:
+        time.sleep(1.0)  # the neighbours running before the free cores are looked at
+        _FREE[0] = -1e9
+        with scoring_threads():
+            out["threads_picked"] = torch.get_num_threads()
+        for name in methods:
+            method = METHODS.get(name)()
+            prepared = [(method.prepare(ts.queries), method.prepare(ts.support)) for ts in trial_sets]
+            every_t, picked_t = [], []
+            for _ in range(repeats):  # interleaved, so load changes hit both alike
+                every_t += timed(lambda: method.score_sets(prepared), 1)
+                with scoring_threads():
+                    picked_t += timed(lambda: method.score_sets(prepared), 1)
+            out[name] = {"every_thread_median_s": statistics.median(every_t),
+                         "picked_median_s": statistics.median(picked_t),
+                         "speedup": statistics.median(every_t) / statistics.median(picked_t)}
+    finally:
+        for p in neighbours:
+            p.terminate()
+    return out
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
 def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3, method: str = "conv_siamese",
           limits: bool = True) -> dict:
     """A learned method's training steps on real batches (sampling, rotations, distortions: the
