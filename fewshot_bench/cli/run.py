@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from fewshot_bench.cli.common import (console, data_root_arg, out, plugin_arg, print_results, say, store_arg,
                                       writable_store)
@@ -38,33 +37,32 @@ def command(args) -> None:
 
 
 def execute(args, method: str, show_progress: bool = True) -> dict:
+    """``bench run``'s work, through the Python API's ``run`` (never reusing a stored run: the command
+    scores again), with progress bars and what a user should know said on stderr."""
     from fewshot_bench.api import PROTOCOLS
     from fewshot_bench.config import parse_assignments
+    from fewshot_bench.experiments import python_api
     from fewshot_bench.progress import StageProgress
-    from fewshot_bench.records import save_record, write_atomic
-    from fewshot_bench.experiments.runner import PartialDraws, RunSpec, run
-    from fewshot_bench.keys import record_key
+    from fewshot_bench.records import write_atomic
     from fewshot_bench.seeding import format_seeds, parse_seeds
 
     protocol_options = parse_assignments(getattr(args, "protocol_options", None))
     if getattr(args, "runs", None):
         protocol_options["runs"] = args.runs
     store = writable_store(args)  # before any work: a training is not thrown away for a bad path
-    spec = RunSpec(method=method, protocol=args.protocol, preset=getattr(args, "preset", None),
-                   method_options=parse_assignments(getattr(args, "method_options", None)),
-                   protocol_options=protocol_options, seed=args.seed,
-                   trial_seeds=parse_seeds(args.trial_seed) if args.trial_seed is not None else None,
-                   data_root=Path(args.data_root) if args.data_root else None, work_dir=store / "checkpoints")
-    if spec.trial_seeds and len(spec.trial_seeds) > 1 and PROTOCOLS.get(spec.protocol).fixed_trials:
-        console.print(f"note: {spec.protocol} is one fixed set of trials; --trial-seed {args.trial_seed} ignored "
+    trial_seeds = parse_seeds(args.trial_seed) if args.trial_seed is not None else None
+    if trial_seeds and len(trial_seeds) > 1 and PROTOCOLS.get(args.protocol).fixed_trials:
+        console.print(f"note: {args.protocol} is one fixed set of trials; --trial-seed {args.trial_seed} ignored "
                       "(one evaluation, its CI over that set)", highlight=False, markup=False)
     with StageProgress(console, enabled=show_progress) as progress:
-        record = run(spec, progress, partial=store / "partial")
+        result = python_api.run(method, args.protocol, getattr(args, "preset", None), trial_seeds, seed=args.seed,
+                                protocol_options=protocol_options, store=store, data_root=args.data_root,
+                                reuse=False, progress=progress,
+                                **parse_assignments(getattr(args, "method_options", None)))
+    record = result.record
     if record.get("resumed_draws"):
         say(f"resumed: trial seeds {format_seeds(record['resumed_draws'])} were scored by an interrupted run")
-    path = save_record(record, store)
-    PartialDraws(store / "partial", record_key(record)).discard()
-    say(f"run record: {path}")
+    say(f"run record: {result.path}")
     warn_if_not_learned(record)
     split = (record.get("protocol_data") or {}).get("split")
     if split is not None:  # a folder's split: the classes each part held, beside the record

@@ -99,9 +99,18 @@ def run(spec: RunSpec, progress=None, partial: Path | None = None) -> dict:
     method.fit(background, validation)
     train_seconds = time.perf_counter() - start
 
-    draws = []
     done = kept.load() if kept else {}
-    for trial_seed in seeds:
+    record = make_record(spec, method, protocol, score_draws(spec, method, protocol, progress, kept), train_seconds)
+    if kept:
+        record["resumed_draws"] = sorted(set(done) & set(seeds))
+    return record
+
+
+def score_draws(spec: RunSpec, method, protocol, progress=None, kept: PartialDraws | None = None) -> list[dict]:
+    """A fitted method scored on each of the spec's trial draws; with ``kept``, draws an interrupted run
+    scored are taken from it and each new one is kept as it finishes."""
+    draws, done = [], kept.load() if kept else {}
+    for trial_seed in trial_seeds(spec):
         if trial_seed in done:
             draws.append(done[trial_seed])
             continue
@@ -110,10 +119,7 @@ def run(spec: RunSpec, progress=None, partial: Path | None = None) -> dict:
         draws.append({"trial_seed": trial_seed, **protocol.evaluate(method, trial_seed, progress)})
         if kept:
             kept.save(draws)
-    record = make_record(spec, method, protocol, draws, train_seconds)
-    if kept:
-        record["resumed_draws"] = sorted(done)
-    return record
+    return draws
 
 
 class PartialDraws:
