@@ -208,7 +208,7 @@ class Protocol:
         raise NotImplementedError
 
     def evaluate(self, method: Method, trial_seed: int, progress=None) -> dict:
-        """Score every trial set; see :func:`fewshot_bench.evaluation.evaluate_trial_sets`."""
+        """Score every trial set; see `fewshot_bench.evaluation.evaluate_trial_sets`."""
         from fewshot_bench.evaluation import evaluate_trial_sets
 
         return evaluate_trial_sets(method, self.trial_sets(trial_seed), progress)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import secrets
 import tempfile
@@ -227,17 +228,28 @@ def still_improving(history: list[dict], validation_trials: int = 0) -> bool | N
     return any(verdicts) if verdicts else None
 
 
-LOSS_BAND = 0.01  # a training loss within 1% of a constant guess's is a network that learned nothing
+LOSS_BAND = 0.01  # a training loss never 1% below a constant guess's is a network that learned nothing
 
 
-def learning_check(history: list[dict]) -> dict:
+def constant_loss_of(config: dict | None) -> float | None:
+    """The constant guess's loss a record's config implies, for trainings recorded before the check
+    stored it: Koch's balanced pairs under the cross-entropy, ln 2; None where it depends on the data."""
+    config = config or {}
+    if config.get("objective", "pairs") == "pairs" and config.get("loss", "bce") == "bce":
+        return math.log(2)
+    return None
+
+
+def learning_check(history: list[dict], config: dict | None = None) -> dict:
     """Whether a training learned, per member (any member that did not counts for the training).
 
     A member did not learn when its best validation accuracy stays inside the untrained network's
     95% interval (measured on the same validation trials before the first step), or when its training
-    loss stays within ``LOSS_BAND`` of the loss of a constant guess in every epoch. ``learned`` is None
+    loss never falls ``LOSS_BAND`` below the loss of a constant guess (an epoch may start above it). ``learned`` is None
     where neither baseline was recorded (trainings from before the check, or without validation and
-    a constant guess). Also returns the figures the verdict rests on (the first member's) and why."""
+    a constant guess). ``config`` (the record's ``method_config``) supplies the constant guess of a
+    training recorded before the check stored it. Also returns the figures the verdict rests on (the
+    first member's) and why."""
     by_member: dict = {}
     for h in history:
         by_member.setdefault(h.get("member"), []).append(h)
@@ -245,6 +257,8 @@ def learning_check(history: list[dict]) -> dict:
     for epochs in by_member.values():
         first = epochs[0]
         untrained, half, constant = (first.get(k) for k in ("untrained_validation", "untrained_ci95", "constant_loss"))
+        if constant is None and config is not None:  # recorded before the check: what the config implies
+            constant = constant_loss_of(config)
         scores = [h["validation_accuracy"] for h in epochs if h.get("validation_accuracy") is not None]
         best = max(scores) if scores else None
         checks = []
@@ -256,11 +270,11 @@ def learning_check(history: list[dict]) -> dict:
                                f"{100 * untrained:.1f} ± {100 * (half or 0.0):.1f}%")
         losses = [h.get("loss") for h in epochs]
         if constant and None not in losses:
-            flat = all(abs(loss - constant) <= LOSS_BAND * constant for loss in losses)
+            flat = min(losses) >= (1 - LOSS_BAND) * constant
             checks.append(flat)
             if flat:
-                reasons.append(f"training loss {epochs[-1]['loss']:.3f} within {LOSS_BAND:.0%} of a constant "
-                               f"guess's {constant:.3f} in every epoch")
+                reasons.append(f"training loss never {LOSS_BAND:.0%} below a constant guess's {constant:.3f} "
+                               f"(lowest {min(losses):.3f})")
         if checks:
             verdicts.append(not any(checks))
         if not figures:
@@ -272,9 +286,9 @@ def learning_check(history: list[dict]) -> dict:
 
 def did_not_learn(record: dict) -> str | None:
     """"did not learn at N TFLOP" for a run whose training failed the learning check
-    (:func:`learning_check`, from its history: packed and older records too), else None."""
+    (`learning_check`, from its history: packed and older records too), else None."""
     training = record.get("training")
-    if not training or learning_check(training["history"])["learned"] is not False:
+    if not training or learning_check(training["history"], record.get("method_config"))["learned"] is not False:
         return None
     return f"did not learn at {compute_text(sum(map(epoch_gflop, training['history'])))}"
 

@@ -3,7 +3,7 @@
 Built-ins register with a decorator when their module under ``methods/`` or
 ``protocols/`` is imported; third-party packages add entries through the entry-point
 groups ``fewshot_bench.methods`` / ``fewshot_bench.protocols``; a single file can be
-added with :func:`load_plugin_file`.
+added with `load_plugin_file`.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def parse_seeds(text) -> list[int]:
 
 
 def format_seeds(seeds: list[int]) -> str:
-    """The inverse of :func:`parse_seeds`: [0..9] -> ``"0-9"``, [0, 4, 7] -> ``"0,4,7"``."""
+    """The inverse of `parse_seeds`: [0..9] -> ``"0-9"``, [0, 4, 7] -> ``"0,4,7"``."""
     if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]}"
     return ",".join(map(str, seeds))

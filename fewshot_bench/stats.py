@@ -38,3 +38,8 @@ def mcnemar_exact(correct_a, correct_b) -> dict:
     n = only_a + only_b
     p = 1.0 if n == 0 else float(stats.binomtest(only_a, n, 0.5).pvalue)
     return {"only_a": only_a, "only_b": only_b, "p_value": p}
+
+
+def p_text(p: float) -> str:
+    """A p-value as people read it: an exact test's p can underflow to 0, which is printed as a bound."""
+    return f"p = {p:.2g}" if p > 0 else "p < 1e-300"

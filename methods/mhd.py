@@ -37,7 +37,7 @@ def augmented(points: torch.Tensor, side: str) -> torch.Tensor:
 
 
 def mhd(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """MHD of two augmented point sets (see :func:`augmented`)."""
+    """MHD of two augmented point sets (see `augmented`)."""
     d2 = left @ right.T
     ab = d2.amin(1).clamp_min(0).sqrt().mean()
     ba = d2.amin(0).clamp_min(0).sqrt().mean()

@@ -66,11 +66,19 @@ def test_the_site_builds_strictly_and_lists_every_method_and_protocol(tmp_path, 
     config = load_config(str(ROOT / "mkdocs.yml"), site_dir=str(tmp_path / "site"), strict=True)
     build(config)  # strict: a broken link, a missing page or a bad docstring reference aborts
     methods = html.unescape((tmp_path / "site" / "methods" / "index.html").read_text())
-    for name in METHODS.names():
-        assert f"{name}</code>" in methods, name
-    assert "a method a plugin registered" in methods and "sharpness" in methods and "sharp" in methods
-    for option in ("adam_lr", "budget_gflop", "momentum_ramp_epochs", "fce_steps", "inner_lr"):
-        assert f"{option}</code>" in methods, option
+    for name in METHODS.names():  # the overview lists every method, linking its generated page
+        assert f"{name}</code>" in methods and f'href="{name}/"' in methods, name
+    assert "a method a plugin registered" in methods
+    plugin = html.unescape((tmp_path / "site" / "methods" / "docs_plugin_method" / "index.html").read_text())
+    assert "sharpness" in plugin and "<code>sharp</code>" in plugin and "sharpness=2</code>" in plugin
+    pages = {name: html.unescape((tmp_path / "site" / "methods" / name / "index.html").read_text())
+             for name in ("conv_siamese", "matching_net", "maml")}
+    for name, option in (("conv_siamese", "adam_lr"), ("conv_siamese", "budget_gflop"),
+                         ("conv_siamese", "momentum_ramp_epochs"), ("matching_net", "fce_steps"), ("maml", "inner_lr")):
+        assert f"{option}</code>" in pages[name], option
+    # a preset's floats are rounded for reading (the preset file keeps every digit), its figure linked
+    assert "lr=0.000674,0.00224" in pages["conv_siamese"] and "0.0006744794572476493" not in pages["conv_siamese"]
+    assert "88.5 ± 2.0 on Koch" in pages["conv_siamese"] and "table2/" in pages["conv_siamese"]
     protocols = html.unescape((tmp_path / "site" / "protocols" / "index.html").read_text())
     for name in PROTOCOLS.names():
         assert f"{name}</code>" in protocols, name
@@ -78,3 +86,32 @@ def test_the_site_builds_strictly_and_lists_every_method_and_protocol(tmp_path, 
         assert f"{option}</code>" in protocols, option
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "score_indexed" in api and "check_background" in api and "tuning_sets" in api
+
+
+def test_no_two_source_files_build_to_one_page(monkeypatch):
+    """docs/ and results/ (added by the hook) must not collide: a results/README.md beside a
+    docs/results.md both built to /results/, and the guide vanished behind the file index."""
+    pytest.importorskip("mkdocs")
+    from mkdocs.config import load_config
+    from mkdocs.structure.files import get_files
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("NO_MKDOCS_2_WARNING", "1")
+    config = load_config(str(ROOT / "mkdocs.yml"))
+    files = config.plugins.on_files(get_files(config), config=config)
+    config = config.plugins.on_config(config)
+    pages = [f for f in files if f.is_documentation_page()]
+    destinations = [f.dest_uri for f in pages]
+    clashes = {d for d in destinations if destinations.count(d) > 1}
+    assert not clashes, {d: [f.src_uri for f in pages if f.dest_uri == d] for d in clashes}
+    assert "results/index.html" in destinations and "tables/index.html" in destinations
+    assert "methods/conv_siamese/index.html" in destinations  # a page per method, generated
+
+
+def test_every_results_file_is_linked_from_the_results_page():
+    readme = (ROOT / "results" / "README.md").read_text()
+    linked = set(re.findall(r"\]\(([^)#]+)\)", readme))
+    for path in (ROOT / "results").rglob("*"):
+        relative = path.relative_to(ROOT / "results").as_posix()
+        if path.is_file() and not relative.startswith("report/") and relative != "README.md":
+            assert relative in linked, f"results/{relative} is on no page: link it from results/README.md"

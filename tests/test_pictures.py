@@ -245,3 +245,16 @@ def test_runs_read_from_one_training_share_one_curves_figure(tmp_path):
     [(_, _, content)] = _curves([run("r1", "epoch1"), run("r2", "epoch2"), run("r3", "last", other)], tmp_path)
     assert content.count("<details>") == 2 and "and 1 more read from its training" in content
     assert "<code>r1</code>, <code>r2</code>" in content and len(list(tmp_path.glob("curves-*.png"))) == 2
+
+
+def test_a_gallery_is_wide_enough_for_every_title_line(tmp_path):
+    """A comparison's title names two methods, presets and protocols: the picture grows to hold it whole."""
+    from PIL import Image
+
+    from fewshot_bench.pictures.figures import DPI, gallery, text_pixels
+
+    title = ["conv_siamese (koch_adam_cpu) on omniglot20 vs contrastive_siamese (cpu) on omniglot20: the trials "
+             "only one of them gets right", "only conv_siamese right: 120; only contrastive_siamese right: 80"]
+    path = gallery([("a set", [(np.ones((20, 20)), "query")])], tmp_path / "g.png", title)
+    width = Image.open(path).size[0]
+    assert width >= text_pixels(title[0], 9, "bold") + 20 and DPI == 100

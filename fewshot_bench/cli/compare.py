@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
 def command(args) -> None:
     from fewshot_bench.records import load_records, store_dir
     from fewshot_bench.seeding import parse_seeds
-    from fewshot_bench.stats import mcnemar_exact
+    from fewshot_bench.stats import mcnemar_exact, p_text
 
     trial_seeds = parse_seeds(args.trial_seed) if args.trial_seed is not None else [args.seed]
     version, config = _protocol_identity(args.protocol, args.protocol_options)
@@ -66,7 +66,7 @@ def command(args) -> None:
     print_results(records)
     out.print(f"{args.method_a} right, {args.method_b} wrong: {test['only_a']}; "
               f"{args.method_b} right, {args.method_a} wrong: {test['only_b']}; "
-              f"exact McNemar p = {test['p_value']:.3g} over {len(correct[0])} paired trials", soft_wrap=True)
+              f"exact McNemar {p_text(test['p_value'])} over {len(correct[0])} paired trials", soft_wrap=True)
     if args.gallery:
         from fewshot_bench.pictures.failures import disagreements
         from fewshot_bench.pictures.figures import comparison_gallery, source_for

@@ -78,6 +78,6 @@ def warn_if_not_learned(record: dict) -> None:
 
     flag = did_not_learn(record)
     if flag:
-        why = learning_check(record["training"]["history"])["reason"]
+        why = learning_check(record["training"]["history"], record["method_config"])["reason"]
         say(f"warning: {record['method']} ({record['preset']}) {flag}: {why}; its accuracy is an untrained "
             "network's, not the method's")

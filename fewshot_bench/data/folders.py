@@ -37,7 +37,7 @@ def class_key(group: str, name: str) -> str:
 
 
 def class_keys(meta: pd.DataFrame) -> list[str]:
-    """Each image's class key (see :func:`class_key`)."""
+    """Each image's class key (see `class_key`)."""
     return [class_key(g, c) for g, c in zip(meta["alphabet"], meta["character"])]
 
 

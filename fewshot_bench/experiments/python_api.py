@@ -29,7 +29,7 @@ from fewshot_bench.imageset import as_batch, to_tensor
 from fewshot_bench.keys import record_key
 from fewshot_bench.records import did_not_learn, learning_check, load_records, save_record, store_dir
 from fewshot_bench.seeding import parse_seeds, seed_everything
-from fewshot_bench.stats import mcnemar_exact, t_interval
+from fewshot_bench.stats import mcnemar_exact, p_text, t_interval
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Result:
     def learned(self) -> bool | None:
         """Whether the training passed the learning check (None: nothing trained, or not checkable)."""
         training = self.record.get("training")
-        return learning_check(training["history"])["learned"] if training else None
+        return learning_check(training["history"], self.record.get("method_config"))["learned"] if training else None
 
     def trials(self) -> pd.DataFrame:
         """One row per trial: its draw, trial set, answer, prediction and whether it was right."""
@@ -90,7 +90,7 @@ class Result:
         return pd.concat(rows, ignore_index=True)
 
     def to_frame(self) -> pd.DataFrame:
-        """This run as a one-row DataFrame, with the columns of :func:`load_runs`."""
+        """This run as a one-row DataFrame, with the columns of `load_runs`."""
         return runs_frame([self.record])
 
     def __repr__(self) -> str:
@@ -143,7 +143,7 @@ def run(method: str, protocol: str, preset: str | None = None, trial_seeds=None,
 
 @dataclass
 class EmbeddingConfig:
-    """How :func:`evaluate` scores an embedding (kept in the record as a method's config)."""
+    """How `evaluate` scores an embedding (kept in the record as a method's config)."""
 
     input_size: int | None = 28  # side the images are resized to (None: as the protocol has them)
     classifier: str = "nearest"  # "nearest": a query takes its nearest support's class; "prototypes": the class mean's
@@ -270,16 +270,15 @@ class Comparison:
     ci95: float  # half-width over paired trial sets
 
     def __repr__(self) -> str:
-        p = f"{self.p_value:.3g}" if self.p_value > 0 else "< 1e-300"
         return (f"Comparison({self.b.method} - {self.a.method} on {self.a.protocol}: {100 * self.difference:+.2f} "
                 f"± {100 * self.ci95:.2f} points; only {self.a.method} right {self.only_a}, only {self.b.method} "
-                f"right {self.only_b}; exact McNemar p = {p} over {len(self.a.correct):,} paired trials)")
+                f"right {self.only_b}; exact McNemar {p_text(self.p_value)} over {len(self.a.correct):,} paired trials)")
 
 
 def compare(a, b, protocol: str | None = None, **run_options) -> Comparison:
     """The paired test of two methods on identical trials. ``a`` and ``b`` are Results, or method names
     run (or found in the store) on ``protocol`` with ``run_options`` (``trial_seeds``, ``seed``, ...,
-    as :func:`run` takes them; a preset as ``("conv_siamese", "cpu")``)."""
+    as `run` takes them; a preset as ``("conv_siamese", "cpu")``)."""
     results = []
     for x in (a, b):
         if isinstance(x, Result):
@@ -312,7 +311,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     for r in records:
         training = r.get("training")
         rows.append({**{k: r.get(k) for k in RUN_COLUMNS},
-                     "learned": learning_check(training["history"])["learned"] if training else None})
+                     "learned": learning_check(training["history"], r.get("method_config"))["learned"] if training else None})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 

@@ -53,7 +53,7 @@ def trial_seeds(spec: RunSpec) -> list[int]:
 
 
 def spec_key(spec: RunSpec) -> str:
-    """The key of the run ``spec`` would make (:func:`fewshot_bench.keys.record_key` of its record)."""
+    """The key of the run ``spec`` would make (`fewshot_bench.keys.record_key` of its record)."""
     method, protocol = build(spec)
     return run_key(spec.method, method.preset, method.config_dict(), spec.protocol, protocol.config_dict(),
                    spec.seed, trial_seeds(spec))
@@ -71,7 +71,7 @@ def training_key(spec: RunSpec) -> str:
 
 
 def by_training(items: list, spec_of=lambda item: item) -> list[list]:
-    """``items`` grouped by the model their spec fits (:func:`training_key`), groups and members in
+    """``items`` grouped by the model their spec fits (`training_key`), groups and members in
     the order given: each group is one training, its first run fits and the others reuse it."""
     groups: dict[str, list] = {}
     for item in items:

@@ -112,7 +112,7 @@ def class_scores(model, queries: torch.Tensor, support: torch.Tensor, support_cl
 
 def episode_loss(model, h: torch.Tensor, shapes, shot: int, kind: str, pool: str = "mean") -> torch.Tensor:
     """Mean loss over the groups as episodes: the first ``shot`` drawers of a grid are the support,
-    the others its queries; ``kind`` as :func:`class_scores` (``relation``: prototypes scored by
+    the others its queries; ``kind`` as `class_scores` (``relation``: prototypes scored by
     the relation module and regressed on one-hot targets with the squared error, as Sung et al.)."""
     loss = 0.0
     for e in grids(h, shapes):

@@ -58,7 +58,7 @@ def failures(record: dict, limit: int | None = None) -> pd.DataFrame:
 
 
 def distinct_failures(record: dict, limit: int | None = None) -> pd.DataFrame:
-    """The wrong trials as :func:`failures` orders them, a trial that several draws hold (the same
+    """The wrong trials as `failures` orders them, a trial that several draws hold (the same
     query, correct and chosen support) once, with ``draws``: how many draws got it wrong so."""
     wrong = failures(record)
     key = ["query", "correct_support", "chosen_support"]

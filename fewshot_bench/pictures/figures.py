@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot_bench.errors import UserError
+from fewshot_bench.stats import p_text
 from fewshot_bench.tables.store import preset_label
 
 DPI = 100
@@ -91,7 +92,9 @@ def gallery(rows: list[tuple[str, list[tuple[np.ndarray, str]]]], path: Path, ti
         raise UserError(f"nothing to draw for {path.name}: no such trials")
     cols = max(len(panels) for _, panels in rows)
     cell_w, cell_h, head, top = PANEL + 20, PANEL + 34, 16, 18 + 13 * len(title)
-    width = max(cols * cell_w + 20, 440, 20 + 7.2 * len(title[0]), 20 + 5.2 * max(map(len, title)))  # text fits
+    # wide enough for every title line as it is set (measured in the font, bold first line included)
+    text = max(text_pixels(line, 9 if k == 0 else 7.5, "bold" if k == 0 else "normal") for k, line in enumerate(title))
+    width = max(cols * cell_w + 20, 440, 30 + text)
     height = top + len(rows) * (cell_h + head)
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     for k, line in enumerate(title):
@@ -113,6 +116,15 @@ def gallery(rows: list[tuple[str, list[tuple[np.ndarray, str]]]], path: Path, ti
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def text_pixels(line: str, size: float, weight: str = "normal") -> float:
+    """The width in pixels (at ``DPI``) of ``line`` set in matplotlib's default font at ``size`` points."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    width, _, _ = TextToPath().get_text_width_height_descent(line, FontProperties(size=size, weight=weight), ismath=False)
+    return width * DPI / 72
 
 
 SCORES = "scores: the method's similarity of query and support, higher = more alike"
@@ -166,7 +178,7 @@ def comparison_gallery(a: dict, b: dict, only_a: pd.DataFrame, only_b: pd.DataFr
     return gallery(rows, path, [
         f"{label(a)} vs {label(b)}: the trials only one of them gets right",
         f"only {a['method']} right: {test['only_a']}; only {b['method']} right: {test['only_b']}; "
-        f"exact McNemar p = {test['p_value']:.3g}; shown: up to {max(len(only_a), len(only_b))} a side",
+        f"exact McNemar {p_text(test['p_value'])}; shown: up to {max(len(only_a), len(only_b))} a side",
         "each side: the loser's most confident mistakes first"])
 
 

@@ -1,7 +1,7 @@
 """What every table of results shares: the ``TABLES`` registry, a table's contract (which cells
 to run on which protocols, how to summarise and write them), and the cell statistics.
 
-A table is one module in ``tables/`` with a registered :class:`Table` subclass; ``bench
+A table is one module in ``tables/`` with a registered `Table` subclass; ``bench
 reproduce`` and the CLI's choices read the registry, so adding a table touches nothing else.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from fewshot_bench.records import did_not_learn, epoch_seconds, training_budget
 from fewshot_bench.registry import Registry
-from fewshot_bench.stats import mcnemar_exact, t_interval
+from fewshot_bench.stats import mcnemar_exact, p_text, t_interval  # noqa: F401 (p_text: the tables' import)
 
 FAR = 3.0  # points from the paper beyond which a cell is marked and explained in results/README.md
 
@@ -132,14 +132,9 @@ def withhold(entry: dict, figures: list[str]) -> dict:
 
 
 def rounded_cell(runs: list[dict]) -> tuple[float, float, str]:
-    """Accuracy (%), 95% half-width (:func:`cell`) rounded for a table, and what the interval is over."""
+    """Accuracy (%), 95% half-width (`cell`) rounded for a table, and what the interval is over."""
     c = cell(runs)
     return round(c["accuracy"], 2), round(c["ci95"], 2), runs[0]["ci_unit"] if len(runs) == 1 else "training seeds"
-
-
-def p_text(p: float) -> str:
-    """A p-value as the notes print it: an exact test's p can underflow to 0."""
-    return f"p = {p:.2g}" if p > 0 else "p < 1e-300"
 
 
 # the ↑ of a TFLOP cell, as the tables' legends define it (records.still_improving decides it)
@@ -149,8 +144,8 @@ IMPROVING_MARK = ("↑ = still improving when it stopped: its best validation ac
 
 # what a row flagged by the learning check means, as the tables' legends say it
 LEARNING_LEGEND = ("did not learn at N TFLOP: a training whose best validation accuracy stayed inside the untrained "
-                   "network's 95% interval on the same trials, or whose loss stayed within 1% of a constant guess's "
-                   "in every epoch; its accuracy is no figure of the method (the CSV keeps it apart as "
+                   "network's 95% interval on the same trials, or whose loss never fell 1% below a constant guess's; "
+                   "its accuracy is no figure of the method (the CSV keeps it apart as "
                    "`accuracy_not_learned`) and is left out of the figure and of the paired claims")
 
 

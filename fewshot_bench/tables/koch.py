@@ -3,6 +3,7 @@ pairs (Table 1), 20-way one-shot on Omniglot, on our draws and on Lake's runs (T
 MNIST 10-versus-1 (Table 3)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -201,7 +202,12 @@ class KochTable(Table):
     def plot(self, frame: pd.DataFrame, path: Path) -> bool:
         """A dot plot: our accuracy per protocol (95% CI), the paper's figure as a black diamond on the
         row of the trials it was measured on; published-only rows as a diamond alone; the axis zoomed
-        to the figures shown (dots, not bars, so a zoomed axis does not mislead). Needs matplotlib."""
+        to the figures shown (dots, not bars, so a zoomed axis does not mislead). Drawn twice: ``path``
+        for a page, and ``NAME-narrow.png`` (row labels wrapped, larger type) for a phone's width.
+        Needs matplotlib."""
+        return self._plot(frame, path) and self._plot(frame, path.with_name(f"{path.stem}-narrow.png"), narrow=True)
+
+    def _plot(self, frame: pd.DataFrame, path: Path, narrow: bool = False) -> bool:
         plt = pyplot()
         if plt is None:
             return False
@@ -209,7 +215,9 @@ class KochTable(Table):
         first = "omniglot20" if "lake_runs" in frame else self.plan("cpu")[0][0]
         names = {"ours": first, "lake_runs": "lake_runs"}
         height = 0.5 / len(protocols)
-        fig, ax = plt.subplots(figsize=(10, max(2.6, 1.3 + 0.32 * len(protocols) * len(frame))))
+        size = (5.2, max(4.0, 1.8 + 0.3 * len(protocols) * len(frame))) if narrow else \
+            (10, max(2.6, 1.3 + 0.32 * len(protocols) * len(frame)))
+        fig, ax = plt.subplots(figsize=size)
         values = []
         for i, (column, ci) in enumerate(protocols):
             offset = (len(protocols) - 1) / 2 * height - i * height
@@ -233,15 +241,19 @@ class KochTable(Table):
             values.append(row["paper"])
         labels = [f"{row['system']}\n({row['learning']})" if isinstance(row.get("learning"), str) else row["system"]
                   for row in frame.to_dict("records")]
-        ax.set_yticks(range(len(frame)), labels, fontsize=8)
+        if narrow:  # a phone's width: the labels wrapped onto short lines
+            labels = ["\n".join(textwrap.wrap(label.replace("\n", " "), 24)) for label in labels]
+        ax.set_yticks(range(len(frame)), labels, fontsize=7 if narrow else 8)
         ax.set_ylim(len(frame) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
         low = max(0.0, 5 * (min(values) // 5) - 5) if values else 0.0
         ax.set_xlim(low, 100)
         ax.set_xlabel("accuracy (%)")
-        ax.set_title(f"{self.name}: {self.summary}", fontsize=10)
-        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))  # room for the legend below
+        title = f"{self.name}: {self.summary}"
+        ax.set_title("\n".join(textwrap.wrap(title, 48)) if narrow else title, fontsize=10)
+        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=1 if narrow else 3, fontsize=8,
+                   frameon=False)
+        fig.tight_layout(rect=(0, (1.0 if narrow else 0.4) / fig.get_figheight(), 1, 1))  # room for the legend
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return True
