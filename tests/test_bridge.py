@@ -39,10 +39,14 @@ def test_each_link_changes_only_its_own_options_and_the_chain_ends_at_the_tuned_
     tuned_koch()
     steps = bridge.chain("cpu")
     assert steps[0][1] == dataclasses.asdict(METHODS.get("conv_siamese").make_config("cpu"))
-    assert [label for label, _ in steps[1:]][:-2] == [link.label for link in bridge.LINKS][:-2]
-    for (_, before), link, (label, after) in zip(steps, bridge.LINKS, steps[1:]):
+    # "rotated alphabets → none" changes nothing the pair loss reads: the pair link names it and it goes
+    shown = [link for link in bridge.LINKS if link.label != "rotated alphabets → none"]
+    assert [label for label, _ in steps[1:]][:-2] == [link.label for link in shown][:-2]
+    assert "no rotated alphabets" in bridge.PAIR_LINK
+    for (_, before), link, (label, after) in zip(steps, shown, steps[1:]):
         changed = {k for k in after if after[k] != before[k]}
-        assert changed and changed <= set(link.keys) | set(link.values), label
+        folded = {"rotations"} if label.startswith("our layers") else set()  # set by the folded link
+        assert changed and changed - folded <= set(link.keys) | set(link.values), label
     # more distorted copies at the steps an epoch of the link before: 30k pairs x 2 / 128 = 469
     (_, one), (_, eight) = [(l, c) for l, c in steps if l.startswith("our layers")][0], \
         [(l, c) for l, c in steps if l.startswith("one distortion")][0]
@@ -66,13 +70,30 @@ def test_a_detour_makes_its_links_change_alone_from_an_earlier_link():
     detours = bridge.detours("cpu", steps)
     assert [(link, base) for _, link, base, _ in detours] == list(bridge.DETOURS)
     for row, link, base, config in detours:
-        assert labels.index(base) < labels.index(link) - 1, row  # measured away from its place in the chain
         changed = {k for k in config if config[k] != rows[base][k]}
         assert changed and changed <= set(links[link].keys) | set(links[link].values), row
+        if link not in labels:  # folded into the pair link, whose loss never reads it: no place of its own
+            assert link == "rotated alphabets → none" and all(rows[labels[-1]][k] == config[k] for k in changed)
+            continue
+        assert labels.index(base) < labels.index(link) - 1, row  # measured away from its place in the chain
         # the same change the chain makes at its own place
         before = rows[labels[labels.index(link) - 1]]
         assert all(config[k] == rows[link][k] for k in changed) and changed <= {k for k in before if before[k] != rows[link][k]}
     assert next(c for r, _, _, c in detours if r.startswith("rotated"))["objective"] == "trials"
+
+
+def test_a_link_that_changes_nothing_its_training_reads_is_folded_or_refused(monkeypatch):
+    steps = dict(bridge.chain("cpu"))
+    assert "rotated alphabets → none" not in steps  # folded: the pair link named it
+    pair, drawers = steps[bridge.PAIR_LINK], steps["20 drawers → 12"]
+    text = bridge.changed_text(steps["two networks → one"], pair)
+    assert text.endswith("dropped (the pairs objective never reads them): rotations")
+    assert "rotations" not in bridge.changed_text(drawers, steps["our layers → Koch's (tuned)"])
+    # a link whose options the objective ignores without an earlier link dropping them, or that changes no option
+    for link in (bridge.Link("one network again", values={"members": 1}), bridge.Link("mirror", values={"reflections": True})):
+        monkeypatch.setattr(bridge, "LINKS", bridge.LINKS[:3] + (link,) + bridge.LINKS[3:])
+        with pytest.raises(UserError, match="changes nothing its training reads"):
+            bridge.chain("cpu")
 
 
 def test_a_links_changes_read_in_a_few_characters():
@@ -110,7 +131,7 @@ def test_the_pair_losss_rate_grid_grows_at_its_edge_and_picks_the_best_validatio
     assert link.options["adam_lr"] == 0.006 and link.seeds == bridge.SEEDS
     links = [c for c in cells if not bridge.is_rate_cell(c) and not bridge.is_curve_cell(c)
              and not bridge.is_detour_cell(c)]
-    assert len(links) == len(bridge.LINKS) + 1
+    assert len(links) == len(bridge.LINKS)  # the start, and every link but the one the pair link folded in
     detours = [c for c in cells if bridge.is_detour_cell(c)]
     assert len(detours) == len(bridge.DETOURS) and {c.protocols for c in detours} == {("omniglot20", "lake_runs")}
     curves = [c for c in cells if bridge.is_curve_cell(c)]
@@ -231,11 +252,11 @@ def test_a_training_whose_validation_never_moved_is_named_as_one_that_did_not_le
     frame = pd.DataFrame([{"link": "layers", "omniglot20_stalled_seeds": "1,2", "lake_runs_stalled_seeds": "1,2",
                            "verification_stalled_seeds": "2"},
                           {"link": "views", "omniglot20_stalled_seeds": ""}])
-    assert bridge.stalled_lines(frame) == [
-        "- did not learn: layers, seeds 1,2 on omniglot20, lake_runs (its validation accuracy was the same in every "
-        "epoch: outputs that never came apart score at chance; kept in the means)",
-        "- did not learn: layers, seed 2 on verification (its validation accuracy was the same in every epoch: "
-        "outputs that never came apart score at chance; kept in the means)"]
+    why = ("(the learning check: its loss never fell 1% below a constant guess's, or its validation never beat the "
+           "untrained network's or never moved; kept in the means, so a step to or from it is no measurement of the "
+           "change)")
+    assert bridge.stalled_lines(frame) == [f"- did not learn: layers, seeds 1,2 on omniglot20, lake_runs {why}",
+                                           f"- did not learn: layers, seed 2 on verification {why}"]
 
 
 def test_the_trend_recovers_a_saturating_curve_and_where_it_reaches_a_target():
@@ -274,6 +295,12 @@ def test_at_koch_s_compute_the_two_ends_are_compared_by_their_trends():
     # Koch's asymptote sits on the fit's bound: his read at that compute is the bound's, and it says so
     assert "Koch's tuned recipe (compute curve): 60.0 [50.0, 70.0] (asymptote at the fit's bound: not pinned)" in line
     assert next(x for x in lines if x.startswith("- verification")) == "- verification: too few points"
+    # read more than 10x past the largest budget measured: no figure, the range named
+    (beyond,) = bridge.paper_compute_lines(trends, 2.88e9, measured=480_000)
+    assert "6,000x the largest budget measured" in beyond and "beyond the measured range" in beyond
+    assert bridge.reach_text([76_222_054_824_917.0, 1e6, float("inf")], 4.8e6) == "beyond the measured range"
+    assert bridge.reach_text([252_943.0, 121_504.0, 7.1e7], 4.8e6) == "252,943 GFLOP [121,504, beyond]"
+    assert bridge.reach_text([float("inf")] * 3, 4.8e6) == "never [never, never]"
 
 
 def test_koch_s_schedule_is_counted_by_the_same_flop_counter():

@@ -62,10 +62,15 @@ class NetworkMethod(TrainingLoop, Method):
     def config_dict(self) -> dict:
         return key_dict(self.config, self.former_values)
 
+    @staticmethod
+    def ignored_options(objective: str) -> tuple[str, ...]:
+        """The config options an objective never reads (``Objective.ignores``)."""
+        return OBJECTIVES[objective].ignores
+
     def training_config(self) -> dict:
         """The config a training's checkpoint is keyed by: without the scoring and speed options,
         and with the options its objective never reads at their defaults."""
-        unread = OBJECTIVES[self.config.objective].ignores
+        unread = self.ignored_options(self.config.objective)
         defaults = {f.name: f.default for f in dataclasses.fields(self.config) if f.name in unread}
         return {k: defaults.get(k, v) for k, v in self.config_dict().items()
                 if k not in self.SCORING_OPTIONS + self.SPEED_OPTIONS}

@@ -34,7 +34,7 @@ import pandas as pd
 from fewshot_bench.api import METHODS
 from fewshot_bench.errors import UserError
 from fewshot_bench.presets import find_preset, preset_about
-from fewshot_bench.records import write_atomic
+from fewshot_bench.records import did_not_learn, write_atomic
 from fewshot_bench.seeding import format_seeds
 from fewshot_bench.stats import t_interval
 from fewshot_bench.tables.base import (IMPROVING_MARK, TABLES, Cell, PlannedRun, Provenance, Table, accuracy_by_seed,
@@ -60,16 +60,22 @@ ASYMPTOTE_BOUND = 100.0  # a trend's asymptote: accuracy cannot pass 100%
 # views an epoch), up to 200 epochs (early stopping picked the epoch; the paper does not say which)
 PAPER_PAIR_VIEWS, PAPER_EPOCHS = 150_000 * 9, 200
 EXTEND = 2  # more factors of 3 beyond the grid while its best rate lies at its edge
+# a trend is read no further than this many times the largest compute measured; past it, it says BEYOND
+EXTRAPOLATION = 10.0
+BEYOND = "beyond the measured range"
 
 
 @dataclass(frozen=True)
 class Link:
     """One step of the chain: ``keys`` take the far end's values, ``values`` are set outright (a
-    callable value: computed from the config before the link)."""
+    callable value: computed from the config before the link). ``drops``: options the link's new
+    objective never reads, which it therefore changes too (its label names them): a later link that
+    changes only those changes nothing, and the chain folds it into this one."""
 
     label: str
     keys: tuple = ()
     values: dict = field(default_factory=dict)
+    drops: tuple = ()
 
     def apply(self, config: dict, end: dict) -> dict:
         values = {k: v(config) if callable(v) else v for k, v in self.values.items()}
@@ -81,12 +87,13 @@ def pair_steps(config: dict) -> int:
     return METHODS.get("conv_siamese").Config(**config).pair_epoch_steps
 
 
-PAIR_LINK = "trial loss → pair loss (Adam at its val-chosen rate)"
+PAIR_LINK = "trial loss → pair loss, and with it no rotated alphabets (Adam at its val-chosen rate)"
 LINKS = (
     Link("8 test-time views → 1", ("test_symmetries",)),
     Link("two networks → one", ("members",)),
+    # Koch's pairs never turn or mirror an alphabet: the pair loss drops the rotated alphabets too
     Link(PAIR_LINK, ("objective", "pairs", "batch_size", "pair_steps", "loss", "margin", "keep",
-                     "way", "alphabets_per_batch", "drawers_per_character")),
+                     "way", "alphabets_per_batch", "drawers_per_character"), drops=("rotations", "reflections")),
     Link("Adam, cosine → Koch's layer-wise SGD (tuned)", ("optimizer", "lr", "momentum", "l2", "momentum_start",
                                                          "momentum_ramp_epochs", "lr_decay", "adam_lr", "schedule",
                                                          "weight_decay")),
@@ -133,12 +140,25 @@ def chain(family: str) -> list[tuple[str, dict]]:
     unnamed = sorted(k for k in start if start[k] != end[k] and k not in named and k != "input_size")
     if unnamed:  # a difference no link makes would hide inside another link's step
         raise UserError(f"the bridge's links change no option {', '.join(unnamed)}, where the two ends differ")
-    steps, config = [("our cpu recipe", dict(start))], dict(start)
+    steps, config, dropped = [("our cpu recipe", dict(start))], dict(start), set()
     for link in LINKS:
         label = link.label.replace("input →", f"input {config['input_size']} →")  # the size it grows from
-        config = link.apply(config, end)
+        before, config = config, link.apply(config, end)
+        changed = {k for k in config if config[k] != before[k]}
+        read = changed - set(ignored_by(config))
+        if not changed or (not read and not changed <= dropped):
+            raise UserError(f"the bridge's link {link.label!r} changes nothing its training reads "
+                            f"({', '.join(sorted(changed)) or 'no option'}): drop it, or name what it changes")
+        dropped |= set(link.drops)
+        if not read:  # only what an earlier link's objective already dropped: that link names it, this one goes
+            continue
         steps.append((label, dict(config)))
     return steps
+
+
+def ignored_by(config: dict) -> tuple:
+    """The options a config's objective never reads (``Objective.ignores``)."""
+    return METHODS.get(METHOD).ignored_options(config["objective"])
 
 
 def detour_row(link: str, base: str) -> str:
@@ -357,8 +377,9 @@ class Bridge(Table):
             for protocol in DETOUR_PROTOCOLS:
                 entry.update(cell_columns(detour_runs, row, protocol))
                 entry.update(step_columns(detour_runs, base, row, protocol))
-                entry.update(interaction_columns(detour_runs, (base, row),
-                                                 (chain_rows[chain_rows.index(link) - 1], link), protocol))
+                if link in chain_rows:  # a change the chain folded into an earlier link has no step of its own
+                    entry.update(interaction_columns(detour_runs, (base, row),
+                                                     (chain_rows[chain_rows.index(link) - 1], link), protocol))
             out.append(entry)
         return pd.DataFrame(out)
 
@@ -400,10 +421,12 @@ def row_records(runs: list[PlannedRun], row: str, protocol: str) -> list[dict]:
 
 
 def stalled(record: dict) -> bool:
-    """A training whose validation accuracy never moved: the same in every epoch, the mark of a network
-    whose outputs never came apart (one that scores every candidate alike picks at chance)."""
+    """A training that did not learn: it fails the learning check (``records.did_not_learn``), or its
+    validation accuracy never moved, the same in every epoch (a network whose outputs never came apart
+    scores every candidate alike and picks at chance; trainings from before the check recorded no
+    untrained score, and this catches theirs)."""
     scores = [h.get("validation_accuracy") for h in (record.get("training") or {}).get("history") or []]
-    return len(scores) > 1 and None not in scores and len(set(scores)) == 1
+    return did_not_learn(record) is not None or (len(scores) > 1 and None not in scores and len(set(scores)) == 1)
 
 
 def stalled_lines(frame: pd.DataFrame) -> list[str]:
@@ -417,8 +440,9 @@ def stalled_lines(frame: pd.DataFrame) -> list[str]:
             if isinstance(seeds, str) and seeds:
                 protocols_of.setdefault(seeds, []).append(protocol)
         lines += [f"- did not learn: {row['link']}, seed{'s' * (',' in seeds)} {seeds} on {', '.join(protocols)} "
-                  "(its validation accuracy was the same in every epoch: outputs that never came apart score at "
-                  "chance; kept in the means)" for seeds, protocols in protocols_of.items()]
+                  "(the learning check: its loss never fell 1% below a constant guess's, or its validation never "
+                  "beat the untrained network's or never moved; kept in the means, so a step to or from it is "
+                  "no measurement of the change)" for seeds, protocols in protocols_of.items()]
     return lines
 
 
@@ -461,8 +485,17 @@ def end_provenance(name: str) -> str:
 
 
 def changed_text(before: dict, after: dict) -> str:
-    """The options that differ between two links' configs, as ``name: old → new``."""
-    return ", ".join(f"{k}: {short(before[k])} → {short(after[k])}" for k in after if before[k] != after[k])
+    """The options that differ between two links' configs, as ``name: old → new``, leaving out those the
+    training never reads (the objective's ``ignores``); a link that changes the objective names the set
+    options the new one stops reading, as dropped."""
+    unread = set(ignored_by(after)) if "objective" in after else set()
+    changes = [f"{k}: {short(before[k])} → {short(after[k])}" for k in after if before[k] != after[k] and k not in unread]
+    if before.get("objective") != after.get("objective"):
+        defaults = {f.name: f.default for f in dataclasses.fields(METHODS.get(METHOD).Config)}
+        dropped = [k for k in sorted(unread) if before.get(k) != defaults.get(k) and k not in set(ignored_by(before))]
+        if dropped:
+            changes.append(f"dropped (the {after['objective']} objective never reads them): {', '.join(dropped)}")
+    return ", ".join(changes)
 
 
 def short(value) -> str:
@@ -499,6 +532,9 @@ def step_text(row, protocol: str) -> str:
     if pd.isna(row.get(f"{protocol}_step")):
         return ""
     half = row.get(f"{protocol}_step_ci95")
+    if row[f"{protocol}_step"] == 0 and half == 0 and row.get(f"{protocol}_p") == 1:
+        # every trial answered alike on every seed: one network (verification trains on drawers 1-12 anyway)
+        return "none: the same network here"
     return f"{row[f'{protocol}_step']:+.1f}" + ("" if pd.isna(half) else f" ± {half:.1f}")
 
 
@@ -600,17 +636,16 @@ def curve_lines(points: pd.DataFrame, trends: dict, paper: float) -> list[str]:
             texts = [f"{shares.at[s, 'accuracy']:.1f} ({gflop_text(shares.at[s, 'gflop'])})"
                      + seeds_text(shares.at[s, "seeds"]) if s in shares.index else "" for s in FRACTIONS.values()]
             target, trend = TARGETS[protocol], trends.get((end, protocol))
+            limit = EXTRAPOLATION * part["gflop"].max()  # past it, a trend's read is no measurement
             if trend is None:
                 fitted = ["too few points", ""]
             else:
-                reach = [trend[f"reach_{target}{k}"] for k in ("", "_low", "_high")]
                 fitted = [f"{trend['a']:.1f}" + interval_text(trend["a_low"], trend["a_high"]) + bound_text(trend),
-                          f"{target}: " + ("never" if np.isinf(reach[0]) else f"{reach[0]:,.0f} GFLOP") +
-                          interval_text(reach[1], reach[2], gflop_text)]
+                          f"{target}: {reach_text([trend[f'reach_{target}{k}'] for k in ('', '_low', '_high')], limit)}"]
             lines.append(f"| {end} | {protocol} | " + " | ".join(texts) + " | " + " | ".join(fitted) + " |")
         lines += ["", "Cells: accuracy (%) at each share of the budget, mean over seeds (GFLOP spent to it); "
                   f"a cell with fewer than {SEEDS} seeds says how many it has."]
-        lines += ["", *paper_compute_lines(trends, paper)]
+        lines += ["", *paper_compute_lines(trends, paper, points["gflop"].max())]
     rate = points.loc[points["end"] == CURVE_ROWS[1], "gflop_per_s"].median() if not points.empty else float("nan")
     lines += ["", f"Koch's schedule for 92.0 and 93.4 (150k pairs with 8 distortions each: {PAPER_PAIR_VIEWS:,} pair "
               f"views an epoch, up to {PAPER_EPOCHS} epochs, {image_gflop('paper'):.2f} GFLOP an image forward and "
@@ -620,10 +655,25 @@ def curve_lines(points: pd.DataFrame, trends: dict, paper: float) -> list[str]:
     return lines
 
 
-def paper_compute_lines(trends: dict, paper: float) -> list[str]:
+def reach_text(reach: list[float], limit: float) -> str:
+    """Where a trend meets its target, with its interval: "never" where its asymptote lies under it,
+    ``BEYOND`` where that compute (or an interval's end) lies past ``limit``."""
+    def within(value: float) -> str:
+        return gflop_text(value) if value <= limit or np.isinf(value) else "beyond"
+
+    if not np.isinf(reach[0]) and reach[0] > limit:
+        return BEYOND
+    return ("never" if np.isinf(reach[0]) else f"{reach[0]:,.0f} GFLOP") + interval_text(reach[1], reach[2], within)
+
+
+def paper_compute_lines(trends: dict, paper: float, measured: float = float("inf")) -> list[str]:
     """Each end's trend read at Koch's compute, and ours minus his (95% interval: the two ends' refits
-    on seeds drawn with replacement, taken in pairs)."""
-    lines = [f"At Koch's compute ({paper:,.0f} GFLOP), the trends say (an extrapolation far beyond the "
+    on seeds drawn with replacement, taken in pairs); none where Koch's compute lies more than
+    ``EXTRAPOLATION`` times past the largest compute ``measured``."""
+    if paper > EXTRAPOLATION * measured:
+        return [f"At Koch's compute ({paper:,.0f} GFLOP, {paper / measured:,.0f}x the largest budget measured) the "
+                f"trends are {BEYOND} (more than {EXTRAPOLATION:g}x past it): no figure is read there."]
+    lines = [f"At Koch's compute ({paper:,.0f} GFLOP), the trends say (an extrapolation beyond the "
              "budget measured: it holds only as far as the power law does):", ""]
     for protocol in CURVE_PROTOCOLS:
         ours, koch = (trends.get((row, protocol_of(protocol)[0])) for row in CURVE_ROWS)
