@@ -312,3 +312,45 @@ def test_stored_keys_are_the_records_keys_and_follow_rewritten_files(tmp_path):
     assert stored_keys(store) == {record_key(r) for r in load_records(store)} and len(stored_keys(store)) == 2
     save_record({**base, "run_id": "r1", "seed": 2}, store)  # a file replaced: parsed again
     assert stored_keys(store) == {record_key({**base, "seed": s}) for s in (0, 2)}
+
+
+def test_once_a_study_has_chosen_a_recipe_of_kochs_that_learns_the_tables_plan_it_beside_his_exact_one(monkeypatch):
+    """Tables 1-3 put the learning recipe's rows first (3 seeds, the paper's figure beside them) and keep
+    Koch's exact recipe's rows, named apart; Table 2 adds the same networks scored by plain L1 and the
+    every-pair sampling; Table 3 trains the paper's MNIST layers on it; the MLP at Koch's schedule."""
+    monkeypatch.setattr(koch, "learning_recipe", {"conv_siamese": "koch_adam_cpu", "mlp_siamese": "koch_cpu"}.get)
+    _, cells = plan("table1", "cpu")
+    assert len(cells) == 12 and [c.preset for c in cells] == ["koch_adam_cpu"] * 6 + ["koch_tuned"] * 6
+    assert cells[0].row == "30k pairs, distortions x0" and cells[6].row == "Koch's SGD and layers: 30k pairs, distortions x0"
+    assert {c.paper for c in cells[:6]} == set(koch.TABLE1.values()) and {c.seeds for c in cells} == {koch.KOCH_SEEDS}
+    _, cells = plan("table2", "cpu")
+    conv = [c for c in cells if c.method == "conv_siamese" and c.preset == "koch_adam_cpu"]
+    assert [c.options for c in conv] == [{}, {"score_with": "l1"}, {"objective": "pair_grid"}]
+    assert conv[0].paper == 92.0 and "chosen on validation" in conv[0].row
+    assert any(c.preset == "koch_tuned" and c.method == "conv_siamese" and c.paper == 92.0 for c in cells)
+    assert [c.preset for c in cells if c.method == "mlp_siamese" and c.paper == 58.3] == ["koch_cpu", "koch_tuned"]
+    _, cells = plan("table3", "cpu")
+    mnist = next(c for c in cells if c.preset == "koch_adam_cpu")
+    assert mnist.options["input_size"] == 35 and mnist.options["channels"] == "64,128,128" and mnist.paper == 70.3
+    assert plan("table1", "paper")[1][0].preset == "paper"  # the paper preset family is Koch's recipe alone
+
+
+def test_table1_tests_the_claims_for_each_recipe_and_not_on_a_network_that_did_not_learn():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    base = rng.random(400) < 0.8
+    runs = []
+    for prefix in ("", koch.KOCH_SGD_PREFIX):
+        for (pairs, d), _ in koch.TABLE1.items():
+            for seed in range(2):
+                correct = (base | (rng.random(400) < (0.1 if d else 0.01))).astype(int).tolist()
+                runs.append(PlannedRun(Cell(koch.table1_row(pairs, d, prefix), "conv_siamese"), "verification", {},
+                                       seed, {"accuracy": float(np.mean(correct)), "draws": [{"correct": correct}]}))
+    frame = pd.DataFrame({"system": [koch.table1_row(30_000, 0, koch.KOCH_SGD_PREFIX)],
+                          "learning": ["did not learn at 59.3 TFLOP"]})
+    lines = [line for line in koch.Table1().notes(frame, runs) if line.startswith("- ")]
+    assert len(lines) == 10
+    assert "- distortions x8 against none at 30k pairs: " in lines[0] and "holds" in lines[0]
+    stuck = next(line for line in lines if line.startswith(f"- {koch.KOCH_SGD_PREFIX}distortions x8 against none at 30k"))
+    assert stuck.endswith("not tested, Koch's SGD and layers: 30k pairs, distortions x0 did not learn at 59.3 TFLOP")

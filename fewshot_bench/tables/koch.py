@@ -20,6 +20,28 @@ TABLE1 = {(30_000, 0): 90.61, (30_000, 8): 91.90, (90_000, 0): 91.54, (90_000, 8
 
 KOCH_SEEDS = 3  # training seeds of the rows that carry Koch's recipe, whatever --seeds says
 
+# the recipe of Koch's that learns on a CPU: his pairs, distortions, weighted-L1 head and pair loss, with
+# what a study on validation alphabets chose to make it learn (our cpu layers with batch norm, Adam, a
+# budget); the method file's preset once one cites the study, else the study's own preset in the store
+LEARNING_RECIPES = {"conv_siamese": ("koch_adam", "conv_siamese-koch_adam_cpu-omniglot20"),
+                    # the MLP at Koch's own schedule (150k pairs x 9 views an epoch, up to 200 epochs)
+                    "mlp_siamese": ("koch_schedule_tuned", "mlp_siamese-koch_schedule-omniglot20")}
+LEARNING_LABEL = "Koch's pairs, head and loss; our layers, batch norm and Adam, chosen on validation"
+# the paper's MNIST network's layers (conv_siamese's mnist preset), on the learning recipe for Table 3
+MNIST_LAYERS = {"input_size": 35, "channels": "64,128,128", "kernels": "5,3,3", "fc_units": 1024, "padding": "same"}
+
+
+def learning_recipe(method: str) -> str | None:
+    """The preset of the recipe of Koch's that learns on a CPU (``LEARNING_RECIPES``), or None while no
+    study has chosen one: its rows are then left out of the plan, and the tables say so."""
+    from fewshot_bench.api import METHODS
+    from fewshot_bench.presets import find_preset
+
+    for name in LEARNING_RECIPES[method]:
+        if name in METHODS.get(method).presets or find_preset(method, name) is not None:
+            return name
+    return None
+
 # Table 2: 20-way within-alphabet one-shot accuracy (%) on Omniglot
 TABLE2 = {
     "Humans": 95.5,
@@ -62,9 +84,12 @@ def check_preset(preset: str) -> None:
         raise UserError(f"--preset must be cpu or paper, got {preset!r}")
 
 
-def table1_row(pairs: int, distortions: int) -> str:
-    """A Table 1 cell's row label."""
-    return f"{pairs // 1000}k pairs, distortions x{distortions}"
+KOCH_SGD_PREFIX = "Koch's SGD and layers: "  # Table 1's rows of Koch's exact recipe, beside the learning recipe's
+
+
+def table1_row(pairs: int, distortions: int, prefix: str = "") -> str:
+    """A Table 1 cell's row label (``prefix``: which recipe, where the table holds two)."""
+    return f"{prefix}{pairs // 1000}k pairs, distortions x{distortions}"
 
 
 def claim_text(step: dict, protocol: str) -> str:
@@ -270,9 +295,13 @@ class Table1(KochTable):
         # improving under the preset's compute cap, over KOCH_SEEDS training seeds: the same compute
         # for every pool of pairs and distortions
         base = "koch_tuned" if preset == "cpu" else "paper"
-        cells = [Cell(table1_row(pairs, d), "conv_siamese", base,
-                      {"pairs": pairs, "distortions": d}, paper=figure, seeds=KOCH_SEEDS)
-                 for (pairs, d), figure in TABLE1.items()]
+        learning = learning_recipe("conv_siamese") if preset == "cpu" else None
+        # the recipe of Koch's that learns on a CPU first (its rows the table's figures), then his exact
+        # recipe, which the learning check marks where it did not learn
+        families = ([("", learning)] if learning else []) + [(KOCH_SGD_PREFIX if learning else "", base)]
+        cells = [Cell(table1_row(pairs, d, prefix), "conv_siamese", name, {"pairs": pairs, "distortions": d},
+                      paper=figure, seeds=KOCH_SEEDS)
+                 for prefix, name in families for (pairs, d), figure in TABLE1.items()]
         return ("verification",), cells
 
     def notes(self, frame, runs):
@@ -283,15 +312,18 @@ class Table1(KochTable):
         claims += [((30_000, d), (150_000, d), f"150k pairs against 30k, distortions x{d}") for d in (0, 8)]
         lines = []
         flagged = {} if frame is None else dict(zip(frame["system"], frame.get("learning", [None] * len(frame))))
-        for before, after, claim in claims:
-            stuck = [row for row in (table1_row(*before), table1_row(*after)) if isinstance(flagged.get(row), str)]
-            if stuck:  # a claim about learning cannot be tested on a network that did not learn
-                lines.append(f"- {claim}: not tested, {' and '.join(stuck)} {flagged[stuck[0]]}")
-                continue
-            step = step_columns(runs, table1_row(*before), table1_row(*after), "verification")
-            if step:
-                paper = TABLE1[after] - TABLE1[before]
-                lines.append(f"- {claim}: {claim_text(step, 'verification')} (the paper: {paper:+.2f})")
+        rows = {run.cell.row for run in runs}
+        for prefix in [p for p in ("", KOCH_SGD_PREFIX) if table1_row(30_000, 0, p) in rows]:
+            for before, after, claim in claims:
+                pair = (table1_row(*before, prefix), table1_row(*after, prefix))
+                stuck = [row for row in pair if isinstance(flagged.get(row), str)]
+                if stuck:  # a claim about learning cannot be tested on a network that did not learn
+                    lines.append(f"- {prefix}{claim}: not tested, {' and '.join(stuck)} {flagged[stuck[0]]}")
+                    continue
+                step = step_columns(runs, *pair, "verification")
+                if step:
+                    paper = TABLE1[after] - TABLE1[before]
+                    lines.append(f"- {prefix}{claim}: {claim_text(step, 'verification')} (the paper: {paper:+.2f})")
         return ["", "## The paper's claims, paired", "",
                 "Each claim compares two cells on identical verification trials, training seed k against seed k: "
                 "the mean difference with its t-interval over the paired seeds, and McNemar's exact p over all "
@@ -312,12 +344,25 @@ class Table2(KochTable):
         # L2, drawers 1-12, distortions x8, early stopping), with the settings `bench tune` chose on
         # validation (koch_tuned), over KOCH_SEEDS training seeds; our own recipes keep rows of their own
         koch = "koch_tuned" if preset == "cpu" else "paper"
+        conv, mlp = ((learning_recipe("conv_siamese"), learning_recipe("mlp_siamese")) if preset == "cpu"
+                     else (None, None))
+        mlp_row, conv_row = "Siamese Neural Net (MLP)", "Convolutional Siamese Net"
         cells = [Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=TABLE2["1-Nearest Neighbor"]),
                  Cell("Affine model", "affine", learns=False, paper=TABLE2["Affine model"]),
-                 Cell("Siamese Neural Net (MLP)", "mlp_siamese", "koch_tuned", paper=TABLE2["Siamese Neural Net (MLP)"],
-                      seeds=KOCH_SEEDS),
-                 Cell("Convolutional Siamese Net", "conv_siamese", koch, paper=TABLE2["Convolutional Siamese Net"],
-                      seeds=KOCH_SEEDS),
+                 # the MLP at Koch's own schedule, where its study has chosen its units and SGD values
+                 *([Cell(f"{mlp_row}, at Koch's schedule (its units and SGD values chosen on validation)",
+                         "mlp_siamese", mlp, paper=TABLE2[mlp_row], seeds=KOCH_SEEDS)] if mlp else []),
+                 Cell(mlp_row + (", Koch's recipe at a CPU budget" if mlp else ""), "mlp_siamese", "koch_tuned",
+                      paper=TABLE2[mlp_row], seeds=KOCH_SEEDS),
+                 # the recipe of Koch's that learns on a CPU, and the same networks scored two other ways
+                 *([Cell(f"{conv_row} ({LEARNING_LABEL})", "conv_siamese", conv, paper=TABLE2[conv_row],
+                         seeds=KOCH_SEEDS),
+                    Cell(f"{conv_row}, its embeddings by plain L1 (the head checked; beyond the table)",
+                         "conv_siamese", conv, {"score_with": "l1"}, seeds=KOCH_SEEDS),
+                    Cell(f"{conv_row}, every pair of a batch (a change of sampling; beyond the table)",
+                         "conv_siamese", conv, {"objective": "pair_grid"}, seeds=KOCH_SEEDS)] if conv else []),
+                 Cell(conv_row + (", Koch's SGD and layers at a CPU budget" if conv else ""), "conv_siamese", koch,
+                      paper=TABLE2[conv_row], seeds=KOCH_SEEDS),
                  # the conv twin on our one-shot trial recipe (two networks, rotated alphabets, 8 test-time
                  # views), and both twins on the pair loss with Adam: every twin under every recipe
                  *([Cell("Convolutional siamese, our cpu trial recipe (beyond the table)", "conv_siamese", "cpu"),
@@ -362,10 +407,14 @@ class Table3(KochTable):
 
     def plan(self, preset, stored=None):
         check_preset(preset)
+        conv = learning_recipe("conv_siamese") if preset == "cpu" else None
         return ("mnist10",), [
             Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=TABLE3["1-Nearest Neighbor"]),
-            # the paper's MNIST network (35x35 inputs) on Koch's recipe, trained on Omniglot's background
-            Cell("Convolutional Siamese Net", "conv_siamese", "koch_mnist" if preset == "cpu" else "mnist",
-                 paper=TABLE3["Convolutional Siamese Net"], seeds=KOCH_SEEDS),
+            # the paper's MNIST network (35x35 inputs) on the recipe of Koch's that learns, then on his exact
+            # recipe; both trained on Omniglot's background
+            *([Cell(f"Convolutional Siamese Net, the paper's MNIST network ({LEARNING_LABEL})", "conv_siamese", conv,
+                    MNIST_LAYERS, paper=TABLE3["Convolutional Siamese Net"], seeds=KOCH_SEEDS)] if conv else []),
+            Cell("Convolutional Siamese Net" + (", Koch's SGD at a CPU budget" if conv else ""), "conv_siamese",
+                 "koch_mnist" if preset == "cpu" else "mnist", paper=TABLE3["Convolutional Siamese Net"], seeds=KOCH_SEEDS),
             *([Cell("Convolutional siamese, our cpu trial recipe at 35x35 (beyond the table)", "conv_siamese",
                     "cpu35")] if preset == "cpu" else [])]
