@@ -292,3 +292,27 @@ def test_reproduce_replot_redraws_the_figure_from_the_csv_alone(tmp_path):
     assert (tmp_path / "table3.png").stat().st_size > 10_000 and not (tmp_path / "store").exists()  # nothing ran
     missing = bench("reproduce", "table1", "--replot", "--out", str(tmp_path))
     assert missing.returncode == 2 and "--replot needs" in missing.stderr and "table1.csv" in missing.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "--method", "pixel_1nn", "--protocol", "omniglot20"],
+                                     ["speed", "train"], ["reproduce", "table3"], ["sweep", "--method", "pixel_1nn", "--protocol", "omniglot20"],
+                                     ["tune", "--method", "conv_siamese"]])
+def test_device_cuda_without_a_gpu_is_one_line_before_any_work(command, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("FEWSHOT_BENCH_DEVICE", raising=False)
+    assert main([*command, "--device", "cuda"]) == 2
+    assert "FEWSHOT_BENCH_DEVICE" not in os.environ
+
+
+def test_device_cpu_is_where_every_auto_config_runs(monkeypatch):
+    from fewshot_bench.api import METHODS
+    from fewshot_bench.learning.devices import choose_device
+
+    monkeypatch.delenv("FEWSHOT_BENCH_DEVICE", raising=False)
+    method = METHODS.get("conv_siamese")(preset="tiny")
+    choose_device("cpu")
+    assert method.device.type == "cpu" and method.config.device == "auto"  # keys keep "auto"
+    assert METHODS.get("conv_siamese")(METHODS.get("conv_siamese").make_config("tiny", {"device": "cpu"})).device.type == "cpu"
+    monkeypatch.delenv("FEWSHOT_BENCH_DEVICE")

@@ -86,6 +86,21 @@ def writable_store(args) -> Path:
     return store
 
 
+def device_arg(p) -> None:
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where networks train and score: auto (default: a CUDA GPU where there is one, else the "
+                        "CPU), cpu or cuda; a config that names its device keeps it")
+
+
+def use_device(args) -> None:
+    """``--device``, checked before any work (cuda without a CUDA GPU is one line, exit 2) and handed to
+    every network method whose config says ``device=auto``: where it runs is not part of what it is, so
+    run and training keys stay the same on either."""
+    from fewshot_bench.learning.devices import choose_device
+
+    choose_device(getattr(args, "device", "auto"))
+
+
 def plugin_arg(p) -> None:
     p.add_argument("--plugin", action="append", metavar="FILE.py",
                    help="load methods/protocols from a Python file (repeatable)")

@@ -11,7 +11,7 @@ from fewshot_bench import __version__
 from fewshot_bench.cli import compare, data, listing, report, reproduce, run, show, speed, store, sweep, table, tune
 from rich.markup import escape
 
-from fewshot_bench.cli.common import console
+from fewshot_bench.cli.common import console, use_device
 from fewshot_bench.errors import UserError
 
 SUBCOMMANDS = (listing, data, run, table, compare, show, report, reproduce, sweep, tune, store, speed)  # in --help's order
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
         for plugin in getattr(args, "plugin", None) or []:
             load_plugin_file(plugin)
+        if hasattr(args, "device"):
+            use_device(args)  # before any work: --device cuda without a GPU is one line
         return args.func(args) or 0
     except UserError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fewshot_bench.cli.common import (RegistryNames, console, data_root_arg, out, say, store_arg, writable_folder,
-                                      writable_store)
+from fewshot_bench.cli.common import (RegistryNames, console, data_root_arg, device_arg, out, say, store_arg,
+                                      writable_folder, writable_store)
 from fewshot_bench.errors import UserError
 
 
@@ -27,6 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--replot", action="store_true", help="redraw TABLE.png from the TABLE.csv in --out and run "
                                                          "nothing (a figure whose runs are gone, after the plots "
                                                          "changed)")
+    device_arg(p)
     data_root_arg(p)
     p.set_defaults(func=command)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from fewshot_bench.cli.common import (console, data_root_arg, out, plugin_arg, print_results, say, store_arg,
+from fewshot_bench.cli.common import (console, data_root_arg, device_arg, out, plugin_arg, print_results, say, store_arg,
                                       writable_store)
 
 
@@ -24,6 +24,7 @@ def add_parser(subparsers) -> None:
     store_arg(p)
     p.add_argument("--json", action="store_true", help="print the run record as one JSON line on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    device_arg(p)
     data_root_arg(p)
     plugin_arg(p)
     p.set_defaults(func=command)

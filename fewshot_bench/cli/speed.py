@@ -1,7 +1,7 @@
 """``bench speed``: the project's benchmarks."""
 from __future__ import annotations
 
-from fewshot_bench.cli.common import data_root_arg, out
+from fewshot_bench.cli.common import data_root_arg, device_arg, out
 
 
 def add_parser(subparsers) -> None:
@@ -19,6 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--protocol", choices=["omniglot20", "vinyals"], default="omniglot20",
                    help="eval: the 400 omniglot20 trials (default) or Table 4's slowest column, 1,000 "
                         "20-way 5-shot Vinyals episodes")
+    device_arg(p)
     data_root_arg(p)
     p.set_defaults(func=command)
 

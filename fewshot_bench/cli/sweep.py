@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fewshot_bench.cli.common import console, data_root_arg, out, store_arg, writable_store
+from fewshot_bench.cli.common import console, data_root_arg, device_arg, out, store_arg, writable_store
 from fewshot_bench.errors import UserError
 
 
@@ -34,6 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--retries", type=int, default=2, help="Ray: reruns of a training whose worker died (default 2)")
     store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    device_arg(p)
     data_root_arg(p)
     p.set_defaults(func=command)
 

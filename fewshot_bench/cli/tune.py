@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from fewshot_bench.cli.common import console, data_root_arg, say, store_arg, writable_folder
+from fewshot_bench.cli.common import console, data_root_arg, device_arg, say, store_arg, writable_folder
 from fewshot_bench.errors import UserError
 
 
@@ -68,6 +68,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="results/tune", help="where the history CSV, figure and summary go "
                                                          "(default results/tune)")
     store_arg(p)
+    device_arg(p)
     data_root_arg(p)
     p.set_defaults(func=command)
 

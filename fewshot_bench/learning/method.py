@@ -22,6 +22,7 @@ from fewshot_bench.imageset import as_batch, to_tensor
 from fewshot_bench.keys import fingerprint
 from fewshot_bench.learning.checkpoints import Checkpoint, data_fingerprint
 from fewshot_bench.learning.configs import ClassifierConfig, MamlConfig, MetricConfig, TrainingConfig, TwinConfig
+from fewshot_bench.learning.devices import resolve
 from fewshot_bench.learning.ensemble import train_in_processes
 from fewshot_bench.learning.legacy_keys import key_dict
 from fewshot_bench.learning.networks import build_network, inference_copy, symmetry
@@ -55,9 +56,7 @@ class NetworkMethod(TrainingLoop, Method):
 
     @property
     def device(self) -> torch.device:
-        if self.config.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.config.device)
+        return resolve(self.config.device)
 
     def config_dict(self) -> dict:
         return key_dict(self.config, self.former_values)
@@ -77,7 +76,7 @@ class NetworkMethod(TrainingLoop, Method):
 
     def resources(self) -> dict:
         """An ensemble's members train side by side, a CPU each (one process, GPU or not, otherwise)."""
-        gpu = self.config.device.startswith("cuda")
+        gpu = self.device.type == "cuda"
         return {"cpus": 1 if gpu else self.config.members, "gpus": 1 if gpu else 0}
 
     # ---------------------------------------------------------------- scoring
