@@ -585,6 +585,9 @@ def test_speed_train_reports_throughput_flops_and_the_gemm_limit(data_root):
     assert (result["bf16_gemm_gflops"] is None) == (not result["bf16_available"])
     if result["bf16_available"]:
         assert 0 < result["bf16"]["fraction_of_gemm"] < 2
+    # a whole epoch of the preset at the pipeline's pace, on the device it ran on
+    assert fp32["epoch_steps"] == 3 and fp32["epoch_seconds"] == pytest.approx(
+        3 * 2 * 20 / fp32["pipeline_images_per_s"]) and result["device"].startswith("CPU")
 
 
 @pytest.mark.parametrize("method, preset, objective, images", [
@@ -694,3 +697,48 @@ def test_the_untrained_network_is_scored_on_the_validation_trials_before_the_fir
     resumed.fit(bg, val)
     assert {k: resumed.history_[0][k] for k in ("untrained_validation", "untrained_ci95", "constant_loss")} == \
         {k: first[k] for k in ("untrained_validation", "untrained_ci95", "constant_loss")}
+
+
+def test_pair_batches_indexed_where_the_data_lives_are_the_host_paths_batches():
+    """Koch's pairs are indexed on the data's device (no transfer a step on a GPU): on the CPU the same
+    images, distortions and targets as the host path they replace, step for step."""
+    import itertools
+
+    from fewshot_bench.imageset import as_batch, to_tensor
+    from fewshot_bench.learning.objectives import pair_loss
+
+    bg = synthetic_background()
+    m = tiny(objective="pairs", pairs=40, batch_size=8, distortions=2)
+    torch.manual_seed(0)
+    m.model_ = TwinNet(m.config)
+    m.bf16_ = False
+    data = as_batch(to_tensor(bg.images, 16))
+    objective = m.objective_for(CharacterIndex(bg))
+    objective.prepare(np.random.default_rng(0))
+    seen, embed = [], m.train_embed
+    m.train_embed = lambda x: seen.append(x.clone()) or embed(x)
+    ours = [loss.item() for loss in itertools.islice(
+        objective.losses(data, np.random.default_rng(1), torch.Generator().manual_seed(2)), 4)]
+
+    rng, gen, cfg = np.random.default_rng(1), torch.Generator().manual_seed(2), m.config  # the host path
+    pool = len(objective.rows) * (1 + cfg.distortions)
+    order = np.concatenate([rng.permutation(pool) for _ in range(-(-pool // pool))])[:pool]
+    for step in range(4):
+        sel = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        pair, copy = sel % len(objective.rows), sel // len(objective.rows)
+        x = data[torch.as_tensor(objective.rows[pair].reshape(-1))].float()
+        distorted = torch.as_tensor(np.repeat(copy > 0, 2))
+        if distorted.any():
+            x[distorted] = distort(x[distorted], gen)
+        torch.testing.assert_close(seen[step], x, rtol=0, atol=0)
+        h = embed(x).view(len(sel), 2, -1)
+        expected = pair_loss(m.model_, h[:, 0], h[:, 1], torch.as_tensor(objective.targets[pair])).item()
+        assert ours[step] == pytest.approx(expected, abs=1e-6)
+
+
+def test_distortions_are_drawn_on_their_generators_device():
+    gen = torch.Generator().manual_seed(0)
+    params = draw_affine(5, generator=gen)
+    assert all(v.device.type == "cpu" for v in params.values())
+    again = draw_affine(5, generator=torch.Generator(device="cpu").manual_seed(0))
+    assert all(torch.equal(params[k], again[k]) for k in params)  # a device generator on the CPU: the same draws

@@ -134,34 +134,52 @@ def train(root: Path, preset: str = "cpu", steps: int = 30, repeats: int = 3, me
 
     cls = METHODS.get(method)
     base = cls(cls.make_config(preset, {"steps_per_epoch": steps}), seed=0, preset=preset)
-    precisions = ["fp32"] + (["bf16"] if use_bf16_auto() and base.config.objective != "maml" else [])
-    out = {"method": method, "objective": base.config.objective, "isa": torch.backends.cpu.get_cpu_capability(),
-           "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    device = base.device  # --device: where every auto config runs
+    precisions = ["fp32"] + (["bf16"] if use_bf16_auto(device) and base.config.objective != "maml" else [])
+    gemm_n = 8192 if device.type == "cuda" else 2048  # a GPU needs a large product to reach its peak
+    out = {"method": method, "objective": base.config.objective, "device": device_name(device),
+           "isa": torch.backends.cpu.get_cpu_capability(), "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
            "threads": torch.get_num_threads(), "images_per_step": None,
-           "gemm_gflops": gemm_gflops() if limits else None,
-           # bf16 GEMM only where oneDNN runs bf16 natively (elsewhere it is emulated: no limit worth quoting)
-           "bf16_gemm_gflops": gemm_gflops(dtype=torch.bfloat16) if "bf16" in precisions and limits else None}
+           "gemm_gflops": gemm_gflops(gemm_n, device=device) if limits else None,
+           # bf16 GEMM only where the device runs bf16 natively (elsewhere it is emulated: no limit worth quoting)
+           "bf16_gemm_gflops": gemm_gflops(gemm_n, dtype=torch.bfloat16, device=device)
+           if "bf16" in precisions and limits else None}
     for precision in precisions:
         result = _train_speed(cls, preset, steps, repeats, root, precision, limits)
         out["images_per_step"] = result.pop("images_per_step")
         limit = out["bf16_gemm_gflops"] if precision == "bf16" else out["gemm_gflops"]
         out[precision] = {**result, "fraction_of_gemm": result["step_gflops"] / limit if limit else None,
-                          "gemm": f"{precision} GEMM on the same threads"}
+                          "gemm": f"{precision} GEMM on the same {'GPU' if device.type == 'cuda' else 'threads'}"}
     out["preset"], out["bf16_available"] = base.preset, "bf16" in precisions
     return out
 
 
-def use_bf16_auto() -> bool:
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+
+
+def use_bf16_auto(device: torch.device = torch.device("cpu")) -> bool:
     from fewshot_bench.learning.trainer import use_bf16
 
-    return use_bf16("auto", torch.device("cpu"))
+    return use_bf16("auto", device)
 
 
-def gemm_gflops(n: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
-    """Matrix multiply throughput in ``dtype`` on the current threads: the machine's practical peak."""
-    a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
-    torch.mm(a, b)
-    return 2 * n ** 3 / statistics.median(timed(lambda: torch.mm(a, b), repeats)) / 1e9
+def synchronize(device: torch.device) -> None:
+    """Wait for a GPU's queued work, so that a clock read measures it (nothing to wait for on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5, dtype=torch.float32, device=torch.device("cpu")) -> float:
+    """Matrix multiply throughput in ``dtype`` on the device (its current threads, on a CPU): its practical peak."""
+    a, b = torch.rand(n, n, dtype=dtype, device=device), torch.rand(n, n, dtype=dtype, device=device)
+
+    def product():
+        torch.mm(a, b)
+        synchronize(device)
+
+    product()
+    return 2 * n ** 3 / statistics.median(timed(product, repeats)) / 1e9
 
 
 def _train_speed(cls, preset, steps, repeats, root, precision, limits: bool = True) -> dict:
@@ -177,15 +195,15 @@ def _train_speed(cls, preset, steps, repeats, root, precision, limits: bool = Tr
     if "pair_steps" in field_names(cls.Config):  # a pairs epoch counts its batches in pair_steps
         options["pair_steps"] = steps
     method = cls(cls.make_config(preset, options), seed=0, preset=preset)
-    cfg = method.config
+    cfg, device = method.config, method.device
     background = background_set(omniglot(root))
-    data = to_tensor(background.images, cfg.input_size)[:, None]
+    data = to_tensor(background.images, cfg.input_size)[:, None].to(device)  # decoded once, kept on the device
     index = CharacterIndex(background)
     objective = method.objective_for(index)
     torch.manual_seed(0)
-    method.model_ = build_network(cfg, objective.n_classes(), 1)
+    method.model_ = build_network(cfg, objective.n_classes(), 1).to(device)
     method.bf16_ = precision == "bf16"
-    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    rng, gen = np.random.default_rng(0), torch.Generator(device=device).manual_seed(0)
     objective.prepare(rng)  # Koch's pairs are drawn once, before the first epoch
     optimizer, scheduler = method._optimizer(objective.steps_per_epoch())
     bare_loss = objective.bare_loss(data)
@@ -200,43 +218,54 @@ def _train_speed(cls, preset, steps, repeats, root, precision, limits: bool = Tr
     def bare():
         for _ in range(steps):
             step()
+        synchronize(device)
 
     def pipeline():  # an epoch as the trainer runs it: batches drawn, distorted, stepped
         losses = []
         for loss in objective.losses(data, rng, gen):
             method._step(loss, optimizer, scheduler, losses)
+        synchronize(device)
 
     method.model_.train()
     counter = FlopCounterMode(display=False)
     with counter:
         step()  # also the warm-up
-    kernels = top_kernels(step) if limits else []
+    kernels = top_kernels(step, device=device) if limits else []
     bare_t, pipe_t = [], []
     for _ in range(repeats):
         bare_t += timed(bare, 1)
         pipe_t += timed(pipeline, 1)
     images = steps * images_per_step
+    # a whole epoch of the preset as it trains (its own steps, not this benchmark's), at the pipeline's pace
+    full = cls(cls.make_config(preset), seed=0, preset=preset).objective_for(index)
+    full.prepare(np.random.default_rng(0))
+    epoch_steps = full.steps_per_epoch()
     return {"images_per_step": images_per_step, "bare_images_per_s": images / statistics.median(bare_t),
             "pipeline_images_per_s": images / statistics.median(pipe_t),
             "ratio": statistics.median(bare_t) / statistics.median(pipe_t),
             "step_gflop": counter.get_total_flops() / 1e9,
             "step_gflops": counter.get_total_flops() * steps / statistics.median(bare_t) / 1e9,
             "step_ms": 1000 * statistics.median(bare_t) / steps,
+            "epoch_steps": epoch_steps, "epoch_seconds": epoch_steps * statistics.median(pipe_t) / steps,
             "top_kernels": kernels}
 
 
-def top_kernels(step, steps: int = 3, top: int = 8) -> list[dict]:
-    """Where a step's time goes: the operators with the most self CPU time over ``steps`` steps
-    (torch.profiler), as percentages of the total."""
+def top_kernels(step, steps: int = 3, top: int = 8, device=torch.device("cpu")) -> list[dict]:
+    """Where a step's time goes: the operators (on a GPU, the kernels) with the most self time over
+    ``steps`` steps (torch.profiler), as percentages of the total."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    gpu = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])) as prof:
         for _ in range(steps):
             step()
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
-    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
-    return [{"op": e.key, "self_cpu_pct": round(100 * e.self_cpu_time_total / total, 1)} for e in events[:top]]
+        synchronize(device)
+    own = (lambda e: e.self_device_time_total) if gpu else (lambda e: e.self_cpu_time_total)
+    events = [e for e in prof.key_averages() if own(e) > 0]
+    total = sum(map(own, events))
+    events.sort(key=own, reverse=True)
+    key = "self_gpu_pct" if gpu else "self_cpu_pct"
+    return [{"op": e.key, key: round(100 * own(e) / total, 1)} for e in events[:top]]
 
 
 def evaluate(root: Path, preset: str = "paper", protocol: str = "omniglot20", episodes: int = 1000) -> dict:

@@ -25,13 +25,18 @@ class AffineRanges:
 
 
 def _uniform(n, lo, hi, gen):
-    return lo + (hi - lo) * torch.rand(n, generator=gen)
+    return lo + (hi - lo) * torch.rand(n, generator=gen, device=_device(gen))
+
+
+def _device(generator: torch.Generator | None) -> torch.device:
+    """Where a generator draws: its own device (a CUDA generator draws on the GPU, no host work)."""
+    return generator.device if generator is not None else torch.device("cpu")
 
 
 def draw_affine(n: int, ranges: AffineRanges = AffineRanges(), generator: torch.Generator | None = None):
     """The components of n random transforms: dict of (n,) tensors, identity where switched off."""
     def maybe(values, identity):
-        on = torch.rand(n, generator=generator) < ranges.probability
+        on = torch.rand(n, generator=generator, device=_device(generator)) < ranges.probability
         return torch.where(on, values, torch.full_like(values, identity))
 
     r = ranges
@@ -51,7 +56,7 @@ def affine_matrices(params: dict, reference_size: int = 105) -> torch.Tensor:
     n = len(params["theta"])
     cos, sin = torch.cos(params["theta"]), torch.sin(params["theta"])
     rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
-    one = torch.ones(n)
+    one = torch.ones(n, device=cos.device)
     shear = torch.stack([torch.stack([one, params["shear_x"]], 1), torch.stack([params["shear_y"], one], 1)], 1)
     scale = torch.diag_embed(torch.stack([params["scale_x"], params["scale_y"]], 1))
     linear = rot @ shear @ scale
@@ -62,13 +67,14 @@ def affine_matrices(params: dict, reference_size: int = 105) -> torch.Tensor:
 
 def distort(images: torch.Tensor, generator: torch.Generator | None = None,
             ranges: AffineRanges = AffineRanges()) -> torch.Tensor:
-    """Random affine distortion of each image in (N, 1, H, W) (or (N, H, W))."""
+    """Random affine distortion of each image in (N, 1, H, W) (or (N, H, W)), its transforms drawn by
+    ``generator`` where it lives (on the images' device, the whole path stays there)."""
     squeeze = images.dim() == 3
     x = images[:, None] if squeeze else images
     forward = affine_matrices(draw_affine(len(x), ranges, generator), ranges.reference_size)
     # grid_sample pulls pixels: it needs the inverse map (output -> input coordinates)
     linear_inv = torch.linalg.inv(forward[:, :, :2])
-    inverse = torch.cat([linear_inv, -(linear_inv @ forward[:, :, 2:])], 2).to(x.device, x.dtype)  # drawn on the CPU
+    inverse = torch.cat([linear_inv, -(linear_inv @ forward[:, :, 2:])], 2).to(x.device, x.dtype)
     grid = F.affine_grid(inverse, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[:, 0] if squeeze else out

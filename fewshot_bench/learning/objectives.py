@@ -233,22 +233,24 @@ class Pairs(Objective):
         return float(-(p * np.log(p) + (1 - p) * np.log(1 - p))) if 0 < p < 1 else 0.0
 
     def losses(self, data, rng, gen):
+        """The epoch's order drawn on the host once, then every step's pairs, images and targets indexed
+        where the data lives (on a GPU: no transfer a step)."""
         cfg, model = self.config, self.method.model_
         copies = 1 + cfg.distortions
         pool = len(self.rows) * copies
         views = (self.fixed_steps or cfg.pair_steps) * cfg.batch_size or pool
         order = np.concatenate([rng.permutation(pool) for _ in range(-(-views // pool))])[:views]
+        order, rows, targets = (torch.as_tensor(a, device=data.device) for a in (order, self.rows, self.targets))
         for start in range(0, len(order), cfg.batch_size):
             sel = order[start:start + cfg.batch_size]
-            pair, copy = sel % len(self.rows), sel // len(self.rows)
-            x = data[torch.as_tensor(self.rows[pair].reshape(-1))].float()  # (2B, 1, H, W)
-            distorted = torch.as_tensor(np.repeat(copy > 0, 2), device=x.device)
+            pair, copy = sel % len(rows), sel // len(rows)
+            x = data[rows[pair].reshape(-1)].float()  # (2B, 1, H, W)
+            distorted = (copy > 0).repeat_interleave(2)
             if distorted.any():
                 x[distorted] = distort(x[distorted], gen)
             self.images = len(x)
             h = self.method.train_embed(x).view(len(sel), 2, -1)
-            yield pair_loss(model, h[:, 0], h[:, 1], torch.as_tensor(self.targets[pair], device=h.device),
-                            cfg.loss, cfg.margin)
+            yield pair_loss(model, h[:, 0], h[:, 1], targets[pair], cfg.loss, cfg.margin)
 
     def bare_loss(self, data):
         cfg, model = self.config, self.method.model_

@@ -24,15 +24,33 @@ from fewshot_bench.learning.objectives import OBJECTIVES
 from fewshot_bench.learning.sampling import CharacterIndex
 
 
+INFO_EVERY = 25  # steps between the progress bar's loss reads
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether training runs under bf16 autocast: "auto" only where oneDNN supports bfloat16 on
-    this CPU (elsewhere it is emulated and slower)."""
+    """Whether training runs under bf16 autocast: "auto" where the device computes bfloat16 natively
+    (a CUDA GPU that supports it; a CPU where oneDNN does: elsewhere it is emulated and slower)."""
     if precision != "auto":
         return precision == "bf16"
     try:
+        if device.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
         return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def restore_generator(gen: torch.Generator, state: torch.Tensor, seed: int) -> None:
+    """A checkpoint's generator state, on a generator of this training's device; a training resumed on
+    another kind of device (a CPU checkpoint on a GPU) goes on from a generator seeded anew."""
+    try:
+        gen.set_state(state)
+    except (RuntimeError, TypeError):
+        gen.manual_seed(seed)
+
+
+def start_epoch_of(state: dict) -> int:
+    return state["epoch"] + 1
 
 
 def lr_factor(schedule: str, total: int, halve_every: int):
@@ -70,11 +88,13 @@ class TrainingLoop:
             return self._kept(state), state["history"], True
 
         data = data.to(device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
         self.bf16_ = use_bf16(cfg.precision, device) and objective.bf16
         optimizer, scheduler = self._optimizer(objective.steps_per_epoch())
         stopper = EarlyStopping(cfg.patience)
         rng = np.random.default_rng(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
+        gen = torch.Generator(device=device).manual_seed(self.seed)  # distortions drawn where the data is
         history, start_epoch = [], 0
         objective.prepare(rng)
         # the learning check's baselines, measured before the first step: the untrained network on the
@@ -91,7 +111,7 @@ class TrainingLoop:
                 scheduler.load_state_dict(state["scheduler"])
             stopper.load_state_dict(state["stopper"])
             rng.bit_generator.state = state["rng"]
-            gen.set_state(state["gen"])
+            restore_generator(gen, state["gen"], self.seed + start_epoch_of(state))
             history, start_epoch = state["history"], state["epoch"] + 1
             history[0].update(start)
             snapshots = state.get("snapshots", {})
@@ -113,7 +133,7 @@ class TrainingLoop:
             for loss in steps:
                 self._step(loss, optimizer, scheduler, losses)
                 images += objective.images
-            loss = float(np.mean(losses))
+            loss = float(torch.stack(losses).double().mean())  # read once an epoch: no sync a step
             acc = self._validate(validation) if validation else float(epoch)
             self.last_validation_ = acc if validation else None
             stop = stopper.update(epoch, acc, self.model_)
@@ -175,7 +195,7 @@ class TrainingLoop:
         try:
             with FlopCounterMode(display=False) as counter:
                 loss = next(iter(objective.losses(data, np.random.default_rng(self.seed + 1),
-                                                  torch.Generator().manual_seed(self.seed + 1))))
+                                                  torch.Generator(device=data.device).manual_seed(self.seed + 1))))
                 loss.backward()
         finally:
             self.model_ = model
@@ -209,11 +229,16 @@ class TrainingLoop:
             self.progress.stage(label)
             self.progress.start(total)
 
-    def _advance(self, losses: list[float], optimizer) -> None:
+    def _advance(self, losses: list[torch.Tensor], optimizer) -> None:
+        """The bar advances every step; its loss is read every ``INFO_EVERY`` steps (a read waits for
+        the device)."""
         if self.progress:
-            last = getattr(self, "last_validation_", None)
-            info = f"loss {np.mean(losses[-50:]):.3f}  lr {optimizer.param_groups[0]['lr']:.1e}"
-            self.progress.advance(info + (f"  val {100 * last:.1f}%" if last is not None else ""))
+            info = None
+            if len(losses) % INFO_EVERY == 1:
+                last = getattr(self, "last_validation_", None)
+                info = (f"loss {float(torch.stack(losses[-50:]).double().mean()):.3f}  "
+                        f"lr {optimizer.param_groups[0]['lr']:.1e}" + (f"  val {100 * last:.1f}%" if last is not None else ""))
+            self.progress.advance(info)
 
     def train_embed(self, x: torch.Tensor) -> torch.Tensor:
         """The training forward pass: under bf16 autocast where configured, compiled where
@@ -244,5 +269,5 @@ class TrainingLoop:
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())
         self._advance(losses, optimizer)
