@@ -130,6 +130,7 @@ NOT_RUN = {
     r"^(nohup )?bench reproduce": "hours of training",
     r"^bench tune": "hours of training",
     r"^bench run .*--preset cpu": "a 10-25 minute training",
+    r"--device cuda": "a GPU's hours (CI has no GPU; test_device_cuda_without_a_gpu_is_one_line covers the flag)",
     r"^bench compare pixel_1nn mhd .*--trial-seed 0-9": "about 2.5 minutes: MHD on ten draws",
     r"\bPATH\b": "a placeholder for the user's own folder",
 }
