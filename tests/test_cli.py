@@ -96,7 +96,8 @@ def test_table_writes_csv_and_markdown(data_root, tmp_path, capsys):
     md = (tmp_path / "tables/results.md").read_text()
     assert "| method | omniglot20 (sets_per_alphabet=1) |" in md and "pixel_1nn" in md and "±" in md
     csv = (tmp_path / "tables/results.csv").read_text().splitlines()
-    assert csv[0] == "method,preset,protocol,accuracy,ci95,seeds,trials,draws,learning,accuracy_not_learned" and len(csv) == 3
+    assert csv[0] == "method,preset,protocol,accuracy,ci95,seeds,trials,draws,learning,accuracy_not_learned,trained" \
+        and len(csv) == 3
 
 
 def test_compare_reports_mcnemar_on_identical_trials(data_root, tmp_path, capsys):
@@ -316,3 +317,17 @@ def test_device_cpu_is_where_every_auto_config_runs(monkeypatch):
     assert method.device.type == "cpu" and method.config.device == "auto"  # keys keep "auto"
     assert METHODS.get("conv_siamese")(METHODS.get("conv_siamese").make_config("tiny", {"device": "cpu"})).device.type == "cpu"
     monkeypatch.delenv("FEWSHOT_BENCH_DEVICE")
+
+
+def test_runs_trained_on_a_gpu_are_a_column_of_their_own_that_says_what_training_they_got():
+    from fewshot_bench.tables.store import wide_table
+
+    base = {"method": "conv_siamese", "preset": "paper", "seed": 0, "ci95": 0.02, "n_trials": 4000,
+            "trial_seeds": list(range(10)), "finished": "x", "method_config": {}, "protocol": "omniglot20"}
+    history = [{"epoch": e, "loss": 0.3, "validation_accuracy": 0.5 + e / 10, "seconds": 176.0, "steps": 10547,
+                "images": 2_700_000, "step_gflop": 1364.0, "step_images": 256} for e in range(3)]
+    gpu = {**base, "accuracy": 0.53, "environment": {"gpu": "NVIDIA H200"},
+           "training": {"epochs": 3, "history": history}}
+    wide = wide_table([{**base, "accuracy": 0.25, "environment": {"gpu": None}}, gpu])
+    assert wide.loc["conv_siamese (paper)", "omniglot20"] == "25.0 ± 2.0"
+    assert wide.loc["conv_siamese (paper)", "omniglot20 on GPU"] == "53.0 ± 2.0 (3 epochs, 43,157.8 TFLOP)"

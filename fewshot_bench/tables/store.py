@@ -11,6 +11,7 @@ import pandas as pd
 from fewshot_bench.api import METHODS, PROTOCOLS
 from fewshot_bench.errors import UserError
 from fewshot_bench.keys import fingerprint
+from fewshot_bench.records import compute_text, training_budget
 from fewshot_bench.tables.base import TABLES, cell, withhold
 
 
@@ -97,9 +98,11 @@ def changed_protocol_options(record: dict) -> dict:
 
 def protocol_label(record: dict) -> str:
     """The protocol's name, followed by its options that differ from the defaults: runs on other
-    drawers or trials are other columns, never mixed with the standard protocol's."""
+    drawers or trials are other columns, never mixed with the standard protocol's; runs trained on a
+    GPU are a column of their own too (``... on GPU``), beside the CPU's."""
     changed = changed_protocol_options(record)
-    return f"{record['protocol']} ({_options(changed)})" if changed else record["protocol"]
+    label = f"{record['protocol']} ({_options(changed)})" if changed else record["protocol"]
+    return f"{label} on GPU" if (record.get("environment") or {}).get("gpu") else label
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,11 +119,21 @@ def default_protocol_config(protocol: str) -> dict:
 
 
 def long_table(records: list[dict]) -> pd.DataFrame:
-    rows = [{"method": m, "preset": p, "protocol": proto, **cell(rs)}
+    rows = [{"method": m, "preset": p, "protocol": proto, **cell(rs),
+             "trained": training_text(rs[0]) if proto.endswith(" on GPU") else None}
             for (m, p, proto), rs in sorted(latest_per_seed(records).items())]
     rows = [withhold(r, ["accuracy", "ci95"]) if r["learning"] else r for r in rows]
     return pd.DataFrame(rows, columns=["method", "preset", "protocol", "accuracy", "ci95", "seeds", "trials", "draws",
-                                       "learning", "accuracy_not_learned"])
+                                       "learning", "accuracy_not_learned", "trained"])
+
+
+def training_text(record: dict) -> str | None:
+    """A learned run's training in a few words: "3 epochs, 43,200 TFLOP" (the weights it kept)."""
+    budget = training_budget(record)
+    if budget is None:
+        return None
+    epochs = (record.get("training") or {}).get("epochs")
+    return f"{epochs} epoch{'s' * (epochs != 1)}, {compute_text(budget['gflop'])}"
 
 
 def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
@@ -135,9 +148,11 @@ def wide_table(records: list[dict], paper: bool = True) -> pd.DataFrame:
     if long.empty:
         return pd.DataFrame()
     long["row"] = long["method"] + long["preset"].map(lambda p: "" if p == "-" else f" ({p})")
-    # a cell whose training did not learn shows the flag, never its accuracy as the method's figure
-    long["cell"] = [flag if isinstance(flag, str) else f"{a:.1f} ± {c:.1f}"
-                    for a, c, flag in zip(long["accuracy"], long["ci95"], long["learning"])]
+    # a cell whose training did not learn shows the flag, never its accuracy as the method's figure; a GPU
+    # column's cells say what training they got (its epochs and compute)
+    long["cell"] = [flag if isinstance(flag, str) else f"{a:.1f} ± {c:.1f}" + (f" ({spent})" if isinstance(spent, str)
+                                                                                 else "")
+                    for a, c, flag, spent in zip(long["accuracy"], long["ci95"], long["learning"], long["trained"])]
     wide = long.pivot(index="row", columns="protocol", values="cell").fillna("").rename_axis(None, axis=1)
     if not paper:
         return wide[sorted(wide.columns)]
