@@ -260,7 +260,11 @@ def top_kernels(step, steps: int = 3, top: int = 8, device=torch.device("cpu")) 
         for _ in range(steps):
             step()
         synchronize(device)
-    own = (lambda e: e.self_device_time_total) if gpu else (lambda e: e.self_cpu_time_total)
+    def own(e) -> float:  # a GPU's kernels by their device time (named self_cuda_time_total in older torch)
+        if gpu:
+            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        return e.self_cpu_time_total
+
     events = [e for e in prof.key_averages() if own(e) > 0]
     total = sum(map(own, events))
     events.sort(key=own, reverse=True)
