@@ -22,25 +22,23 @@ KOCH_SEEDS = 3  # training seeds of the rows that carry Koch's recipe, whatever 
 
 # the recipe of Koch's that learns on a CPU: his pairs, distortions, weighted-L1 head and pair loss, with
 # what a study on validation alphabets chose to make it learn (our cpu layers with batch norm, Adam, a
-# budget); the method file's preset once one cites the study, else the study's own preset in the store
-LEARNING_RECIPES = {"conv_siamese": ("koch_adam", "conv_siamese-koch_adam_cpu-omniglot20"),
+# budget); planned once the method file has the preset that cites its finished study (a study's own preset
+# in the store is its best trial so far, which a table must not train on while the study runs)
+LEARNING_RECIPES = {"conv_siamese": "koch_adam",
                     # the MLP at Koch's own schedule (150k pairs x 9 views an epoch, up to 200 epochs)
-                    "mlp_siamese": ("koch_schedule_tuned", "mlp_siamese-koch_schedule-omniglot20")}
+                    "mlp_siamese": "koch_schedule_tuned"}
 LEARNING_LABEL = "Koch's pairs, head and loss; our layers, batch norm and Adam, chosen on validation"
 # the paper's MNIST network's layers (conv_siamese's mnist preset), on the learning recipe for Table 3
 MNIST_LAYERS = {"input_size": 35, "channels": "64,128,128", "kernels": "5,3,3", "fc_units": 1024, "padding": "same"}
 
 
 def learning_recipe(method: str) -> str | None:
-    """The preset of the recipe of Koch's that learns on a CPU (``LEARNING_RECIPES``), or None while no
-    study has chosen one: its rows are then left out of the plan, and the tables say so."""
+    """The preset of the recipe of Koch's that learns on a CPU (``LEARNING_RECIPES``), or None while the
+    method file has none: its rows are then left out of the plan."""
     from fewshot_bench.api import METHODS
-    from fewshot_bench.presets import find_preset
 
-    for name in LEARNING_RECIPES[method]:
-        if name in METHODS.get(method).presets or find_preset(method, name) is not None:
-            return name
-    return None
+    name = LEARNING_RECIPES[method]
+    return name if name in METHODS.get(method).presets else None
 
 # Table 2: 20-way within-alphabet one-shot accuracy (%) on Omniglot
 TABLE2 = {
