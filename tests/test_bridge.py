@@ -28,6 +28,9 @@ def tuned_koch(**changes) -> dict:
 def test_the_bridge_ends_at_the_method_files_tuned_preset_cited_to_its_study():
     assert bridge.far_end("cpu") == "koch_tuned"
     assert bridge.chain("cpu")[-3][1] == dataclasses.asdict(METHODS.get("conv_siamese").make_config("koch_tuned"))
+    # Koch's end sits beside the recipe of his that learns, Tables 1-3's preset cited to its study
+    assert bridge.koch_row(bridge.chain("cpu")) == bridge.chain("cpu")[-3][0]
+    assert bridge.learning_end("cpu")[1] == "koch_adam" and "trial 15" in bridge.end_provenance("koch_adam")
     assert "study `conv_siamese-koch_cpu-omniglot20`, trial 43, 36.94% on" in bridge.end_provenance("koch_tuned")
 
 
@@ -130,8 +133,10 @@ def test_the_pair_losss_rate_grid_grows_at_its_edge_and_picks_the_best_validatio
     link = next(c for c in cells if c.row == bridge.PAIR_LINK)
     assert link.options["adam_lr"] == 0.006 and link.seeds == bridge.SEEDS
     links = [c for c in cells if not bridge.is_rate_cell(c) and not bridge.is_curve_cell(c)
-             and not bridge.is_detour_cell(c)]
+             and not bridge.is_detour_cell(c) and not bridge.is_learning_cell(c)]
     assert len(links) == len(bridge.LINKS)  # the start, and every link but the one the pair link folded in
+    learning = [c for c in cells if bridge.is_learning_cell(c)]  # Tables 1-3's preset: their runs, reused
+    assert [(c.preset, c.options, c.protocols, c.seeds) for c in learning] == [("koch_adam", {}, None, bridge.SEEDS)]
     detours = [c for c in cells if bridge.is_detour_cell(c)]
     assert len(detours) == len(bridge.DETOURS) and {c.protocols for c in detours} == {("omniglot20", "lake_runs")}
     curves = [c for c in cells if bridge.is_curve_cell(c)]
@@ -152,6 +157,7 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     monkeypatch.setattr(bridge, "DETOURS", (("rotated alphabets → none", "our cpu recipe"),))
     monkeypatch.setattr(bridge, "DETOUR_PROTOCOLS", ("omniglot20",))
     monkeypatch.setattr(bridge, "ENDS", {"tiny": ("tiny", ("tiny",))})
+    monkeypatch.setattr(bridge, "LEARNING_ENDS", {"tiny": "tiny_koch"})
     monkeypatch.setattr(bridge, "SEEDS", 1)
     monkeypatch.setattr(bridge, "PROTOCOLS", (("omniglot20", {"way": 5, "sets_per_alphabet": 1}),))
     monkeypatch.setattr(rep, "TRIAL_SEEDS", [0, 1])
@@ -163,13 +169,16 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     records = load_records(tmp_path / "store")
     curves = [r for r in records if r["method_config"].get("snapshots")]
     records = [r for r in records if not r["method_config"].get("snapshots")]
-    assert len(records) == 4 and not any(r["training"]["reused_checkpoint"] for r in records)
+    beside = [r for r in records if r["preset"] == "tiny_koch"]
+    records = [r for r in records if r["preset"] != "tiny_koch"]
+    assert len(beside) == 1 and len(records) == 4 and not any(r["training"]["reused_checkpoint"] for r in records)
     # the compute curves: each end trained once, read at both snapshots
     assert len(curves) == 2 * 2 and sorted(r["method_config"]["keep"] for r in curves) == ["epoch1", "epoch1",
                                                                                           "epoch2", "epoch2"]
     assert sum(not r["training"]["reused_checkpoint"] for r in curves) == 2
+    learning = "Koch's tuned recipe → the recipe of his that learns (tiny_koch)"
     assert list(frame["link"]) == ["our cpu recipe", "20 drawers → 12", "rotated alphabets → none",
-                                   "rotated alphabets → none, from our cpu recipe"]
+                                   "rotated alphabets → none, from our cpu recipe", learning]
     # a step is the paired difference on identical trials
     by_link = {(r["method_config"]["train_drawers"][-1], r["method_config"]["rotations"]): r
                for r in records if r["protocol"] == "omniglot20"}
@@ -186,6 +195,10 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert detour["omniglot20_chain_step"] == pytest.approx(round(in_chain, 2))
     assert detour["omniglot20_interaction"] == pytest.approx(round(here - in_chain, 2), abs=0.02)
     assert detour["changed"] == "rotations: True → False"
+    # the recipe that learns, beside the chain's last link at the start's input size, paired on its trials
+    row = frame.set_index("link").loc[learning]
+    assert row["beside"] == "rotated alphabets → none" and "objective: trials → pairs" in row["changed"]
+    assert row["omniglot20_step"] == pytest.approx(round(100 * (beside[0]["accuracy"] - third["accuracy"]), 2))
     # each link's training compute, from its record, beside its accuracy
     assert step["gflop"] == pytest.approx(round(training_budget(second)["gflop"], 1))
     md = (out / "bridge.md").read_text()
@@ -193,6 +206,9 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert "| link | TFLOP |" in md
     assert "bench reproduce bridge --preset tiny" in md and "| 20 drawers → 12 |" in md
     assert "| rotated alphabets → none, from our cpu recipe |" in md.split("## Changes that interact")[1]
+    section = md.split("## Koch's end beside the recipe of his that learns")[1].split("##")[0]
+    assert f"| {learning} | " in section and "| rotated alphabets → none | " in section
+    assert f"| {learning} |" not in md.split("## Changes that interact")[0]  # not a link of the chain
     assert (out / "bridge.png").is_file() and not pd.read_csv(out / "bridge.csv").empty
     assert (out / "bridge-curves.png").is_file()
     points = pd.read_csv(out / "bridge-curves.csv")
@@ -200,10 +216,10 @@ def test_the_bridge_runs_end_to_end_on_a_tiny_preset(data_root, tmp_path, monkey
     assert "## Accuracy against compute" in md and "Koch's schedule for 92.0 and 93.4" in md
     n_runs = len(load_records(tmp_path / "store"))
     assert re.search(rf"its runs ran on \S+ CPU, \S+ \({n_runs}\)", md)  # all here, none from a pack
-    # what they cost: six trainings (four links, two curve ends); a curve's second snapshot reuses its weights
+    # what they cost: seven trainings (four links, the recipe that learns, two curve ends); a curve's second snapshot reuses its weights
     trained = [r for r in load_records(tmp_path / "store") if not r["training"]["reused_checkpoint"]]
     minutes = sum(epoch_seconds(r["training"]["history"]) for r in trained) / 60
-    assert f"- compute of the {n_runs} stored runs: 6 trainings, {minutes:.1f} min of training epochs" in md
+    assert f"- compute of the {n_runs} stored runs: 7 trainings, {minutes:.1f} min of training epochs" in md
     # the store packed and unpacked on another machine: the same table from the stored runs alone
     pack_records(tmp_path / "store", tmp_path / "bridge-runs.jsonl.gz")
     unpack_records(tmp_path / "bridge-runs.jsonl.gz", tmp_path / "elsewhere")

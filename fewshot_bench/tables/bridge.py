@@ -46,6 +46,11 @@ PROTOCOLS = ("omniglot20", "lake_runs", "verification")  # names, or (name, opti
 SEEDS = 3
 # (start preset, far-end presets in the order they are looked for) per preset family
 ENDS = {"cpu": ("cpu", ("koch_tuned", "conv_siamese-koch_cpu-omniglot20")), "tiny": ("tiny", ("tiny_koch",))}
+# Koch's end beside the recipe of his that learns on a CPU (Tables 1-3's rows): his pairs, distortions,
+# weighted-L1 head and pair loss, with our layers, batch norm and Adam (the method file's preset, chosen
+# by a study on validation); its step is from Koch's tuned recipe at the start's input size
+LEARNING_ENDS = {"cpu": "koch_adam"}
+LEARNING_ROW = "Koch's tuned recipe → the recipe of his that learns ({preset})"
 LR_FACTORS = (1 / 3, 1.0, 3.0)  # times the start's Adam rate, for the pair loss
 # accuracy against compute: both ends trained to CURVE_GFLOP over CURVE_EPOCHS epochs (no early
 # stopping, a constant rate for our end: a cosine would anneal at every length differently) and read
@@ -175,6 +180,22 @@ def detours(family: str, steps: list[tuple[str, dict]]) -> list[tuple[str, str, 
         config = link.apply(rows[base], end)
         out.append((detour_row(label, base), label, base, config))
     return out
+
+
+def learning_end(family: str) -> tuple[str, str] | None:
+    """(row, preset) of the recipe of Koch's that learns, set beside the far end; None where the family has none."""
+    preset = LEARNING_ENDS.get(family)
+    return None if preset is None else (LEARNING_ROW.format(preset=preset), preset)
+
+
+def koch_row(steps: list[tuple[str, dict]]) -> str:
+    """The chain's row of Koch's tuned recipe: the last link at the start's input size (the input links follow)."""
+    size = steps[0][1]["input_size"]
+    return [label for label, config in steps if config["input_size"] == size][-1]
+
+
+def is_learning_cell(cell: Cell) -> bool:
+    return cell.row.startswith(LEARNING_ROW.split("(")[0])
 
 
 def is_detour_cell(cell: Cell) -> bool:
@@ -348,6 +369,8 @@ class Bridge(Table):
         detour_protocols = tuple(p for p in PROTOCOLS if protocol_of(p)[0] in DETOUR_PROTOCOLS)  # with their options
         cells += [Cell(row, METHOD, ENDS[preset][0], options_from(start, config), protocols=detour_protocols,
                        seeds=SEEDS) for row, _, _, config in detours(preset, steps)]
+        if learning_end(preset):  # a preset of its own, so its runs are Tables 1-3's runs of that preset
+            cells.append(Cell(learning_end(preset)[0], METHOD, learning_end(preset)[1], seeds=SEEDS))
         return PROTOCOLS, cells + curve_cells(preset, steps)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
@@ -355,7 +378,7 @@ class Bridge(Table):
         step from the link before: the mean paired difference over seeds (± t-interval), the exact
         McNemar p on the pooled trials."""
         links = [r for r in runs if not is_rate_cell(r.cell) and not is_curve_cell(r.cell)
-                 and not is_detour_cell(r.cell)]
+                 and not is_detour_cell(r.cell) and not is_learning_cell(r.cell)]
         family = next(f for f, (start, _) in ENDS.items() if start == runs[0].cell.preset)
         rate = next((r.cell.options["adam_lr"] for r in links if r.cell.row == PAIR_LINK), None)
         steps = with_rate(chain(family), rate)  # every link, the pair loss's too while its rate is being chosen
@@ -381,7 +404,21 @@ class Bridge(Table):
                     entry.update(interaction_columns(detour_runs, (base, row),
                                                      (chain_rows[chain_rows.index(link) - 1], link), protocol))
             out.append(entry)
+        if learning_end(family):
+            out.append(self.learning_entry(family, steps, links + [r for r in runs if is_learning_cell(r.cell)]))
         return pd.DataFrame(out)
+
+    @staticmethod
+    def learning_entry(family: str, steps: list[tuple[str, dict]], runs: list[PlannedRun]) -> dict:
+        """The recipe of Koch's that learns, beside his tuned recipe: its cells and its paired step from that row."""
+        row, preset = learning_end(family)
+        base = koch_row(steps)
+        entry = {"link": row, "changed": changed_text(dict(steps)[base], config_of(preset)), "beside": base}
+        entry.update(budget_columns(row_records(runs, row, names()[0])))
+        for protocol in names():
+            entry.update(cell_columns(runs, row, protocol))
+            entry.update(step_columns(runs, base, row, protocol))
+        return entry
 
     def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -393,6 +430,9 @@ class Bridge(Table):
                  "t-interval over seeds), with the exact McNemar p on the pooled trials",
                  f"- from `{METHOD} --preset {ENDS[about.preset][0]}` to `--preset {end}`"
                  f"{end_provenance(end)}; each link's changed options are listed below",
+                 *([f"- beside Koch's end: `--preset {learning_end(about.preset)[1]}`"
+                    f"{end_provenance(learning_end(about.preset)[1])}, the recipe of his that learns (its own section)"]
+                   if learning_end(about.preset) else []),
                  "- TFLOP: a link's training compute, forward and backward (its first seed's; steps and images in the "
                  f"CSV); {IMPROVING_MARK}",
                  *about.missing_line(len(runs)), *stalled_lines(frame), "",
@@ -408,7 +448,8 @@ class Bridge(Table):
         lines += [f"- {row['link']}: {row['changed']}" for _, row in chain_frame.iterrows() if row["changed"]]
         points, paper = curve_points(runs), paper_gflop()
         trends = curve_trends(points, paper)
-        lines += ["", *detour_lines(detour_frame), "", *rate_lines(runs), "", *curve_lines(points, trends, paper)]
+        lines += ["", *detour_lines(detour_frame), "", *learning_lines(frame), *rate_lines(runs), "",
+                  *curve_lines(points, trends, paper)]
         write_atomic(out_dir / "bridge.md", "\n".join(lines) + "\n")
         points.to_csv(out_dir / "bridge-curves.csv", index=False)
         waterfall(chain_frame, out_dir / "bridge.png")
@@ -539,9 +580,34 @@ def step_text(row, protocol: str) -> str:
 
 
 def split_detours(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The chain's rows and the detours' rows of a summary."""
-    detour = frame["detour_of"].notna() if "detour_of" in frame else pd.Series(False, index=frame.index)
-    return frame[~detour], frame[detour]
+    """The chain's rows and the detours' rows of a summary (the learning recipe's row is in neither)."""
+    detour, beside = (frame[c].notna() if c in frame else pd.Series(False, index=frame.index)
+                      for c in ("detour_of", "beside"))
+    return frame[~detour & ~beside], frame[detour]
+
+
+def learning_lines(frame: pd.DataFrame) -> list[str]:
+    """Koch's end beside the recipe of his that learns on a CPU, with the step between them."""
+    rows = frame[frame["beside"].notna()] if "beside" in frame else frame.iloc[:0]
+    if rows.empty:
+        return []
+    lines = ["## Koch's end beside the recipe of his that learns", "",
+             "Koch's tuned recipe (the chain's last link at its start's input size) never learns at a CPU's "
+             "budget. The row below is the recipe of his that does, Tables 1-3's rows: his pairs, distortions, "
+             "weighted-L1 head and pair loss, with the options listed under it changed (chosen on validation by "
+             "the study its method file cites). Its step is from Koch's tuned row, seed k against seed k on "
+             "identical trials.", "",
+             "| recipe | TFLOP | " + " | ".join(f"{p} | step | p" for p in names()) + " |",
+             "|---|---|" + "---|---|---|" * len(names())]
+    koch = frame[frame["link"] == rows.iloc[0]["beside"]]
+    for _, row in pd.concat([koch, rows]).iterrows():
+        texts = [training_text(row)]
+        for p in names():
+            beside = pd.notna(row.get("beside"))
+            texts += [cell_text(row, p), step_text(row, p) if beside else "",
+                      p_text(row[f"{p}_p"]) if beside and pd.notna(row.get(f"{p}_p")) else ""]
+        lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")
+    return lines + ["", *(f"- {row['link']}: {row['changed']}" for _, row in rows.iterrows()), ""]
 
 
 def detour_lines(frame: pd.DataFrame) -> list[str]:
