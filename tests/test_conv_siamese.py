@@ -736,6 +736,42 @@ def test_pair_batches_indexed_where_the_data_lives_are_the_host_paths_batches():
         assert ours[step] == pytest.approx(expected, abs=1e-6)
 
 
+def test_trial_grids_indexed_where_the_data_lives_are_the_host_paths_grids():
+    """The trial loss's grids and symmetries are drawn for the whole epoch on the host, their rows sent
+    at once: on the CPU the same images, step for step, as drawing a step at a time did, and the
+    generator left where that left it (a checkpoint's rng state is unchanged)."""
+    import itertools
+
+    from fewshot_bench.imageset import as_batch, to_tensor
+    from fewshot_bench.learning.networks import symmetry
+    from fewshot_bench.learning.sampling import trial_batch
+
+    bg = synthetic_background()
+    m = tiny(rotations=True, reflections=True, distortions=1, steps_per_epoch=3, way=3)
+    torch.manual_seed(0)
+    m.model_ = TwinNet(m.config)
+    m.bf16_ = False
+    data = as_batch(to_tensor(bg.images, 16))
+    objective = m.objective_for(CharacterIndex(bg))
+    objective.prepare(np.random.default_rng(0))
+    seen, embed = [], m.train_embed
+    m.train_embed = lambda x: seen.append(x.clone()) or embed(x)
+    rng = np.random.default_rng(1)
+    list(objective.losses(data, rng, torch.Generator().manual_seed(2)))
+
+    host_rng, gen, cfg = np.random.default_rng(1), torch.Generator().manual_seed(2), m.config  # a step at a time
+    for step in range(3):
+        groups = trial_batch(objective.index, cfg.alphabets_per_batch, cfg.way, cfg.drawers_per_character, host_rng)
+        x = data[torch.as_tensor(np.concatenate([g.ravel() for g in groups]))].float()
+        parts = []
+        for part in torch.split(x, [g.size for g in groups]):
+            turns, mirror = int(host_rng.integers(4)), bool(host_rng.integers(2))
+            parts.append(symmetry(part, turns + 4 * mirror))
+        x = distort(torch.cat(parts), gen)
+        torch.testing.assert_close(seen[step], x, rtol=0, atol=0)
+    assert rng.bit_generator.state == host_rng.bit_generator.state
+
+
 def test_distortions_are_drawn_on_their_generators_device():
     gen = torch.Generator().manual_seed(0)
     params = draw_affine(5, generator=gen)

@@ -73,7 +73,7 @@ def distort(images: torch.Tensor, generator: torch.Generator | None = None,
     x = images[:, None] if squeeze else images
     forward = affine_matrices(draw_affine(len(x), ranges, generator), ranges.reference_size)
     # grid_sample pulls pixels: it needs the inverse map (output -> input coordinates)
-    linear_inv = torch.linalg.inv(forward[:, :, :2])
+    linear_inv = torch.linalg.inv_ex(forward[:, :, :2]).inverse  # inv's own error check waits on a GPU
     inverse = torch.cat([linear_inv, -(linear_inv @ forward[:, :, 2:])], 2).to(x.device, x.dtype)
     grid = F.affine_grid(inverse, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -240,14 +240,20 @@ class Pairs(Objective):
         pool = len(self.rows) * copies
         views = (self.fixed_steps or cfg.pair_steps) * cfg.batch_size or pool
         order = np.concatenate([rng.permutation(pool) for _ in range(-(-views // pool))])[:views]
-        order, rows, targets = (torch.as_tensor(a, device=data.device) for a in (order, self.rows, self.targets))
-        for start in range(0, len(order), cfg.batch_size):
+        # each step's distorted images (a copy > 0), as positions in its 2B images: found here, so no
+        # step asks the device which images a mask holds (a sync a step on a GPU)
+        starts = range(0, len(order), cfg.batch_size)
+        distorted = [np.flatnonzero(np.repeat(order[s:s + cfg.batch_size] >= len(self.rows), 2)) for s in starts]
+        ends = np.cumsum([len(d) for d in distorted]).tolist()
+        order, rows, targets, distorted = (torch.as_tensor(a, device=data.device) for a in
+                                           (order, self.rows, self.targets, np.concatenate(distorted)))
+        for step, start in enumerate(starts):
             sel = order[start:start + cfg.batch_size]
-            pair, copy = sel % len(rows), sel // len(rows)
+            pair = sel % len(rows)
             x = data[rows[pair].reshape(-1)].float()  # (2B, 1, H, W)
-            distorted = (copy > 0).repeat_interleave(2)
-            if distorted.any():
-                x[distorted] = distort(x[distorted], gen)
+            which = distorted[(ends[step - 1] if step else 0):ends[step]]
+            if len(which):
+                x[which] = distort(x[which], gen)
             self.images = len(x)
             h = self.method.train_embed(x).view(len(sel), 2, -1)
             yield pair_loss(model, h[:, 0], h[:, 1], targets[pair], cfg.loss, cfg.margin)
@@ -270,13 +276,23 @@ class Grids(Objective):
     alphabet counts as a new alphabet; Koch's distortions on every image."""
 
     def losses(self, data, rng, gen):
+        """The epoch's grids and symmetries drawn on the host first (in the order a step at a time drew
+        them), their rows sent where the data lives at once, then each step's images indexed there."""
         cfg = self.config
+        plan = []  # per step: its grids, and each grid's symmetry
         for _ in range(self.steps_per_epoch()):
             groups = trial_batch(self.index, cfg.alphabets_per_batch, cfg.way, cfg.drawers_per_character, rng,
                                  getattr(cfg, "across_alphabets", False))
-            x = data[torch.as_tensor(np.concatenate([g.ravel() for g in groups]))].float()
-            if cfg.rotations or cfg.reflections:
-                x = torch.cat([self._symmetry(part, rng) for part in torch.split(x, [g.size for g in groups])])
+            plan.append((groups, [self._symmetry_code(rng) for _ in groups] if cfg.rotations or cfg.reflections
+                         else None))
+        rows = torch.as_tensor(np.concatenate([g.ravel() for groups, _ in plan for g in groups]), device=data.device)
+        start = 0
+        for groups, codes in plan:
+            sizes = [g.size for g in groups]
+            x = data[rows[start:start + sum(sizes)]].float()
+            start += sum(sizes)
+            if codes is not None:
+                x = torch.cat([symmetry(part, code) for part, code in zip(torch.split(x, sizes), codes)])
             if cfg.distortions:
                 x = distort(x, gen)
             self.images = len(x)
@@ -298,11 +314,12 @@ class Grids(Objective):
             return math.log(cfg.way)
         return float(np.mean([math.log(min(cfg.way, self.index.table[a].shape[0])) for a in self.index.alphabets]))
 
-    def _symmetry(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """One random symmetry (turn and/or mirror, as configured) for all images of an alphabet."""
+    def _symmetry_code(self, rng: np.random.Generator) -> int:
+        """One random symmetry (turn and/or mirror, as configured) for all images of an alphabet, as
+        ``symmetry``'s code."""
         turns = int(rng.integers(4)) if self.config.rotations else 0
         mirror = bool(rng.integers(2)) if self.config.reflections else False
-        return symmetry(images, turns + 4 * mirror)
+        return turns + 4 * mirror
 
     def loss(self, x: torch.Tensor, shapes: list[tuple[int, int]]) -> torch.Tensor:
         raise NotImplementedError
