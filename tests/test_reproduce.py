@@ -335,6 +335,9 @@ def test_once_a_study_has_chosen_a_recipe_of_kochs_that_learns_the_tables_plan_i
     _, cells = plan("table3", "cpu")
     mnist = next(c for c in cells if c.preset == "koch_adam_cpu")
     assert mnist.options["input_size"] == 35 and mnist.options["channels"] == "64,128,128" and mnist.paper == 70.3
+    # Table 2's network of that recipe scored on MNIST as it is (its trainings are Table 2's), no paper figure
+    table2s = [c for c in cells if c.preset == "koch_adam_cpu" and not c.options]
+    assert len(table2s) == 1 and table2s[0].paper is None and table2s[0].seeds == koch.KOCH_SEEDS
     assert plan("table1", "paper")[1][0].preset == "paper"  # the paper preset family is Koch's recipe alone
 
 
