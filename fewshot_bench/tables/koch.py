@@ -264,8 +264,8 @@ class KochTable(Table):
             values.append(row["paper"])
         labels = [f"{row['system']}\n({row['learning']})" if isinstance(row.get("learning"), str) else row["system"]
                   for row in frame.to_dict("records")]
-        if narrow:  # a phone's width: the labels wrapped onto short lines
-            labels = ["\n".join(textwrap.wrap(label.replace("\n", " "), 24)) for label in labels]
+        # wrapped onto short lines (a phone's width: shorter still), so a long name leaves the plot its room
+        labels = ["\n".join(textwrap.wrap(label.replace("\n", " "), 24 if narrow else 56)) for label in labels]
         ax.set_yticks(range(len(frame)), labels, fontsize=7 if narrow else 8)
         ax.set_ylim(len(frame) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
@@ -273,7 +273,7 @@ class KochTable(Table):
         ax.set_xlim(low, 100)
         ax.set_xlabel("accuracy (%)")
         title = f"{self.name}: {self.summary}"
-        ax.set_title("\n".join(textwrap.wrap(title, 48)) if narrow else title, fontsize=10)
+        ax.set_title("\n".join(textwrap.wrap(title, 48 if narrow else 80)), fontsize=10)
         fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=1 if narrow else 3, fontsize=8,
                    frameon=False)
         fig.tight_layout(rect=(0, (1.0 if narrow else 0.4) / fig.get_figheight(), 1, 1))  # room for the legend
