@@ -699,16 +699,12 @@ def test_the_untrained_network_is_scored_on_the_validation_trials_before_the_fir
         {k: first[k] for k in ("untrained_validation", "untrained_ci95", "constant_loss")}
 
 
-def test_pair_batches_indexed_where_the_data_lives_are_the_host_paths_batches():
-    """Koch's pairs are indexed on the data's device (no transfer a step on a GPU): on the CPU the same
-    images, distortions and targets as the host path they replace, step for step."""
-    import itertools
-
+def watched_objective(m):
+    """``m``'s objective on a synthetic background, with a fresh seeded network (fp32), and the images
+    each step feeds the network recorded: (data, objective, the recorded images, the unwatched embed)."""
     from fewshot_bench.imageset import as_batch, to_tensor
-    from fewshot_bench.learning.objectives import pair_loss
 
     bg = synthetic_background()
-    m = tiny(objective="pairs", pairs=40, batch_size=8, distortions=2)
     torch.manual_seed(0)
     m.model_ = TwinNet(m.config)
     m.bf16_ = False
@@ -717,6 +713,18 @@ def test_pair_batches_indexed_where_the_data_lives_are_the_host_paths_batches():
     objective.prepare(np.random.default_rng(0))
     seen, embed = [], m.train_embed
     m.train_embed = lambda x: seen.append(x.clone()) or embed(x)
+    return data, objective, seen, embed
+
+
+def test_pair_batches_indexed_where_the_data_lives_are_the_host_paths_batches():
+    """Koch's pairs are indexed on the data's device (no transfer a step on a GPU): on the CPU the same
+    images, distortions and targets as the host path they replace, step for step."""
+    import itertools
+
+    from fewshot_bench.learning.objectives import pair_loss
+
+    m = tiny(objective="pairs", pairs=40, batch_size=8, distortions=2)
+    data, objective, seen, embed = watched_objective(m)
     ours = [loss.item() for loss in itertools.islice(
         objective.losses(data, np.random.default_rng(1), torch.Generator().manual_seed(2)), 4)]
 
@@ -740,22 +748,11 @@ def test_trial_grids_indexed_where_the_data_lives_are_the_host_paths_grids():
     """The trial loss's grids and symmetries are drawn for the whole epoch on the host, their rows sent
     at once: on the CPU the same images, step for step, as drawing a step at a time did, and the
     generator left where that left it (a checkpoint's rng state is unchanged)."""
-    import itertools
-
-    from fewshot_bench.imageset import as_batch, to_tensor
     from fewshot_bench.learning.networks import symmetry
     from fewshot_bench.learning.sampling import trial_batch
 
-    bg = synthetic_background()
     m = tiny(rotations=True, reflections=True, distortions=1, steps_per_epoch=3, way=3)
-    torch.manual_seed(0)
-    m.model_ = TwinNet(m.config)
-    m.bf16_ = False
-    data = as_batch(to_tensor(bg.images, 16))
-    objective = m.objective_for(CharacterIndex(bg))
-    objective.prepare(np.random.default_rng(0))
-    seen, embed = [], m.train_embed
-    m.train_embed = lambda x: seen.append(x.clone()) or embed(x)
+    data, objective, seen, _ = watched_objective(m)
     rng = np.random.default_rng(1)
     list(objective.losses(data, rng, torch.Generator().manual_seed(2)))
 

@@ -244,14 +244,14 @@ class Pairs(Objective):
         # step asks the device which images a mask holds (a sync a step on a GPU)
         starts = range(0, len(order), cfg.batch_size)
         distorted = [np.flatnonzero(np.repeat(order[s:s + cfg.batch_size] >= len(self.rows), 2)) for s in starts]
-        ends = np.cumsum([len(d) for d in distorted]).tolist()
+        bounds = np.cumsum([0] + [len(d) for d in distorted]).tolist()  # step k's are bounds[k]:bounds[k + 1]
         order, rows, targets, distorted = (torch.as_tensor(a, device=data.device) for a in
                                            (order, self.rows, self.targets, np.concatenate(distorted)))
         for step, start in enumerate(starts):
             sel = order[start:start + cfg.batch_size]
             pair = sel % len(rows)
             x = data[rows[pair].reshape(-1)].float()  # (2B, 1, H, W)
-            which = distorted[(ends[step - 1] if step else 0):ends[step]]
+            which = distorted[bounds[step]:bounds[step + 1]]
             if len(which):
                 x[which] = distort(x[which], gen)
             self.images = len(x)
@@ -286,11 +286,11 @@ class Grids(Objective):
             plan.append((groups, [self._symmetry_code(rng) for _ in groups] if cfg.rotations or cfg.reflections
                          else None))
         rows = torch.as_tensor(np.concatenate([g.ravel() for groups, _ in plan for g in groups]), device=data.device)
-        start = 0
+        end = 0
         for groups, codes in plan:
             sizes = [g.size for g in groups]
-            x = data[rows[start:start + sum(sizes)]].float()
-            start += sum(sizes)
+            start, end = end, end + sum(sizes)
+            x = data[rows[start:end]].float()
             if codes is not None:
                 x = torch.cat([symmetry(part, code) for part, code in zip(torch.split(x, sizes), codes)])
             if cfg.distortions:

@@ -195,7 +195,7 @@ def koch_row(steps: list[tuple[str, dict]]) -> str:
 
 
 def is_learning_cell(cell: Cell) -> bool:
-    return cell.row.startswith(LEARNING_ROW.split("(")[0])
+    return cell.row in {LEARNING_ROW.format(preset=preset) for preset in LEARNING_ENDS.values()}
 
 
 def is_detour_cell(cell: Cell) -> bool:
@@ -369,8 +369,9 @@ class Bridge(Table):
         detour_protocols = tuple(p for p in PROTOCOLS if protocol_of(p)[0] in DETOUR_PROTOCOLS)  # with their options
         cells += [Cell(row, METHOD, ENDS[preset][0], options_from(start, config), protocols=detour_protocols,
                        seeds=SEEDS) for row, _, _, config in detours(preset, steps)]
-        if learning_end(preset):  # a preset of its own, so its runs are Tables 1-3's runs of that preset
-            cells.append(Cell(learning_end(preset)[0], METHOD, learning_end(preset)[1], seeds=SEEDS))
+        if learning := learning_end(preset):  # a preset of its own, so its runs are Tables 1-3's runs of it
+            row, name = learning
+            cells.append(Cell(row, METHOD, name, seeds=SEEDS))
         return PROTOCOLS, cells + curve_cells(preset, steps)
 
     def summarise(self, runs: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
@@ -423,16 +424,15 @@ class Bridge(Table):
     def write(self, frame, runs, records, out_dir: Path, about: Provenance) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out_dir / "bridge.csv", index=False)
-        end = far_end(about.preset)
+        end, learning = far_end(about.preset), learning_end(about.preset)
         lines = [f"# bridge: {self.summary}", "", f"- command: `{about.command}`", machine_line(runs), compute_line(runs),
                  f"- training seeds: {SEEDS} a link; cells: accuracy (%), mean over seeds ± the 95% t-interval over "
                  "seeds; a step: the link minus the one before, seed k against seed k on identical trials (mean ± "
                  "t-interval over seeds), with the exact McNemar p on the pooled trials",
                  f"- from `{METHOD} --preset {ENDS[about.preset][0]}` to `--preset {end}`"
                  f"{end_provenance(end)}; each link's changed options are listed below",
-                 *([f"- beside Koch's end: `--preset {learning_end(about.preset)[1]}`"
-                    f"{end_provenance(learning_end(about.preset)[1])}, the recipe of his that learns (its own section)"]
-                   if learning_end(about.preset) else []),
+                 *([f"- beside Koch's end: `--preset {learning[1]}`{end_provenance(learning[1])}, the recipe of his "
+                    "that learns (its own section)"] if learning else []),
                  "- TFLOP: a link's training compute, forward and backward (its first seed's; steps and images in the "
                  f"CSV); {IMPROVING_MARK}",
                  *about.missing_line(len(runs)), *stalled_lines(frame), "",
@@ -601,9 +601,8 @@ def learning_lines(frame: pd.DataFrame) -> list[str]:
              "|---|---|" + "---|---|---|" * len(names())]
     koch = frame[frame["link"] == rows.iloc[0]["beside"]]
     for _, row in pd.concat([koch, rows]).iterrows():
-        texts = [training_text(row)]
+        texts, beside = [training_text(row)], pd.notna(row.get("beside"))
         for p in names():
-            beside = pd.notna(row.get("beside"))
             texts += [cell_text(row, p), step_text(row, p) if beside else "",
                       p_text(row[f"{p}_p"]) if beside and pd.notna(row.get(f"{p}_p")) else ""]
         lines.append(f"| {row['link']} | " + " | ".join(texts) + " |")

@@ -410,8 +410,9 @@ class Table3(KochTable):
             Cell("1-Nearest Neighbor", "pixel_1nn", learns=False, paper=TABLE3["1-Nearest Neighbor"]),
             # the paper's MNIST network (35x35 inputs) on the recipe of Koch's that learns, then on his exact
             # recipe; both trained on Omniglot's background
-            *([Cell(f"Convolutional Siamese Net, the paper's MNIST network ({LEARNING_LABEL.replace('our layers, ', '')})", "conv_siamese", conv,
-                    MNIST_LAYERS, paper=TABLE3["Convolutional Siamese Net"], seeds=KOCH_SEEDS)] if conv else []),
+            *([Cell("Convolutional Siamese Net, the paper's MNIST network "
+                    f"({LEARNING_LABEL.replace('our layers, ', '')})", "conv_siamese", conv, MNIST_LAYERS,
+                    paper=TABLE3["Convolutional Siamese Net"], seeds=KOCH_SEEDS)] if conv else []),
             # Table 2's network of that recipe (28x28, our layers), scored on MNIST as it is: its runs reuse Table 2's
             *([Cell("Convolutional siamese, Table 2's network of that recipe, 28x28 (beyond the table)", "conv_siamese",
                     conv, seeds=KOCH_SEEDS)] if conv else []),
